@@ -1,0 +1,67 @@
+//! # attention: Llama-3 style self-attention from scratch, on nalgebra
+//!
+//! The companion crate of the book *Attention from Scratch, in Rust*. Every mechanism the book
+//! teaches is here, small enough to read, and checked against PyTorch's numbers:
+//!
+//! | step | items |
+//! |---|---|
+//! | first dot products | [`simplified_self_attention`], [`softmax_rows`] |
+//! | trainable Q/K/V, causal masking | [`SelfAttention`], [`causal_mask`], [`scaled_dot_product_attention`] |
+//! | multi-head attention | [`MultiHeadAttention`], [`MultiHeadAttentionWrapper`] |
+//! | grouped-query attention | [`GroupedQueryAttention`], [`grouped_attention`] |
+//! | rotary position embeddings | [`Rope`], [`Llama3Scaling`] |
+//! | KV cache | [`LayerKvCache`], [`KvCache`], [`GroupedQueryAttention::forward_cached`] |
+//! | shapes and memory | [`AttentionConfig`], [`Preset`], [`kv_cache_bytes`], [`gqa_kv_saving`] |
+//!
+//! ## Shapes and layout
+//! A sequence is a `DMatrix<f32>` of shape `(seq, d)`: one **row** per token. A batch `(batch, seq, d)`
+//! is a [`Batch`]. Multi-head tensors keep the heads side by side in the columns:
+//! `(seq, n_heads · head_dim)`, head `h` owning columns `h·head_dim .. (h+1)·head_dim`; nalgebra is
+//! column-major, so such a block of columns is contiguous and viewing one head copies nothing.
+//! Weights follow PyTorch's `nn.Linear` layout `(out_features, in_features)`.
+//!
+//! ## Errors
+//! Functions that can receive a bad shape, config, position or file return [`Result`] with an
+//! [`AttnError`] that names the offending values.
+//!
+//! ```
+//! use attention::{AttentionConfig, AttnError};
+//! let err = AttentionConfig::new(768, 10, 2, 1024, 500_000.0).unwrap_err();
+//! assert!(matches!(err, AttnError::NotDivisible { .. }));
+//! assert_eq!(err.to_string(), "invalid config: d_model = 768 is not divisible by n_heads = 10");
+//! ```
+
+pub mod batch;
+pub mod compare;
+pub mod config;
+pub mod error;
+pub mod fixtures;
+pub mod gqa;
+pub mod init;
+pub mod io;
+pub mod kv_cache;
+pub mod linear;
+pub mod mask;
+pub mod memory;
+pub mod mha;
+pub mod rope;
+pub mod sdpa;
+pub mod self_attention;
+pub mod softmax;
+
+pub use batch::{Batch, matrix_from_row_major, matrix_to_row_major};
+pub use compare::{Mismatch, Tolerance, assert_batch_close, assert_matrix_close, compare};
+pub use config::{AttentionConfig, Preset};
+pub use error::{AttnError, Result};
+pub use fixtures::Fixture;
+pub use gqa::GroupedQueryAttention;
+pub use io::{Tensor, TensorFile};
+pub use kv_cache::{KvCache, LayerKvCache};
+pub use linear::Linear;
+pub use mask::{apply_causal_mask, causal_mask};
+pub use memory::{DType, gqa_kv_saving, kv_cache_bytes, kv_cache_bytes_per_layer};
+pub use mha::{MultiHeadAttention, MultiHeadAttentionWrapper};
+pub use rope::{Llama3Scaling, Rope, rope_inv_freq};
+pub use sdpa::{HeadOutput, Mask, attention_weights, grouped_attention, scaled_dot_product_attention};
+pub use self_attention::{Attention, SelfAttention, SimplifiedSelfAttention, simplified_self_attention};
+pub use softmax::{softmax_rows, softmax_rows_in_place};

@@ -1,0 +1,171 @@
+//! Multi-head attention: several causal heads side by side, then an output projection.
+
+use nalgebra::DMatrix;
+use rand::Rng;
+
+use crate::error::{Result, divisible, shape_err};
+use crate::linear::Linear;
+use crate::sdpa::grouped_attention;
+use crate::self_attention::{Attention, SelfAttention};
+
+// ANCHOR: mha_wrapper
+/// `n_heads` independent causal [`SelfAttention`] heads whose outputs are concatenated
+/// (Raschka's `MultiHeadAttentionWrapper`): `(seq, d_in) -> (seq, n_heads · head_out)`.
+///
+/// Easy to read and slow to run: each head projects the input on its own. [`MultiHeadAttention`]
+/// computes the same thing with one projection per Q/K/V (see its tests).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MultiHeadAttentionWrapper {
+    /// The heads, each a causal single-head attention with the same `d_in` and `d_out`.
+    pub heads: Vec<SelfAttention>,
+}
+// ANCHOR_END: mha_wrapper
+
+impl MultiHeadAttentionWrapper {
+    /// Wraps heads, which must agree on `d_in` and `d_out` and be causal.
+    pub fn new(heads: Vec<SelfAttention>) -> Result<Self> {
+        crate::error::nonzero("n_heads", heads.len())?;
+        let (d_in, d_out) = (heads[0].d_in(), heads[0].d_out());
+        for (i, h) in heads.iter().enumerate() {
+            if (h.d_in(), h.d_out()) != (d_in, d_out) {
+                return Err(shape_err(
+                    format!("MultiHeadAttentionWrapper head {i} (d_out, d_in)"),
+                    format!("({d_out}, {d_in})"),
+                    &[h.d_out(), h.d_in()],
+                ));
+            }
+        }
+        Ok(Self { heads })
+    }
+
+    /// `n_heads` random causal heads, each `d_in -> head_out`.
+    pub fn random(
+        d_in: usize,
+        head_out: usize,
+        n_heads: usize,
+        qkv_bias: bool,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
+        let heads = (0..n_heads)
+            .map(|_| SelfAttention::random(d_in, head_out, qkv_bias, true, rng))
+            .collect::<Result<Vec<_>>>()?;
+        Self::new(heads)
+    }
+}
+
+impl Attention for MultiHeadAttentionWrapper {
+    fn d_in(&self) -> usize {
+        self.heads[0].d_in()
+    }
+    fn d_out(&self) -> usize {
+        self.heads.len() * self.heads[0].d_out()
+    }
+    // ANCHOR: mha_wrapper_forward
+    fn forward_one(&self, x: &DMatrix<f32>) -> Result<DMatrix<f32>> {
+        let head_out = self.heads[0].d_out();
+        let mut out = DMatrix::zeros(x.nrows(), self.d_out());
+        for (h, head) in self.heads.iter().enumerate() {
+            // each head: (seq, d_in) -> (seq, head_out), written into its block of columns
+            out.columns_mut(h * head_out, head_out).copy_from(&head.forward_one(x)?);
+        }
+        Ok(out)
+    }
+    // ANCHOR_END: mha_wrapper_forward
+}
+
+// ANCHOR: mha
+/// Multi-head causal self-attention (Raschka's `MultiHeadAttention`): `(seq, d_in) -> (seq, d_out)`.
+///
+/// One projection each for Q, K and V maps `d_in -> d_out`; the `d_out` columns are then read as
+/// `n_heads` heads of `head_dim = d_out / n_heads` columns each, attended separately, put side by side
+/// again and mixed by the output projection `d_out -> d_out`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MultiHeadAttention {
+    /// `(d_out, d_in)`.
+    pub w_query: Linear,
+    /// `(d_out, d_in)`.
+    pub w_key: Linear,
+    /// `(d_out, d_in)`.
+    pub w_value: Linear,
+    /// `(d_out, d_out)`, with a bias as in `nn.Linear`'s default.
+    pub out_proj: Linear,
+    /// Number of heads; `head_dim = d_out / n_heads`.
+    pub n_heads: usize,
+}
+// ANCHOR_END: mha
+
+impl MultiHeadAttention {
+    /// A module from its four projections; checks that the shapes fit and that `n_heads` divides `d_out`.
+    pub fn new(
+        w_query: Linear,
+        w_key: Linear,
+        w_value: Linear,
+        out_proj: Linear,
+        n_heads: usize,
+    ) -> Result<Self> {
+        let (d_out, d_in) = w_query.weight.shape();
+        divisible("d_out", d_out, "n_heads", n_heads)?;
+        for (name, w, want) in [
+            ("w_key", &w_key, (d_out, d_in)),
+            ("w_value", &w_value, (d_out, d_in)),
+            ("out_proj", &out_proj, (d_out, d_out)),
+        ] {
+            if w.weight.shape() != want {
+                return Err(shape_err(
+                    format!("MultiHeadAttention {name} weight"),
+                    format!("({}, {})", want.0, want.1),
+                    &[w.out_features(), w.in_features()],
+                ));
+            }
+        }
+        Ok(Self { w_query, w_key, w_value, out_proj, n_heads })
+    }
+
+    /// Randomly initialised like Raschka's `MultiHeadAttention(d_in, d_out, ..., num_heads, qkv_bias)`.
+    pub fn random(
+        d_in: usize,
+        d_out: usize,
+        n_heads: usize,
+        qkv_bias: bool,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
+        divisible("d_out", d_out, "n_heads", n_heads)?;
+        Self::new(
+            Linear::random(d_in, d_out, qkv_bias, rng)?,
+            Linear::random(d_in, d_out, qkv_bias, rng)?,
+            Linear::random(d_in, d_out, qkv_bias, rng)?,
+            Linear::random(d_out, d_out, true, rng)?,
+            n_heads,
+        )
+    }
+
+    /// `d_out / n_heads`.
+    pub fn head_dim(&self) -> usize {
+        self.w_query.out_features() / self.n_heads
+    }
+
+    // ANCHOR: mha_context
+    /// The heads' contexts side by side, before the output projection: `(seq, d_in) -> (seq, d_out)`.
+    pub fn context(&self, x: &DMatrix<f32>) -> Result<DMatrix<f32>> {
+        // (seq, d_in) -> (seq, d_out) = (seq, n_heads·head_dim): head h owns columns h·head_dim ..
+        let queries = self.w_query.forward(x)?;
+        let keys = self.w_key.forward(x)?;
+        let values = self.w_value.forward(x)?;
+        // multi-head attention is grouped-query attention where every query head has its own K/V head
+        grouped_attention(&queries, keys.as_view(), values.as_view(), self.n_heads, self.n_heads, 0)
+    }
+    // ANCHOR_END: mha_context
+}
+
+impl Attention for MultiHeadAttention {
+    fn d_in(&self) -> usize {
+        self.w_query.in_features()
+    }
+    fn d_out(&self) -> usize {
+        self.out_proj.out_features()
+    }
+    fn forward_one(&self, x: &DMatrix<f32>) -> Result<DMatrix<f32>> {
+        // (seq, d_out) -> (seq, d_out): mix the heads
+        self.out_proj.forward(&self.context(x)?)
+    }
+}

@@ -1,0 +1,45 @@
+//! The row softmax that turns attention scores into attention weights.
+
+use nalgebra::DMatrix;
+
+// ANCHOR: softmax_rows
+/// Softmax over each row of `scores` (PyTorch's `torch.softmax(scores, dim=-1)`), in place.
+///
+/// Numerically stable: each row's maximum is subtracted before `exp`, which leaves the result
+/// unchanged (the factor `exp(-max)` cancels) but keeps `exp` from overflowing to `inf` on large scores.
+///
+/// A row whose entries are all `-inf` (every key masked) becomes all zeros, as PyTorch's
+/// `_safe_softmax` does, instead of the `NaN`s that `exp(-inf - (-inf))` would give. A purely causal
+/// mask never produces such a row; padding or sliding windows can.
+pub fn softmax_rows_in_place(scores: &mut DMatrix<f32>) {
+    // Each row is one query: normalise across the keys (the columns), never down a column.
+    for mut row in scores.row_iter_mut() {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        if max == f32::NEG_INFINITY {
+            row.fill(0.0);
+            continue;
+        }
+        let mut sum = 0.0;
+        for s in row.iter_mut() {
+            *s = (*s - max).exp();
+            sum += *s;
+        }
+        row /= sum;
+    }
+}
+// ANCHOR_END: softmax_rows
+
+/// Softmax over each row, returning a new matrix. See [`softmax_rows_in_place`].
+///
+/// ```
+/// use attention::softmax_rows;
+/// let scores = nalgebra::dmatrix![1.0_f32, 2.0, 3.0; 0.0, 0.0, f32::NEG_INFINITY];
+/// let w = softmax_rows(&scores);
+/// assert!((w.row(0).sum() - 1.0).abs() < 1e-6);
+/// assert_eq!(w.row(1).iter().copied().collect::<Vec<_>>(), [0.5, 0.5, 0.0]);
+/// ```
+pub fn softmax_rows(scores: &DMatrix<f32>) -> DMatrix<f32> {
+    let mut out = scores.clone();
+    softmax_rows_in_place(&mut out);
+    out
+}
