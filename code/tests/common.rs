@@ -1,0 +1,42 @@
+//! Helpers shared by the integration tests: building modules from PyTorch fixtures.
+#![allow(dead_code)] // each test file uses a different subset
+
+use attention::{Fixture, GroupedQueryAttention, Linear, Result, Rope};
+
+/// PyTorch's `assert_close` default for f32 (rtol 1.3e-6, atol 1e-5): our products sum in a different
+/// order than PyTorch's, so bit-exact agreement is not expected; differences of ~1e-6 are.
+pub const TOL: attention::Tolerance = attention::Tolerance::F32;
+
+/// The GQA module of a fixture case (weights `W_query`, `W_key`, `W_value`, `out_proj`; RoPE if `rope`).
+pub fn gqa_from_fixture(fx: &Fixture) -> Result<GroupedQueryAttention> {
+    let rope = if fx.bool("rope")? {
+        Some(Rope::new(fx.usize("head_dim")?, fx.usize("context_length")?, fx.f32("rope_theta")?, None)?)
+    } else {
+        None
+    };
+    GroupedQueryAttention::new(
+        fx.linear("W_query")?,
+        fx.linear("W_key")?,
+        fx.linear("W_value")?,
+        fx.linear("out_proj")?,
+        fx.usize("n_heads")?,
+        fx.usize("n_kv_heads")?,
+        rope,
+    )
+}
+
+/// The three projections of a single-head module stored under `prefix` (e.g. "" or "heads.0.").
+pub fn qkv(fx: &Fixture, prefix: &str) -> Result<(Linear, Linear, Linear)> {
+    Ok((
+        fx.linear(&format!("{prefix}W_query"))?,
+        fx.linear(&format!("{prefix}W_key"))?,
+        fx.linear(&format!("{prefix}W_value"))?,
+    ))
+}
+
+/// Row-major slice `[b, h]` of a `(batch, heads, rows, cols)` tensor, as a matrix.
+pub fn slice4(t: &attention::Tensor, b: usize, h: usize) -> nalgebra::DMatrix<f32> {
+    let [_, nh, rows, cols] = t.shape[..] else { panic!("expected a 4-D tensor, got {:?}", t.shape) };
+    let start = (b * nh + h) * rows * cols;
+    attention::matrix_from_row_major(rows, cols, &t.data[start..start + rows * cols]).unwrap()
+}
