@@ -97,6 +97,14 @@ impl TensorFile {
         Ok(file)
     }
 
+    /// A safetensors file already in memory (`path` only labels error messages), checked like
+    /// [`TensorFile::open`]. Used to hold just the tensors of one layer read from a large checkpoint.
+    pub fn from_bytes(path: impl Into<String>, bytes: Vec<u8>) -> Result<Self> {
+        let file = Self { path: path.into(), bytes };
+        file.parse()?;
+        Ok(file)
+    }
+
     fn parse(&self) -> Result<SafeTensors<'_>> {
         SafeTensors::deserialize(&self.bytes).map_err(|e| AttnError::Format {
             path: self.path.clone(),
@@ -154,6 +162,26 @@ impl TensorFile {
             }
         };
         Tensor::new(view.shape().to_vec(), data)
+    }
+
+    /// The tensor `name` as f32, which must be stored as a float (f32, f16 or bf16): for weights and
+    /// activations, where an integer dtype means a wrong file rather than something to convert.
+    pub fn float_tensor(&self, name: &str) -> Result<Tensor> {
+        let dtype = self
+            .parse()?
+            .tensor(name)
+            .map_err(|_| AttnError::Format {
+                path: self.path.clone(),
+                message: format!("missing tensor `{name}`"),
+            })?
+            .dtype();
+        if !matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
+            return Err(AttnError::Format {
+                path: self.path.clone(),
+                message: format!("tensor `{name}` has dtype {dtype:?}; expected F32, F16 or BF16"),
+            });
+        }
+        self.tensor(name)
     }
 
     /// The tensor `name`, which must have exactly `shape`.

@@ -11,6 +11,7 @@
 //! | grouped-query attention | [`GroupedQueryAttention`], [`grouped_attention`] |
 //! | rotary position embeddings | [`Rope`], [`Llama3Scaling`] |
 //! | KV cache | [`LayerKvCache`], [`KvCache`], [`GroupedQueryAttention::forward_cached`] |
+//! | Llama 3 in practice | [`HfLlamaConfig`], [`apply_interleaved`], [`permute_meta_to_hf`], [`forward_prefill_decode`], the `llama-attn` binary |
 //! | shapes and memory | [`AttentionConfig`], [`Preset`], [`kv_cache_bytes`], [`gqa_kv_saving`] |
 //!
 //! ## Shapes and layout
@@ -37,6 +38,7 @@ pub mod config;
 pub mod error;
 pub mod fixtures;
 pub mod gqa;
+pub mod hf;
 pub mod init;
 pub mod io;
 pub mod kv_cache;
@@ -45,6 +47,7 @@ pub mod mask;
 pub mod memory;
 pub mod mha;
 pub mod rope;
+pub mod rope_layout;
 pub mod sdpa;
 pub mod self_attention;
 pub mod softmax;
@@ -55,6 +58,7 @@ pub use config::{AttentionConfig, Preset};
 pub use error::{AttnError, Result};
 pub use fixtures::Fixture;
 pub use gqa::GroupedQueryAttention;
+pub use hf::{HfLlamaConfig, forward_prefill_decode, open_layer_tensors};
 pub use io::{Tensor, TensorFile};
 pub use kv_cache::{KvCache, LayerKvCache};
 pub use linear::Linear;
@@ -62,6 +66,7 @@ pub use mask::{apply_causal_mask, causal_mask};
 pub use memory::{DType, gqa_kv_saving, kv_cache_bytes, kv_cache_bytes_per_layer};
 pub use mha::{MultiHeadAttention, MultiHeadAttentionWrapper};
 pub use rope::{Llama3Scaling, Rope, rope_inv_freq};
+pub use rope_layout::{apply_interleaved, forward_interleaved, permute_hf_to_meta, permute_meta_to_hf};
 pub use sdpa::{HeadOutput, Mask, attention_weights, grouped_attention, scaled_dot_product_attention};
 pub use self_attention::{Attention, SelfAttention, SimplifiedSelfAttention, simplified_self_attention};
 pub use softmax::{softmax_rows, softmax_rows_in_place};

@@ -1,0 +1,702 @@
+//! Hugging Face Llama checkpoints: `config.json` and one layer's attention weights.
+//!
+//! A Hugging Face Llama checkpoint is a folder with a `config.json` (the shapes) and one or more
+//! `*.safetensors` files (the weights, usually bf16), the attention of layer `L` stored as
+//! `model.layers.L.self_attn.{q,k,v,o}_proj.weight`. This module reads the shapes into
+//! [`HfLlamaConfig`] and one layer into a [`GroupedQueryAttention`], checking every shape against the
+//! config, so that the layer's output can be compared with transformers' `LlamaAttention`.
+//!
+//! Hugging Face stores q/k weights already permuted for the split-halves RoPE layout, which is the one
+//! [`Rope::apply`] implements (see [`crate::rope_layout`] for Meta's interleaved layout).
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use nalgebra::DMatrix;
+use serde_json::{Map, Value};
+
+use crate::batch::Batch;
+use crate::config::AttentionConfig;
+use crate::error::{AttnError, Result, divisible, fmt_shape, nonzero};
+use crate::gqa::GroupedQueryAttention;
+use crate::io::TensorFile;
+use crate::kv_cache::LayerKvCache;
+use crate::linear::Linear;
+use crate::rope::{Llama3Scaling, Rope};
+use crate::sdpa::grouped_attention;
+
+/// The prefix of layer 0's attention in a Hugging Face Llama checkpoint.
+pub const DEFAULT_PREFIX: &str = "model.layers.0.self_attn.";
+
+/// The largest RoPE table this module builds: `positions · head_dim/2` entries (2²⁷, i.e. 512 MiB for
+/// cos and 512 MiB for sin). Llama 3.1 at 131 072 positions with head_dim 128 needs 2²³.
+pub const MAX_ROPE_TABLE_ENTRIES: usize = 1 << 27;
+
+// ANCHOR: hf_llama_config
+/// The attention shape of a Hugging Face Llama `config.json`, with Hugging Face's defaults applied.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HfLlamaConfig {
+    /// `hidden_size`: the width of the layer's input and output (`d_model`).
+    pub hidden_size: usize,
+    /// `num_attention_heads`: query heads (`n_heads`).
+    pub num_attention_heads: usize,
+    /// `num_key_value_heads` (default: `num_attention_heads`): `n_kv_heads`.
+    pub num_key_value_heads: usize,
+    /// `head_dim` (default: `hidden_size / num_attention_heads`). May differ from that quotient, so
+    /// `num_attention_heads · head_dim` need not equal `hidden_size`.
+    pub head_dim: usize,
+    /// `rope_theta`, top level or inside `rope_parameters` (default 10 000, as Hugging Face).
+    pub rope_theta: f32,
+    /// `max_position_embeddings`: positions `0 .. max_position_embeddings` are valid.
+    pub max_position_embeddings: usize,
+    /// `rope_scaling` / `rope_parameters` with `rope_type` (or `type`) `"llama3"`; `None` for `"default"`.
+    pub rope_scaling: Option<Llama3Scaling>,
+    /// `attention_bias` (default false): whether q/k/v/o projections have biases.
+    pub attention_bias: bool,
+}
+// ANCHOR_END: hf_llama_config
+
+/// Reads a key of a JSON object with a typed conversion, naming the key on error.
+struct Keys<'a> {
+    obj: &'a Map<String, Value>,
+    source: &'a str,
+    /// Prefix for key names in messages, e.g. `"rope_scaling."`.
+    scope: &'a str,
+}
+
+impl Keys<'_> {
+    fn err(&self, message: String) -> AttnError {
+        AttnError::Format { path: self.source.to_string(), message }
+    }
+
+    /// The value of `key`, treating JSON `null` as absent (Hugging Face writes `"head_dim": null`).
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.obj.get(key).filter(|v| !v.is_null())
+    }
+
+    fn usize_opt(&self, key: &str) -> Result<Option<usize>> {
+        self.get(key)
+            .map(|v| {
+                v.as_u64().and_then(|n| usize::try_from(n).ok()).ok_or_else(|| {
+                    self.err(format!("key `{}{key}` must be a non-negative integer, got {v}", self.scope))
+                })
+            })
+            .transpose()
+    }
+
+    fn usize(&self, key: &str) -> Result<usize> {
+        self.usize_opt(key)?.ok_or_else(|| self.err(format!("missing key `{}{key}`", self.scope)))
+    }
+
+    fn f32_opt(&self, key: &str) -> Result<Option<f32>> {
+        self.get(key)
+            .map(|v| {
+                v.as_f64()
+                    .map(|x| x as f32)
+                    .ok_or_else(|| self.err(format!("key `{}{key}` must be a number, got {v}", self.scope)))
+            })
+            .transpose()
+    }
+
+    fn f32(&self, key: &str) -> Result<f32> {
+        self.f32_opt(key)?.ok_or_else(|| self.err(format!("missing key `{}{key}`", self.scope)))
+    }
+
+    fn bool_opt(&self, key: &str) -> Result<Option<bool>> {
+        self.get(key)
+            .map(|v| {
+                v.as_bool().ok_or_else(|| {
+                    self.err(format!("key `{}{key}` must be true or false, got {v}", self.scope))
+                })
+            })
+            .transpose()
+    }
+
+    fn str_opt(&self, key: &str) -> Result<Option<&str>> {
+        self.get(key)
+            .map(|v| {
+                v.as_str()
+                    .ok_or_else(|| self.err(format!("key `{}{key}` must be a string, got {v}", self.scope)))
+            })
+            .transpose()
+    }
+}
+
+impl HfLlamaConfig {
+    /// Reads and validates a `config.json` file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let source = path.as_ref().display().to_string();
+        let text = std::fs::read_to_string(path.as_ref())
+            .map_err(|e| AttnError::Io { path: source.clone(), message: e.to_string() })?;
+        Self::from_json_str(&text, &source)
+    }
+
+    /// Parses and validates the text of a `config.json`; `source` names it in error messages.
+    ///
+    /// Required: `hidden_size`, `num_attention_heads`, `max_position_embeddings`. RoPE parameters are
+    /// read from `rope_parameters` (transformers 5) or else `rope_scaling` (older configs), with
+    /// `rope_theta` inside them or at the top level. Only the `"default"` and `"llama3"` RoPE types exist
+    /// in Llama 3.x; any other type (`"yarn"`, `"linear"`, ...) is an error, not silently ignored.
+    pub fn from_json_str(text: &str, source: &str) -> Result<Self> {
+        let bad = |message: String| AttnError::Format { path: source.to_string(), message };
+        let value: Value = serde_json::from_str(text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+        let obj = value.as_object().ok_or_else(|| bad("config.json must be a JSON object".into()))?;
+        let top = Keys { obj, source, scope: "" };
+
+        let hidden_size = top.usize("hidden_size")?;
+        let num_attention_heads = top.usize("num_attention_heads")?;
+        let num_key_value_heads = top.usize_opt("num_key_value_heads")?.unwrap_or(num_attention_heads);
+        divisible("hidden_size", hidden_size, "num_attention_heads", num_attention_heads)?;
+        let head_dim = top.usize_opt("head_dim")?.unwrap_or(hidden_size / num_attention_heads);
+        let max_position_embeddings = top.usize("max_position_embeddings")?;
+        let attention_bias = top.bool_opt("attention_bias")?.unwrap_or(false);
+
+        // transformers 5 writes `rope_parameters`; older configs `rope_scaling` (+ top-level rope_theta)
+        let (scope, rope) = match (top.get("rope_parameters"), top.get("rope_scaling")) {
+            (Some(v), _) => ("rope_parameters.", Some(v)),
+            (None, Some(v)) => ("rope_scaling.", Some(v)),
+            (None, None) => ("", None),
+        };
+        let empty = Map::new();
+        let rope_obj = match rope {
+            Some(v) => {
+                v.as_object().ok_or_else(|| bad(format!("`{scope}` must be a JSON object, got {v}")))?
+            }
+            None => &empty,
+        };
+        let rp = Keys { obj: rope_obj, source, scope };
+        let rope_theta = match rp.f32_opt("rope_theta")? {
+            Some(theta) => theta,
+            None => top.f32_opt("rope_theta")?.unwrap_or(10_000.0),
+        };
+        if let Some(f) = rp.f32_opt("partial_rotary_factor")?.or(top.f32_opt("partial_rotary_factor")?)
+            && f != 1.0
+        {
+            return Err(AttnError::Config(format!(
+                "partial_rotary_factor = {f} is not supported (only 1.0)"
+            )));
+        }
+        let rope_type = match rp.str_opt("rope_type")? {
+            Some(t) => t,
+            None => rp.str_opt("type")?.unwrap_or("default"),
+        };
+        let rope_scaling = match rope_type {
+            "default" => None,
+            "llama3" => Some(Llama3Scaling {
+                factor: rp.f32("factor")?,
+                low_freq_factor: rp.f32("low_freq_factor")?,
+                high_freq_factor: rp.f32("high_freq_factor")?,
+                // as transformers: a top-level value wins, then the scaling's own, then the context
+                original_max_position_embeddings: match top.usize_opt("original_max_position_embeddings")? {
+                    Some(n) => n,
+                    None => {
+                        rp.usize_opt("original_max_position_embeddings")?.unwrap_or(max_position_embeddings)
+                    }
+                },
+            }),
+            other => {
+                return Err(AttnError::Config(format!(
+                    "{scope}rope_type `{other}` is not supported (only `default` and `llama3`)"
+                )));
+            }
+        };
+        let cfg = Self {
+            hidden_size,
+            num_attention_heads,
+            num_key_value_heads,
+            head_dim,
+            rope_theta,
+            max_position_embeddings,
+            rope_scaling,
+            attention_bias,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks what transformers' `LlamaConfig` and `LlamaAttention` need: sizes at least 1,
+    /// `hidden_size` divisible by `num_attention_heads`, `num_attention_heads` by
+    /// `num_key_value_heads`, an even `head_dim`, a sane `rope_theta` and scaling.
+    pub fn validate(&self) -> Result<()> {
+        nonzero("hidden_size", self.hidden_size)?;
+        nonzero("num_attention_heads", self.num_attention_heads)?;
+        nonzero("num_key_value_heads", self.num_key_value_heads)?;
+        nonzero("head_dim", self.head_dim)?;
+        nonzero("max_position_embeddings", self.max_position_embeddings)?;
+        divisible("hidden_size", self.hidden_size, "num_attention_heads", self.num_attention_heads)?;
+        divisible(
+            "num_attention_heads",
+            self.num_attention_heads,
+            "num_key_value_heads",
+            self.num_key_value_heads,
+        )?;
+        if !self.head_dim.is_multiple_of(2) {
+            return Err(AttnError::OddHeadDim { head_dim: self.head_dim });
+        }
+        if !(self.rope_theta.is_finite() && self.rope_theta > 1.0) {
+            return Err(AttnError::Config(format!(
+                "rope_theta must be a finite number > 1, got {}",
+                self.rope_theta
+            )));
+        }
+        if let Some(s) = &self.rope_scaling {
+            s.validate()?;
+        }
+        Ok(())
+    }
+
+    /// Width of the queries: `num_attention_heads · head_dim`.
+    pub fn q_dim(&self) -> usize {
+        self.num_attention_heads * self.head_dim
+    }
+
+    /// Width of the keys and values: `num_key_value_heads · head_dim`.
+    pub fn kv_dim(&self) -> usize {
+        self.num_key_value_heads * self.head_dim
+    }
+
+    /// The same shape as the crate's [`AttentionConfig`] (`d_model = hidden_size`,
+    /// `context_length = max_position_embeddings`). Errors when `num_attention_heads · head_dim !=
+    /// hidden_size`: [`AttentionConfig`] describes square layers; such a config still loads with
+    /// [`HfLlamaConfig::load_attention`], whose [`GroupedQueryAttention`] takes the two widths apart.
+    pub fn attention_config(&self) -> Result<AttentionConfig> {
+        let cfg = AttentionConfig {
+            d_model: self.hidden_size,
+            n_heads: self.num_attention_heads,
+            n_kv_heads: self.num_key_value_heads,
+            head_dim: self.head_dim,
+            context_length: self.max_position_embeddings,
+            rope_theta: self.rope_theta,
+            rope_scaling: self.rope_scaling,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// RoPE tables (scaled if the config says so) for positions `0 .. n_positions`; `n_positions` may
+    /// not exceed `max_position_embeddings` nor make a table larger than [`MAX_ROPE_TABLE_ENTRIES`].
+    pub fn rope(&self, n_positions: usize) -> Result<Rope> {
+        if n_positions > self.max_position_embeddings {
+            return Err(AttnError::PositionOutOfRange {
+                start_pos: 0,
+                end: n_positions,
+                max_positions: self.max_position_embeddings,
+            });
+        }
+        let entries = n_positions.saturating_mul(self.head_dim / 2);
+        if entries > MAX_ROPE_TABLE_ENTRIES {
+            return Err(AttnError::Config(format!(
+                "RoPE tables for {n_positions} positions of head_dim {} would hold {entries} entries, more than \
+                 the {MAX_ROPE_TABLE_ENTRIES} this crate builds",
+                self.head_dim
+            )));
+        }
+        Rope::new(self.head_dim, n_positions, self.rope_theta, self.rope_scaling)
+    }
+
+    /// Loads the attention layer stored under `prefix` (e.g. `"model.layers.0.self_attn."`) with RoPE
+    /// tables for all `max_position_embeddings` positions.
+    ///
+    /// Reads `{prefix}q_proj.weight` `(n_heads·head_dim, hidden)`, `k_proj.weight` and `v_proj.weight`
+    /// `(n_kv_heads·head_dim, hidden)`, `o_proj.weight` `(hidden, n_heads·head_dim)` and, if
+    /// `attention_bias`, the four `.bias` vectors; stored as f32, bf16 or f16, all become f32.
+    pub fn load_attention(&self, weights: &TensorFile, prefix: &str) -> Result<GroupedQueryAttention> {
+        self.load_attention_for_positions(weights, prefix, self.max_position_embeddings)
+    }
+
+    // ANCHOR: hf_load_attention
+    /// As [`HfLlamaConfig::load_attention`], with RoPE tables for positions `0 .. n_positions` only
+    /// (what a run up to position `n_positions - 1` needs).
+    pub fn load_attention_for_positions(
+        &self,
+        weights: &TensorFile,
+        prefix: &str,
+        n_positions: usize,
+    ) -> Result<GroupedQueryAttention> {
+        let (hidden, q_dim, kv_dim) = (self.hidden_size, self.q_dim(), self.kv_dim());
+        let q = self.load_linear(
+            weights,
+            prefix,
+            "q_proj",
+            (q_dim, hidden),
+            "num_attention_heads·head_dim, hidden_size",
+        )?;
+        let k = self.load_linear(
+            weights,
+            prefix,
+            "k_proj",
+            (kv_dim, hidden),
+            "num_key_value_heads·head_dim, hidden_size",
+        )?;
+        let v = self.load_linear(
+            weights,
+            prefix,
+            "v_proj",
+            (kv_dim, hidden),
+            "num_key_value_heads·head_dim, hidden_size",
+        )?;
+        let o = self.load_linear(
+            weights,
+            prefix,
+            "o_proj",
+            (hidden, q_dim),
+            "hidden_size, num_attention_heads·head_dim",
+        )?;
+        let rope = self.rope(n_positions)?;
+        GroupedQueryAttention::new(q, k, v, o, self.num_attention_heads, self.num_key_value_heads, Some(rope))
+    }
+
+    // ANCHOR_END: hf_load_attention
+
+    /// One projection `{prefix}{name}.weight` of shape `want` (and its bias iff `attention_bias`).
+    fn load_linear(
+        &self,
+        file: &TensorFile,
+        prefix: &str,
+        name: &str,
+        want: (usize, usize),
+        meaning: &str,
+    ) -> Result<Linear> {
+        let weight_name = format!("{prefix}{name}.weight");
+        let w = file.float_tensor(&weight_name)?;
+        if w.shape != [want.0, want.1] {
+            return Err(AttnError::Shape {
+                context: format!("{}: tensor `{weight_name}`", file.path()),
+                expected: format!("{} = ({meaning})", fmt_shape(&[want.0, want.1])),
+                got: fmt_shape(&w.shape),
+            });
+        }
+        let weight: DMatrix<f32> = w.to_matrix()?;
+        let bias_name = format!("{prefix}{name}.bias");
+        let has_bias = file.contains(&bias_name)?;
+        let bias = match (self.attention_bias, has_bias) {
+            (true, true) => {
+                let b = file.float_tensor(&bias_name)?;
+                if b.shape != [want.0] {
+                    return Err(AttnError::Shape {
+                        context: format!("{}: tensor `{bias_name}`", file.path()),
+                        expected: fmt_shape(&[want.0]),
+                        got: fmt_shape(&b.shape),
+                    });
+                }
+                Some(b.to_vector()?)
+            }
+            (true, false) => {
+                return Err(AttnError::Format {
+                    path: file.path().to_string(),
+                    message: format!("missing tensor `{bias_name}` (config.json has attention_bias = true)"),
+                });
+            }
+            (false, true) => {
+                return Err(AttnError::Format {
+                    path: file.path().to_string(),
+                    message: format!(
+                        "tensor `{bias_name}` is present but config.json has attention_bias = false"
+                    ),
+                });
+            }
+            (false, false) => None,
+        };
+        Linear::new(weight, bias)
+    }
+}
+
+// ANCHOR: forward_prefill_decode
+/// Runs `x` `(batch, seq, d_in)`, whose first token sits at position `start_pos`, through a KV cache:
+/// the first `prefill` tokens as one chunk, then the rest one token at a time. Equals
+/// [`GroupedQueryAttention::forward_at`] on each sequence (same positions, same causal mask).
+///
+/// Unlike [`GroupedQueryAttention::forward_cached`], the cache starts empty at any `start_pos`: cache
+/// row `r` holds the token at position `start_pos + r` (a window of a long sequence, as
+/// `llama-attn --start-pos N --decode-from K` runs it). `prefill` may be 0 (all tokens one by one).
+pub fn forward_prefill_decode(
+    attn: &GroupedQueryAttention,
+    x: &Batch,
+    start_pos: usize,
+    prefill: usize,
+) -> Result<Batch> {
+    let seq = x.seq_len();
+    if prefill > seq {
+        return Err(AttnError::Config(format!("cannot prefill {prefill} tokens of a sequence of {seq}")));
+    }
+    let mut cache = LayerKvCache::new(x.batch_size(), seq, attn.n_kv_heads(), attn.head_dim())?;
+    // chunks (first token, length): [0, prefill) and then single tokens
+    let chunks = (prefill > 0).then_some((0, prefill)).into_iter().chain((prefill..seq).map(|t| (t, 1)));
+    let mut outputs = Vec::new();
+    for (first, len) in chunks {
+        let chunk = x.narrow_seq(first, len)?;
+        let (mut queries, mut keys, mut values) = (Vec::new(), Vec::new(), Vec::new());
+        for item in chunk.items() {
+            // RoPE at the absolute positions start_pos + first ..
+            let (q, k, v) = attn.project(item, start_pos + first)?;
+            queries.push(q);
+            keys.push(k);
+            values.push(v);
+        }
+        cache.append(&keys, &values)?;
+        let out = queries
+            .iter()
+            .enumerate()
+            .map(|(b, q)| {
+                // query i of the chunk sits at cache row first + i and sees rows 0 ..= first + i
+                let context = grouped_attention(
+                    q,
+                    cache.keys(b)?,
+                    cache.values(b)?,
+                    attn.n_heads(),
+                    attn.n_kv_heads(),
+                    first,
+                )?;
+                attn.out_proj.forward(&context)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        outputs.push(Batch::new(out)?);
+    }
+    Batch::concat_seq(&outputs)
+}
+// ANCHOR_END: forward_prefill_decode
+
+/// Opens only the tensors of a checkpoint whose names start with `prefix`, without reading the rest.
+///
+/// `path` is a `.safetensors` file or a sharded checkpoint's `model.safetensors.index.json` (its
+/// `weight_map` says which shard holds each tensor). A Llama 3.1 8B shard is about 5 GB; one layer's
+/// attention is a few tens of MB: this reads the safetensors header and then just those byte ranges.
+pub fn open_layer_tensors(path: impl AsRef<Path>, prefix: &str) -> Result<TensorFile> {
+    let path = path.as_ref();
+    let label = path.display().to_string();
+    if path.extension().is_some_and(|e| e == "json") {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| AttnError::Io { path: label.clone(), message: e.to_string() })?;
+        let bad = |message: String| AttnError::Format { path: label.clone(), message };
+        let index: Value = serde_json::from_str(&text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+        let map = index.get("weight_map").and_then(Value::as_object).ok_or_else(|| {
+            bad("missing key `weight_map` (a safetensors index maps tensor names to files)".into())
+        })?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut shards: Vec<PathBuf> = Vec::new();
+        for (name, file) in map.iter().filter(|(name, _)| name.starts_with(prefix)) {
+            let file =
+                file.as_str().ok_or_else(|| bad(format!("weight_map[`{name}`] must be a file name")))?;
+            let shard = dir.join(file);
+            if !shards.contains(&shard) {
+                shards.push(shard);
+            }
+        }
+        if shards.is_empty() {
+            return Err(bad(format!("no tensor in weight_map starts with `{prefix}`")));
+        }
+        read_tensor_subset(&shards, prefix, &label)
+    } else {
+        read_tensor_subset(&[path.to_path_buf()], prefix, &label)
+    }
+}
+
+/// One tensor's entry in a safetensors header, with its bytes.
+struct RawTensor {
+    name: String,
+    dtype: Value,
+    shape: Value,
+    bytes: Vec<u8>,
+}
+
+/// Reads the tensors named `prefix*` from each file (header, then only their byte ranges) and packs
+/// them into one in-memory safetensors file labelled `label`.
+fn read_tensor_subset(files: &[PathBuf], prefix: &str, label: &str) -> Result<TensorFile> {
+    let mut tensors: Vec<RawTensor> = Vec::new();
+    for path in files {
+        let name = path.display().to_string();
+        let io = |e: std::io::Error| AttnError::Io { path: name.clone(), message: e.to_string() };
+        let bad = |message: String| AttnError::Format { path: name.clone(), message };
+        let mut f = File::open(path).map_err(io)?;
+        let file_len = f.metadata().map_err(io)?.len();
+        let mut len = [0u8; 8];
+        f.read_exact(&mut len)
+            .map_err(|_| bad("not a valid safetensors file: shorter than 8 bytes".into()))?;
+        let header_len = u64::from_le_bytes(len);
+        if header_len > 100_000_000 || 8 + header_len > file_len {
+            return Err(bad(format!("not a valid safetensors file: header length {header_len}")));
+        }
+        let mut header = vec![0u8; header_len as usize];
+        f.read_exact(&mut header).map_err(io)?;
+        let header: Value = serde_json::from_slice(&header)
+            .map_err(|e| bad(format!("not a valid safetensors file: header is not JSON: {e}")))?;
+        let entries = header.as_object().ok_or_else(|| bad("not a valid safetensors file".into()))?;
+        for (tname, info) in entries.iter().filter(|(n, _)| n.starts_with(prefix) && *n != "__metadata__") {
+            let offsets = info.get("data_offsets").and_then(Value::as_array).and_then(|a| {
+                let (start, end) = (a.first()?.as_u64()?, a.get(1)?.as_u64()?);
+                (a.len() == 2 && start <= end).then_some((start, end))
+            });
+            let Some((start, end)) = offsets.filter(|&(_, end)| 8 + header_len + end <= file_len) else {
+                return Err(bad(format!("tensor `{tname}` has invalid data_offsets")));
+            };
+            let mut bytes = vec![0u8; (end - start) as usize];
+            f.seek(SeekFrom::Start(8 + header_len + start)).map_err(io)?;
+            f.read_exact(&mut bytes).map_err(io)?;
+            tensors.push(RawTensor {
+                name: tname.clone(),
+                dtype: info.get("dtype").cloned().unwrap_or(Value::Null),
+                shape: info.get("shape").cloned().unwrap_or(Value::Null),
+                bytes,
+            });
+        }
+    }
+    if tensors.is_empty() {
+        return Err(AttnError::Format {
+            path: label.to_string(),
+            message: format!("no tensor name starts with `{prefix}`"),
+        });
+    }
+    // a new header with offsets into the concatenated bytes, padded to 8 bytes as the format suggests
+    let mut header = Map::new();
+    let mut offset = 0usize;
+    for t in &tensors {
+        let info = serde_json::json!({"dtype": t.dtype, "shape": t.shape, "data_offsets": [offset, offset + t.bytes.len()]});
+        header.insert(t.name.clone(), info);
+        offset += t.bytes.len();
+    }
+    let mut header = Value::Object(header).to_string().into_bytes();
+    header.resize(header.len().next_multiple_of(8), b' ');
+    let mut bytes = Vec::with_capacity(8 + header.len() + offset);
+    bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&header);
+    tensors.iter().for_each(|t| bytes.extend_from_slice(&t.bytes));
+    TensorFile::from_bytes(label, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Preset;
+
+    /// meta-llama/Llama-3.2-1B's config.json (attention keys as published; other keys kept for realism).
+    const LLAMA_3_2_1B: &str = r#"{"architectures": ["LlamaForCausalLM"], "attention_bias": false,
+        "attention_dropout": 0.0, "bos_token_id": 128000, "eos_token_id": 128001, "head_dim": 64,
+        "hidden_act": "silu", "hidden_size": 2048, "intermediate_size": 8192,
+        "max_position_embeddings": 131072, "mlp_bias": false, "model_type": "llama",
+        "num_attention_heads": 32, "num_hidden_layers": 16, "num_key_value_heads": 8, "rms_norm_eps": 1e-05,
+        "rope_scaling": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+                         "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+        "rope_theta": 500000.0, "tie_word_embeddings": true, "torch_dtype": "bfloat16", "vocab_size": 128256}"#;
+
+    /// meta-llama/Llama-3.1-8B's attention keys (no head_dim key: 4096 / 32).
+    const LLAMA_3_1_8B: &str = r#"{"hidden_size": 4096, "num_attention_heads": 32, "num_key_value_heads": 8,
+        "max_position_embeddings": 131072, "rope_theta": 500000.0, "attention_bias": false,
+        "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                         "original_max_position_embeddings": 8192, "rope_type": "llama3"}}"#;
+
+    /// meta-llama/Meta-Llama-3-8B's attention keys: no scaling.
+    const LLAMA_3_8B: &str = r#"{"hidden_size": 4096, "num_attention_heads": 32, "num_key_value_heads": 8,
+        "max_position_embeddings": 8192, "rope_theta": 500000.0, "rope_scaling": null}"#;
+
+    fn parse(text: &str) -> Result<HfLlamaConfig> {
+        HfLlamaConfig::from_json_str(text, "config.json")
+    }
+
+    #[test]
+    fn published_llama3_configs_are_the_presets() {
+        assert_eq!(parse(LLAMA_3_2_1B).unwrap().attention_config().unwrap(), Preset::LLAMA_3_2_1B.config);
+        assert_eq!(parse(LLAMA_3_1_8B).unwrap().attention_config().unwrap(), Preset::LLAMA_3_1_8B.config);
+        assert_eq!(parse(LLAMA_3_8B).unwrap().attention_config().unwrap(), Preset::LLAMA_3_8B.config);
+    }
+
+    #[test]
+    fn defaults_and_the_newer_rope_parameters_form() {
+        let c =
+            parse(r#"{"hidden_size": 48, "num_attention_heads": 6, "max_position_embeddings": 64}"#).unwrap();
+        assert_eq!(
+            (c.num_key_value_heads, c.head_dim, c.rope_theta, c.attention_bias),
+            (6, 8, 10_000.0, false)
+        );
+        assert_eq!(c.rope_scaling, None);
+        // rope_parameters wins over rope_scaling and the top-level rope_theta, as in transformers 5
+        let c = parse(
+            r#"{"hidden_size": 64, "num_attention_heads": 4, "head_dim": null, "max_position_embeddings": 131072,
+                "rope_theta": 10000.0, "rope_scaling": null,
+                "rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32,
+                                    "low_freq_factor": 1, "high_freq_factor": 4}}"#,
+        )
+        .unwrap();
+        assert_eq!((c.head_dim, c.rope_theta), (16, 500_000.0));
+        // original_max_position_embeddings defaults to max_position_embeddings, as transformers does
+        assert_eq!(
+            c.rope_scaling,
+            Some(Llama3Scaling { original_max_position_embeddings: 131_072, ..Llama3Scaling::LLAMA_3_2 })
+        );
+        let c = parse(
+            r#"{"hidden_size": 64, "num_attention_heads": 4, "max_position_embeddings": 99,
+                          "rope_scaling": {"type": "default"}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.rope_scaling, None);
+    }
+
+    #[test]
+    fn explicit_head_dim_loads_but_is_not_a_square_attention_config() {
+        let c = parse(
+            r#"{"hidden_size": 40, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 12,
+                          "max_position_embeddings": 256}"#,
+        )
+        .unwrap();
+        assert_eq!((c.q_dim(), c.kv_dim()), (48, 24));
+        assert!(
+            c.attention_config().unwrap_err().to_string().contains("4 * 12 = 48 must equal d_model = 40")
+        );
+    }
+
+    #[test]
+    fn bad_configs_name_the_problem() {
+        let err = |text: &str| parse(text).unwrap_err().to_string();
+        assert_eq!(err("[1, 2]"), "config.json: config.json must be a JSON object");
+        assert!(err("{").starts_with("config.json: invalid JSON"));
+        assert_eq!(
+            err(r#"{"num_attention_heads": 4, "max_position_embeddings": 8}"#),
+            "config.json: missing key `hidden_size`"
+        );
+        assert_eq!(
+            err(r#"{"hidden_size": -8, "num_attention_heads": 4, "max_position_embeddings": 8}"#),
+            "config.json: key `hidden_size` must be a non-negative integer, got -8"
+        );
+        assert_eq!(
+            err(r#"{"hidden_size": 8, "num_attention_heads": 0, "max_position_embeddings": 8}"#),
+            "invalid config: num_attention_heads must be at least 1, got 0"
+        );
+        let llama3 = |extra: &str| {
+            format!(
+                r#"{{"hidden_size": 64, "num_attention_heads": 4, "max_position_embeddings": 64,
+                    "rope_scaling": {{"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0 {extra}}}}}"#
+            )
+        };
+        assert_eq!(err(&llama3("")), "config.json: missing key `rope_scaling.high_freq_factor`");
+        assert!(err(&llama3(r#", "high_freq_factor": 0.5"#)).contains("low_freq_factor < high_freq_factor"));
+        assert!(
+            err(&llama3(r#", "high_freq_factor": "4""#))
+                .contains("`rope_scaling.high_freq_factor` must be a number")
+        );
+        assert_eq!(
+            err(r#"{"hidden_size": 64, "num_attention_heads": 4, "max_position_embeddings": 64,
+                    "rope_parameters": {"rope_type": "linear", "factor": 2.0}}"#),
+            "invalid config: rope_parameters.rope_type `linear` is not supported (only `default` and `llama3`)"
+        );
+        assert!(
+            err(r#"{"hidden_size": 64, "num_attention_heads": 4, "max_position_embeddings": 64,
+                        "partial_rotary_factor": 0.5}"#)
+            .contains("partial_rotary_factor = 0.5 is not supported")
+        );
+        assert_eq!(
+            err(
+                r#"{"hidden_size": 64, "num_attention_heads": 4, "max_position_embeddings": 64, "rope_theta": 1}"#
+            ),
+            "invalid config: rope_theta must be a finite number > 1, got 1"
+        );
+    }
+
+    #[test]
+    fn rope_tables_are_bounded() {
+        let c = parse(LLAMA_3_1_8B).unwrap();
+        assert!(matches!(c.rope(131_073), Err(AttnError::PositionOutOfRange { .. })));
+        let mut huge = c;
+        huge.max_position_embeddings = 1 << 40;
+        assert!(huge.rope(1 << 30).unwrap_err().to_string().contains("more than the 134217728"));
+    }
+}

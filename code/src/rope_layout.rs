@@ -1,0 +1,158 @@
+//! RoPE's second layout: Meta's interleaved pairs, and the weight permutation that maps it to split-halves.
+//!
+//! RoPE rotates pairs of dimensions of each head. *Which* dimensions form a pair is a convention:
+//!
+//! - **split-halves** (Hugging Face, Raschka, candle's `rope`; [`Rope::apply`]): pair `i` is
+//!   dimensions `(i, i + head_dim/2)`;
+//! - **interleaved** (Meta's original `model.py`, llama.cpp's GGUF, llama2.c; [`apply_interleaved`]):
+//!   pair `i` is dimensions `(2i, 2i + 1)`.
+//!
+//! Both rotate pair `i` by `pos · θ_i`. For the same weights they give different numbers. But a query
+//! is a projection `x · W_qᵀ`: reordering the **rows** of `W_q` reorders the query's dimensions, so
+//! moving row `2i + j` of each head to row `j·head_dim/2 + i` turns Meta's pairs into split-halves
+//! pairs. That is the `permute` in transformers' `convert_llama_weights_to_hf.py`
+//! ([`permute_meta_to_hf`]); Hugging Face checkpoints are stored permuted. Queries and keys are
+//! permuted the same way, so their dot products, and the attention output, do not change.
+
+use nalgebra::DMatrix;
+
+use crate::error::{AttnError, Result, divisible, shape_err};
+use crate::gqa::GroupedQueryAttention;
+use crate::linear::Linear;
+use crate::rope::Rope;
+use crate::sdpa::grouped_attention;
+
+// ANCHOR: rope_apply_interleaved
+/// Rotates every head of `x` `(seq, n_heads · head_dim)` in place in Meta's **interleaved** layout:
+/// pair `(2i, 2i + 1)` of each head turns by the angle `pos · θ_i`, row `t` being position
+/// `start_pos + t`. Same tables (and so the same angles, scaled or not) as [`Rope::apply`].
+pub fn apply_interleaved(rope: &Rope, x: &mut DMatrix<f32>, start_pos: usize) -> Result<()> {
+    let head_dim = rope.head_dim();
+    divisible("columns of the RoPE input", x.ncols(), "head_dim", head_dim)?;
+    if start_pos + x.nrows() > rope.max_positions() {
+        return Err(AttnError::PositionOutOfRange {
+            start_pos,
+            end: start_pos + x.nrows(),
+            max_positions: rope.max_positions(),
+        });
+    }
+    for t in 0..x.nrows() {
+        for i in 0..head_dim / 2 {
+            let (c, s) = rope.cos_sin(start_pos + t, i)?;
+            for head in 0..x.ncols() / head_dim {
+                let (a, b) = (head * head_dim + 2 * i, head * head_dim + 2 * i + 1);
+                let (x1, x2) = (x[(t, a)], x[(t, b)]);
+                x[(t, a)] = x1 * c - x2 * s;
+                x[(t, b)] = x2 * c + x1 * s;
+            }
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: rope_apply_interleaved
+
+/// Reorders the output rows (weight rows and bias entries) of a q or k projection head by head:
+/// new row `head·head_dim + r` is old row `head·head_dim + from(r)`.
+fn permute_rows(lin: &Linear, n_heads: usize, from: impl Fn(usize, usize) -> usize) -> Result<Linear> {
+    let rows = lin.out_features();
+    divisible("q/k projection rows", rows, "n_heads", n_heads)?;
+    let head_dim = rows / n_heads;
+    if !head_dim.is_multiple_of(2) {
+        return Err(AttnError::OddHeadDim { head_dim });
+    }
+    let source = |r: usize| (r / head_dim) * head_dim + from(r % head_dim, head_dim / 2);
+    let weight = DMatrix::from_fn(rows, lin.in_features(), |r, c| lin.weight[(source(r), c)]);
+    let bias = lin.bias.as_ref().map(|b| b.map_with_location(|r, _, _| b[source(r)]));
+    Linear::new(weight, bias)
+}
+
+// ANCHOR: permute_meta_to_hf
+/// Meta's q or k projection (`n_heads` heads, interleaved pairs) -> Hugging Face's (split-halves pairs).
+///
+/// Within each head, new row `j·head_dim/2 + i` is old row `2i + j` (`j` in {0, 1}): the two members
+/// of pair `i`, neighbours in Meta's layout, move half a head apart. This is transformers'
+/// `w.view(n_heads, head_dim // 2, 2, d_in).transpose(1, 2).reshape(n_heads * head_dim, d_in)`.
+/// Use `n_heads` for `wq` and `n_kv_heads` for `wk`; `wv` and `wo` are not permuted.
+pub fn permute_meta_to_hf(lin: &Linear, n_heads: usize) -> Result<Linear> {
+    permute_rows(lin, n_heads, |r, half| {
+        let (j, i) = (r / half, r % half); // new row j·half + i
+        2 * i + j // comes from old row 2i + j
+    })
+}
+// ANCHOR_END: permute_meta_to_hf
+
+/// The inverse of [`permute_meta_to_hf`]: a Hugging Face q or k projection back in Meta's row order
+/// (new row `2i + j` is old row `j·head_dim/2 + i`).
+pub fn permute_hf_to_meta(lin: &Linear, n_heads: usize) -> Result<Linear> {
+    permute_rows(lin, n_heads, |r, half| {
+        let (i, j) = (r / 2, r % 2); // new row 2i + j
+        j * half + i // comes from old row j·half + i
+    })
+}
+
+// ANCHOR: forward_interleaved
+/// Causal attention of one sequence `(seq, d_in)` at positions `start_pos ..` with Meta's interleaved
+/// RoPE: `attn` holds the projections in Meta's row order and no RoPE tables of its own; `rope` gives
+/// the angles. Returns `(seq, d_out)`.
+pub fn forward_interleaved(
+    attn: &GroupedQueryAttention,
+    rope: &Rope,
+    x: &DMatrix<f32>,
+    start_pos: usize,
+) -> Result<DMatrix<f32>> {
+    if attn.rope().is_some() {
+        return Err(AttnError::Config(
+            "forward_interleaved needs a module without RoPE tables (it would rotate twice)".into(),
+        ));
+    }
+    if x.ncols() != attn.w_query.in_features() {
+        let want = format!("(_, {})", attn.w_query.in_features());
+        return Err(shape_err("forward_interleaved input", want, &[x.nrows(), x.ncols()]));
+    }
+    let (mut queries, mut keys, values) = attn.project(x, start_pos)?; // no rotation yet
+    apply_interleaved(rope, &mut queries, start_pos)?;
+    apply_interleaved(rope, &mut keys, start_pos)?;
+    let context =
+        grouped_attention(&queries, keys.as_view(), values.as_view(), attn.n_heads(), attn.n_kv_heads(), 0)?;
+    attn.out_proj.forward(&context)
+}
+// ANCHOR_END: forward_interleaved
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{SeedableRng, rngs::StdRng};
+
+    #[test]
+    fn permutations_are_inverse_and_move_rows_as_transformers_does() {
+        // 2 heads of 6: rows r -> value r, so the permuted weight shows where each row went
+        let lin = Linear::new(DMatrix::from_fn(12, 5, |r, c| (10 * r + c) as f32), None).unwrap();
+        let hf = permute_meta_to_hf(&lin, 2).unwrap();
+        let rows: Vec<f32> = hf.weight.column(0).iter().map(|v| v / 10.0).collect();
+        // head 0: Meta rows (0,1) (2,3) (4,5) are pairs; HF rows 0..3 hold their first members
+        assert_eq!(rows, [0.0, 2.0, 4.0, 1.0, 3.0, 5.0, 6.0, 8.0, 10.0, 7.0, 9.0, 11.0]);
+        assert_eq!(permute_hf_to_meta(&hf, 2).unwrap(), lin);
+        assert!(matches!(permute_meta_to_hf(&lin, 5), Err(AttnError::NotDivisible { .. })));
+        assert!(matches!(permute_meta_to_hf(&lin, 4), Err(AttnError::OddHeadDim { head_dim: 3 })));
+    }
+
+    #[test]
+    fn interleaved_rotation_is_split_halves_rotation_of_permuted_dimensions() {
+        let rope = Rope::new(8, 40, 10_000.0, None).unwrap();
+        let mut rng = StdRng::seed_from_u64(3);
+        // rows of an identity "projection" are the dimensions themselves
+        let x = Linear::random(3, 16, false, &mut rng).unwrap().weight.transpose(); // (3, 16): 2 heads of 8
+        let mut interleaved = x.clone();
+        apply_interleaved(&rope, &mut interleaved, 31).unwrap();
+        let eye = Linear::new(DMatrix::identity(16, 16), None).unwrap();
+        let p = permute_meta_to_hf(&eye, 2).unwrap().weight; // x · Pᵀ reorders the columns like the rows
+        let mut split = &x * p.transpose();
+        rope.apply(&mut split, 31).unwrap();
+        let back = split * p; // P is a permutation: its inverse is its transpose
+        assert!((back - interleaved).abs().max() < 1e-6);
+        assert!(matches!(
+            apply_interleaved(&rope, &mut x.clone(), 38),
+            Err(AttnError::PositionOutOfRange { .. })
+        ));
+    }
+}
