@@ -70,3 +70,8 @@ pub use rope_layout::{apply_interleaved, forward_interleaved, permute_hf_to_meta
 pub use sdpa::{HeadOutput, Mask, attention_weights, grouped_attention, scaled_dot_product_attention};
 pub use self_attention::{Attention, SelfAttention, SimplifiedSelfAttention, simplified_self_attention};
 pub use softmax::{softmax_rows, softmax_rows_in_place};
+
+/// The README's code, compiled and run as a doctest so the front page cannot drift from the crate.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -39,10 +39,11 @@ pub fn causal_mask(n_queries: usize, n_keys: usize, start_pos: usize) -> Result<
 pub fn apply_causal_mask(scores: &mut DMatrix<f32>, start_pos: usize) -> Result<()> {
     let (n_queries, n_keys) = scores.shape();
     check_causal(n_queries, n_keys, start_pos)?;
-    for i in 0..n_queries {
-        for j in (start_pos + i + 1)..n_keys {
-            scores[(i, j)] = f32::NEG_INFINITY;
-        }
+    // Key j is in the future of queries i with start_pos + i < j: the first j - start_pos rows of
+    // column j. Column by column, because nalgebra stores each column contiguously.
+    for j in (start_pos + 1)..n_keys {
+        let hidden = (j - start_pos).min(n_queries);
+        scores.column_mut(j).rows_mut(0, hidden).fill(f32::NEG_INFINITY);
     }
     Ok(())
 }

@@ -91,7 +91,16 @@ impl Llama3Scaling {
 /// Pair 0 turns by one radian per position; the last pair turns `base` times slower.
 pub fn rope_inv_freq(head_dim: usize, base: f32) -> Result<Vec<f32>> {
     check_rope_params(head_dim, base)?;
-    Ok((0..head_dim / 2).map(|i| 1.0 / base.powf((2 * i) as f32 / head_dim as f32)).collect())
+    Ok((0..head_dim / 2)
+        .map(|i| {
+            let exponent = (2 * i) as f32 / head_dim as f32; // f32, as PyTorch's arange(...).float() / d
+            // PyTorch's f32 power is correctly rounded. `f32::powf` is whatever the platform's libm
+            // gives (sometimes 1 ulp off); the f64 power rounded once to f32 is correctly rounded on
+            // every platform, so the frequencies match PyTorch's bit for bit everywhere.
+            let power = (base as f64).powf(exponent as f64) as f32;
+            1.0 / power // the f32 division, as PyTorch's 1.0 / (...)
+        })
+        .collect())
 }
 // ANCHOR_END: rope_inv_freq
 

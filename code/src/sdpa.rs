@@ -6,6 +6,7 @@ use crate::error::{AttnError, Result, divisible, shape_err};
 use crate::mask::apply_causal_mask;
 use crate::softmax::softmax_rows_in_place;
 
+// ANCHOR: mask_enum
 /// Which keys each query may see.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mask {
@@ -17,6 +18,7 @@ pub enum Mask {
         start_pos: usize,
     },
 }
+// ANCHOR_END: mask_enum
 
 /// What one head of attention produces.
 #[derive(Clone, Debug, PartialEq)]

@@ -13,18 +13,29 @@ use nalgebra::DMatrix;
 /// mask never produces such a row; padding or sliding windows can.
 pub fn softmax_rows_in_place(scores: &mut DMatrix<f32>) {
     // Each row is one query: normalise across the keys (the columns), never down a column.
-    for mut row in scores.row_iter_mut() {
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        if max == f32::NEG_INFINITY {
-            row.fill(0.0);
-            continue;
+    // nalgebra stores the matrix column by column, so the loops walk whole columns in memory order
+    // and keep one running maximum and one running sum per row (hopping along a row instead is
+    // several times slower on long sequences; the numbers are the same, bit for bit).
+    let mut max = vec![f32::NEG_INFINITY; scores.nrows()];
+    for column in scores.column_iter() {
+        for (m, &s) in max.iter_mut().zip(column.as_slice()) {
+            *m = m.max(s);
         }
-        let mut sum = 0.0;
-        for s in row.iter_mut() {
-            *s = (*s - max).exp();
-            sum += *s;
+    }
+    let mut sum = vec![0.0_f32; scores.nrows()];
+    for mut column in scores.column_iter_mut() {
+        for ((s, &m), total) in column.as_mut_slice().iter_mut().zip(&max).zip(sum.iter_mut()) {
+            // a row whose maximum is -inf has every key masked: zeros, not exp(-inf - (-inf)) = NaN
+            *s = if m == f32::NEG_INFINITY { 0.0 } else { (*s - m).exp() };
+            *total += *s;
         }
-        row /= sum;
+    }
+    for mut column in scores.column_iter_mut() {
+        for (s, &total) in column.as_mut_slice().iter_mut().zip(&sum) {
+            if total > 0.0 {
+                *s /= total;
+            }
+        }
     }
 }
 // ANCHOR_END: softmax_rows

@@ -1,0 +1,30 @@
+//! Appendix A: how a result is compared with PyTorch's, and what a failure looks like.
+extern crate attention;
+// ANCHOR: example
+use attention::{Attention, Fixture, SelfAttention, Tolerance, compare, compare::max_abs_diff};
+
+fn main() -> Result<(), attention::AttnError> {
+    // PyTorch: torch.manual_seed(123); CausalAttention(3, 2, ...) on the toy batch (2, 6, 3)
+    let fx = Fixture::load("toy_causal")?;
+    let attn = SelfAttention::new(fx.linear("W_query")?, fx.linear("W_key")?, fx.linear("W_value")?, true)?;
+    let got = attn.forward(&fx.batch("x")?)?.to_row_major();
+    let want = fx.tensor("out")?;
+    println!("torch version of the fixture: {}", fx.config()["torch_version"]);
+    let tol = Tolerance::F32;
+    assert!(compare(&got, &want.data, &want.shape, tol).is_ok());
+    // The last bits depend on the order the products are summed in (and so on the CPU):
+    // print a bound, not the exact difference.
+    assert!(max_abs_diff(&got, &want.data) < 1e-6);
+    println!("output shape {:?}: max |ours - PyTorch| < 1e-6", want.shape);
+    println!("close under rtol {:.1e}, atol {:.1e}: yes", tol.rtol, tol.atol);
+
+    // A wrong number is reported with its index, both values and the allowed difference.
+    // (Built from PyTorch's own numbers, so the report reads the same on every machine.)
+    let mut broken = want.data.clone();
+    broken[13] += 1e-3; // batch 1, token 0, feature 1
+    let mismatch = compare(&broken, &want.data, &want.shape, tol).unwrap_err();
+    assert_eq!(mismatch.index, vec![1, 0, 1]);
+    println!("after changing one value: {mismatch}");
+    Ok(())
+}
+// ANCHOR_END: example

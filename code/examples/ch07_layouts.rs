@@ -1,0 +1,61 @@
+//! Chapter 7: Meta's interleaved layout with Meta's weights equals split-halves with the permuted weights.
+extern crate attention;
+extern crate nalgebra;
+// ANCHOR: example
+use attention::{
+    Batch, GroupedQueryAttention, HfLlamaConfig, Linear, TensorFile, Tolerance, assert_batch_close,
+    compare::max_abs_diff, fixtures::FIXTURE_DIR, forward_interleaved, open_layer_tensors,
+    permute_hf_to_meta, permute_meta_to_hf,
+};
+use nalgebra::DMatrix;
+
+fn main() -> Result<(), attention::AttnError> {
+    // Where the rows of one head (head_dim 8) go: row r of a "weight" holds the number r
+    let rows = Linear::new(DMatrix::from_fn(8, 1, |r, _| r as f32), None)?;
+    let hf_rows: Vec<f32> = permute_meta_to_hf(&rows, 1)?.weight.iter().copied().collect();
+    println!("Meta rows in Hugging Face order: {hf_rows:?}");
+
+    // transformers' layer (case gqa: 4 heads, 2 KV heads, head_dim 12, positions 37..45) ...
+    let dir = format!("{FIXTURE_DIR}/hf/gqa");
+    let cfg = HfLlamaConfig::from_file(format!("{dir}/config.json"))?;
+    let hf = cfg.load_attention(
+        &open_layer_tensors(format!("{dir}/model.safetensors"), "model.layers.0.self_attn.")?,
+        "model.layers.0.self_attn.",
+    )?;
+    // ... and the same layer in Meta's layout, un-permuted by the generator (Meta's names wq, wk, wv, wo)
+    let meta = TensorFile::open(format!("{dir}/meta_layout.safetensors"))?;
+    let w = |n: &str| meta.linear(&format!("layers.0.attention.{n}."));
+    assert_eq!(permute_hf_to_meta(&hf.w_query, 4)?, w("wq")?); // n_heads for q
+    assert_eq!(permute_hf_to_meta(&hf.w_key, 2)?, w("wk")?); // n_kv_heads for k
+    println!("permute_hf_to_meta(q_proj, 4) == wq and permute_hf_to_meta(k_proj, 2) == wk: exactly");
+
+    let x = TensorFile::open(format!("{dir}/input.safetensors"))?.batch("hidden_states")?; // (2, 9, 40)
+    let expected = TensorFile::open(format!("{dir}/expected.safetensors"))?;
+    let meta_attn = GroupedQueryAttention::new(w("wq")?, w("wk")?, w("wv")?, w("wo")?, 4, 2, None)?;
+    let rope = hf.rope().unwrap();
+    let interleaved = x.try_map(|m| forward_interleaved(&meta_attn, rope, m, 37))?;
+    let split_halves = x.try_map(|m| hf.forward_at(m, 37))?;
+    // Meta's own formulation (complex numbers on pairs (2i, 2i+1)) and transformers' LlamaAttention
+    assert_batch_close(&interleaved, &expected.batch("meta_attn_output")?, Tolerance::F32);
+    assert_batch_close(&split_halves, &expected.batch("attn_output")?, Tolerance::F32);
+    let d = |a: &Batch, b: &Batch| max_abs_diff(&a.to_row_major(), &b.to_row_major());
+    println!(
+        "max |interleaved + Meta weights - split-halves + HF weights| = {:.1e}",
+        d(&interleaved, &split_halves)
+    );
+    println!(
+        "max |interleaved + Meta weights - Meta-style PyTorch|        = {:.1e}",
+        d(&interleaved, &expected.batch("meta_attn_output")?)
+    );
+
+    // The wrong pairing: Meta's weights run through split-halves RoPE
+    let wrong = GroupedQueryAttention::new(w("wq")?, w("wk")?, w("wv")?, w("wo")?, 4, 2, Some(rope.clone()))?;
+    let wrong_out = x.try_map(|m| wrong.forward_at(m, 37))?;
+    println!(
+        "max |Meta weights + split-halves - transformers|             = {:.1e}",
+        d(&wrong_out, &split_halves)
+    );
+    assert!(d(&wrong_out, &split_halves) > 1e-3);
+    Ok(())
+}
+// ANCHOR_END: example

@@ -1,0 +1,51 @@
+//! Chapter 7: one layer of a Hugging Face checkpoint at positions 131066..131071, full and decoded, vs transformers.
+extern crate attention;
+// ANCHOR: example
+use attention::{
+    Batch, HfLlamaConfig, TensorFile, Tolerance, assert_batch_close, compare::max_abs_diff,
+    fixtures::FIXTURE_DIR, forward_prefill_decode, open_layer_tensors,
+};
+
+fn main() -> Result<(), attention::AttnError> {
+    // A tiny Llama 3.1-style checkpoint made by transformers (scripts/gen_hf_fixtures.py): config.json
+    // with rope_scaling factor 8, bf16 weights for layer 0, head_dim 128 with hidden_size 32
+    let dir = format!("{FIXTURE_DIR}/hf/llama31_end_bf16");
+    let cfg = HfLlamaConfig::from_file(format!("{dir}/config.json"))?;
+    let scaling = cfg.rope_scaling.unwrap();
+    println!(
+        "hidden_size {}, {} heads of {}, {} KV head, rope_theta {}, llama3 factor {}, {} positions",
+        cfg.hidden_size,
+        cfg.num_attention_heads,
+        cfg.head_dim,
+        cfg.num_key_value_heads,
+        cfg.rope_theta,
+        scaling.factor,
+        cfg.max_position_embeddings
+    );
+    let prefix = "model.layers.0.self_attn.";
+    let weights = open_layer_tensors(format!("{dir}/model.safetensors"), prefix)?; // this layer's tensors only
+    println!("read: {:?}", weights.names()?);
+    let attn = cfg.load_attention(&weights, prefix)?;
+
+    let x: Batch = TensorFile::open(format!("{dir}/input.safetensors"))?.batch("hidden_states")?;
+    let start_pos = 131_066; // the last 6 positions of the 131 072-token context
+    let full = x.try_map(|m| attn.forward_at(m, start_pos))?;
+    let decoded = forward_prefill_decode(&attn, &x, start_pos, 2)?; // prefill 2, then 4 single steps
+    // transformers: LlamaAttention (eager) with LlamaRotaryEmbedding at position_ids 131066..131071
+    let hf = TensorFile::open(format!("{dir}/expected.safetensors"))?.batch("attn_output")?;
+    assert_batch_close(&full, &hf, Tolerance::F32);
+    assert_batch_close(&decoded, &hf, Tolerance::F32);
+    let d = |a: &Batch| max_abs_diff(&a.to_row_major(), &hf.to_row_major());
+    println!(
+        "attn_output {:?}: max |full - transformers| = {:.1e}, max |decoded - transformers| = {:.1e}",
+        full.shape(),
+        d(&full),
+        d(&decoded)
+    );
+    println!(
+        "token 131071, first 4 values: {:.4?}",
+        &full.items()[0].row(5).iter().take(4).collect::<Vec<_>>()
+    );
+    Ok(())
+}
+// ANCHOR_END: example

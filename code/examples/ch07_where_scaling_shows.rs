@@ -1,0 +1,69 @@
+//! Chapter 7: the scaling moves the RoPE tables at long positions and the output over long distances only.
+extern crate attention;
+extern crate serde_json;
+// ANCHOR: example
+use attention::{
+    Batch, GroupedQueryAttention, HfLlamaConfig, Rope, TensorFile, Tolerance, assert_batch_close,
+    compare::max_abs_diff, fixtures::FIXTURE_DIR, open_layer_tensors,
+};
+
+/// A case's layer with its own (scaled) tables and with plain RoPE; outputs of the expected rows.
+fn scaled_and_plain(case: &str) -> Result<(Batch, Batch, Batch), attention::AttnError> {
+    let dir = format!("{FIXTURE_DIR}/hf/{case}");
+    let cfg = HfLlamaConfig::from_file(format!("{dir}/config.json"))?;
+    let attn = cfg.load_attention(
+        &open_layer_tensors(format!("{dir}/model.safetensors"), "model.layers.0.self_attn.")?,
+        "model.layers.0.self_attn.",
+    )?;
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{dir}/meta.json")).unwrap()).unwrap();
+    let (start, from) =
+        (meta["start_pos"].as_u64().unwrap() as usize, meta["expected_from"].as_u64().unwrap() as usize);
+    let x = TensorFile::open(format!("{dir}/input.safetensors"))?.batch("hidden_states")?;
+    let plain_rope = Rope::new(cfg.head_dim, start + x.seq_len(), cfg.rope_theta, None)?;
+    let plain = GroupedQueryAttention::new(
+        attn.w_query.clone(),
+        attn.w_key.clone(),
+        attn.w_value.clone(),
+        attn.out_proj.clone(),
+        attn.n_heads(),
+        attn.n_kv_heads(),
+        Some(plain_rope),
+    )?;
+    let tail = |a: &GroupedQueryAttention| {
+        x.try_map(|m| a.forward_at(m, start))?.narrow_seq(from, x.seq_len() - from)
+    };
+    let hf = TensorFile::open(format!("{dir}/expected.safetensors"))?.batch("attn_output")?;
+    Ok((tail(&attn)?, tail(&plain)?, hf))
+}
+
+fn main() -> Result<(), attention::AttnError> {
+    // The tables: cos(pos · θ_i) of Llama 3.2's pair 20 (a "divided" pair), scaled vs plain
+    let scaled = Rope::new(64, 131_072, 500_000.0, Some(attention::Llama3Scaling::LLAMA_3_2))?;
+    let plain = Rope::new(64, 131_072, 500_000.0, None)?;
+    println!("pair 20 of head_dim 64:   cos scaled   cos plain");
+    for pos in [5, 100, 8_191, 40_000, 131_071] {
+        println!(
+            "  position {pos:>7}: {:>11.6} {:>11.6}",
+            scaled.cos_sin(pos, 20)?.0,
+            plain.cos_sin(pos, 20)?.0
+        );
+    }
+    // The output: transformers' LlamaAttention vs ours, with and without the scaling
+    let d = |a: &Batch, b: &Batch| max_abs_diff(&a.to_row_major(), &b.to_row_major());
+    for (case, what) in [
+        ("llama31_end_bf16", "6 tokens at 131066..131071"),
+        ("llama32_long_span", "4096 tokens at 126976..131071, last 8 checked"),
+    ] {
+        let (ours, ours_plain, hf) = scaled_and_plain(case)?;
+        assert_batch_close(&ours, &hf, Tolerance::F32);
+        println!("{case} ({what}):");
+        println!(
+            "  max |ours - transformers| = {:.1e};  without scaling: {:.1e}",
+            d(&ours, &hf),
+            d(&ours_plain, &hf)
+        );
+    }
+    Ok(())
+}
+// ANCHOR_END: example

@@ -1,0 +1,466 @@
+//! The book's figures, drawn from the crate's own numbers with plotters.
+//!
+//! Each figure is a function that writes one SVG file. `cargo run -p book-tests --bin figures` writes
+//! them all to `src/img/`; the test `tests/figures.rs` renders them again into a temporary folder and
+//! fails when a committed figure differs, so a figure can never drift from the code it illustrates.
+//! Text is laid out with plotters' built-in size estimate (no system fonts), so the output is the same
+//! byte for byte on every machine.
+
+use std::error::Error;
+use std::path::Path;
+
+use attention::{
+    Fixture, LayerKvCache, Llama3Scaling, Rope, SelfAttention, causal_mask, rope_inv_freq, softmax_rows,
+};
+use nalgebra::DMatrix;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+/// What a figure function returns.
+pub type FigResult = Result<(), Box<dyn Error>>;
+
+/// A figure: its file name under `src/img/` and the function that draws it.
+pub struct Figure {
+    /// File name, e.g. `causal-mask.svg`.
+    pub file: &'static str,
+    /// Writes the SVG to the given path.
+    pub render: fn(&Path) -> FigResult,
+}
+
+/// Every figure of the book.
+pub const ALL: &[Figure] = &[
+    Figure { file: "toy-attention-weights.svg", render: toy_attention_weights },
+    Figure { file: "causal-mask.svg", render: causal_masks },
+    Figure { file: "mha-heads.svg", render: mha_heads },
+    Figure { file: "gqa-sharing.svg", render: gqa_sharing },
+    Figure { file: "rope-rotation.svg", render: rope_rotation },
+    Figure { file: "kv-cache-filling.svg", render: kv_cache_filling },
+    Figure { file: "rope-scaling-bands.svg", render: rope_scaling_bands },
+];
+
+const TOKENS: [&str; 6] = ["Your", "journey", "starts", "with", "one", "step"];
+const FONT: &str = "sans-serif";
+const HEAD_COLORS: [RGBColor; 4] =
+    [RGBColor(31, 119, 180), RGBColor(255, 127, 14), RGBColor(44, 160, 44), RGBColor(214, 39, 40)];
+
+type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+
+/// `c` blended with white: `t = 1` is `c`, `t = 0` is white.
+fn light(c: RGBColor, t: f32) -> RGBColor {
+    let mix = |v: u8| (255.0 + (v as f32 - 255.0) * t).round() as u8;
+    RGBColor(mix(c.0), mix(c.1), mix(c.2))
+}
+
+/// White (0) to dark blue (1).
+fn blue(v: f32) -> RGBColor {
+    let v = v.clamp(0.0, 1.0);
+    let lerp = |a: f32, b: f32| (a + (b - a) * v).round() as u8;
+    RGBColor(lerp(247.0, 8.0), lerp(251.0, 48.0), lerp(255.0, 107.0))
+}
+
+fn text(area: &Area, s: &str, (x, y): (i32, i32), size: u32, pos: Pos) -> FigResult {
+    area.draw(&Text::new(s.to_string(), (x, y), (FONT, size).into_font().color(&BLACK).pos(pos)))?;
+    Ok(())
+}
+
+fn centered() -> Pos {
+    Pos::new(HPos::Center, VPos::Center)
+}
+
+fn boxed(area: &Area, (x0, y0): (i32, i32), (x1, y1): (i32, i32), fill: RGBColor) -> FigResult {
+    area.draw(&Rectangle::new([(x0, y0), (x1, y1)], fill.filled()))?;
+    area.draw(&Rectangle::new([(x0, y0), (x1, y1)], RGBColor(90, 90, 90).stroke_width(1)))?;
+    Ok(())
+}
+
+/// A labelled heatmap of a square matrix of weights in [0, 1], top-left at `origin`.
+fn heatmap(area: &Area, m: &DMatrix<f32>, origin: (i32, i32), cell: i32, title: &str) -> FigResult {
+    let (ox, oy) = origin;
+    text(area, title, (ox + cell * m.ncols() as i32 / 2, oy - 40), 16, centered())?;
+    for (j, tok) in TOKENS.iter().enumerate().take(m.ncols()) {
+        text(area, tok, (ox + cell * j as i32 + cell / 2, oy - 14), 12, centered())?;
+    }
+    for i in 0..m.nrows() {
+        let y = oy + cell * i as i32;
+        text(area, TOKENS[i], (ox - 8, y + cell / 2), 12, Pos::new(HPos::Right, VPos::Center))?;
+        for j in 0..m.ncols() {
+            let x = ox + cell * j as i32;
+            let v = m[(i, j)];
+            boxed(area, (x, y), (x + cell, y + cell), blue(v / 0.5))?;
+            let color = if v > 0.3 { WHITE } else { BLACK };
+            area.draw(&Text::new(
+                format!("{v:.2}"),
+                (x + cell / 2, y + cell / 2),
+                (FONT, 12).into_font().color(&color).pos(centered()),
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+/// Chapter 1: the toy sentence's attention weights, without and with trained projections.
+pub fn toy_attention_weights(path: &Path) -> FigResult {
+    let root = SVGBackend::new(path, (900, 420)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let x = Fixture::load("toy_simplified")?.matrix("x")?;
+    let simplified = softmax_rows(&(&x * x.transpose()));
+    let fx = Fixture::load("toy_self_attention")?;
+    let trained =
+        SelfAttention::new(fx.linear("W_query")?, fx.linear("W_key")?, fx.linear("W_value")?, false)?
+            .forward_with_weights(&x)?
+            .weights;
+    heatmap(&root, &simplified, (90, 80), 52, "softmax(x·xᵀ): no trainable weights")?;
+    heatmap(&root, &trained, (540, 80), 52, "softmax(q·kᵀ/√2): trained W_q, W_k")?;
+    text(&root, "row = query token, column = key token; each row sums to 1", (450, 400), 13, centered())?;
+    root.present()?;
+    Ok(())
+}
+
+/// A mask grid: 0 cells light, −∞ cells dark; rows labelled with their absolute positions.
+fn mask_grid(area: &Area, m: &DMatrix<f32>, start_pos: usize, origin: (i32, i32), title: &str) -> FigResult {
+    let (ox, oy) = origin;
+    let cell = 44;
+    text(area, title, (ox + cell * m.ncols() as i32 / 2, oy - 44), 15, centered())?;
+    for j in 0..m.ncols() {
+        text(area, &format!("k{j}"), (ox + cell * j as i32 + cell / 2, oy - 14), 12, centered())?;
+    }
+    for i in 0..m.nrows() {
+        let y = oy + cell * i as i32;
+        let label = format!("q at pos {}", start_pos + i);
+        text(area, &label, (ox - 8, y + cell / 2), 12, Pos::new(HPos::Right, VPos::Center))?;
+        for j in 0..m.ncols() {
+            let x = ox + cell * j as i32;
+            let masked = m[(i, j)] == f32::NEG_INFINITY;
+            boxed(
+                area,
+                (x, y),
+                (x + cell, y + cell),
+                if masked { RGBColor(60, 60, 60) } else { blue(0.15) },
+            )?;
+            let (s, color) = if masked { ("−∞", WHITE) } else { ("0", BLACK) };
+            area.draw(&Text::new(
+                s,
+                (x + cell / 2, y + cell / 2),
+                (FONT, 13).into_font().color(&color).pos(centered()),
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+/// Chapter 2: the square causal mask, and the offset mask of a chunk of 3 queries at start_pos 4.
+pub fn causal_masks(path: &Path) -> FigResult {
+    let root = SVGBackend::new(path, (900, 400)).into_drawing_area();
+    root.fill(&WHITE)?;
+    mask_grid(&root, &causal_mask(6, 6, 0)?, 0, (110, 80), "6 tokens at once: causal_mask(6, 6, 0)")?;
+    mask_grid(
+        &root,
+        &causal_mask(3, 7, 4)?,
+        4,
+        (520, 80),
+        "3 new tokens after 4 cached: causal_mask(3, 7, 4)",
+    )?;
+    text(
+        &root,
+        "a query sees its own key and every earlier key; −∞ becomes weight 0 after the softmax",
+        (450, 380),
+        13,
+        centered(),
+    )?;
+    root.present()?;
+    Ok(())
+}
+
+/// Chapter 3: the columns of (seq, d_out) read as n_heads blocks of head_dim columns (small_mha's shape).
+pub fn mha_heads(path: &Path) -> FigResult {
+    let fx = Fixture::load("small_mha")?;
+    let (seq, d_out, n_heads) = (fx.usize("seq")?, fx.usize("d_out")?, fx.usize("n_heads")?);
+    let head_dim = d_out / n_heads;
+    let root = SVGBackend::new(path, (900, 330)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let cell = 22;
+    let (ox, oy) = (30, 90);
+    text(
+        &root,
+        &format!("queries = x·W_qᵀ: ({seq}, {d_out})"),
+        (ox + cell * d_out as i32 / 2, 40),
+        15,
+        centered(),
+    )?;
+    for t in 0..seq {
+        for c in 0..d_out {
+            let (x, y) = (ox + cell * c as i32, oy + cell * t as i32);
+            boxed(&root, (x, y), (x + cell, y + cell), light(HEAD_COLORS[c / head_dim], 0.55))?;
+        }
+    }
+    for h in 0..n_heads {
+        let x = ox + cell * (h * head_dim) as i32 + cell * head_dim as i32 / 2;
+        text(&root, &format!("head {h}"), (x, oy - 14), 12, centered())?;
+    }
+    text(
+        &root,
+        "one row per token",
+        (ox + cell * d_out as i32 / 2, oy + cell * seq as i32 + 22),
+        12,
+        centered(),
+    )?;
+    // the heads as separate (seq, head_dim) views
+    let bx = 460;
+    text(
+        &root,
+        &format!("{n_heads} heads, each a ({seq}, {head_dim}) column view: no copy"),
+        (bx + 210, 40),
+        15,
+        centered(),
+    )?;
+    for (h, &color) in HEAD_COLORS.iter().enumerate().take(n_heads) {
+        let x0 = bx + h as i32 * (cell * head_dim as i32 + 20);
+        for t in 0..seq {
+            for c in 0..head_dim {
+                let (x, y) = (x0 + cell * c as i32, oy + cell * t as i32);
+                boxed(&root, (x, y), (x + cell, y + cell), light(color, 0.55))?;
+            }
+        }
+        text(&root, &format!("q_{h}"), (x0 + cell * head_dim as i32 / 2, oy - 14), 12, centered())?;
+    }
+    text(
+        &root,
+        "softmax(q_h·k_hᵀ/√head_dim)·v_h per head, results side by side again, then out_proj",
+        (450, 310),
+        13,
+        centered(),
+    )?;
+    root.present()?;
+    Ok(())
+}
+
+/// Chapter 4: which key/value head each query head reads, for MHA, GQA and MQA with 4 query heads.
+pub fn gqa_sharing(path: &Path) -> FigResult {
+    let root = SVGBackend::new(path, (900, 330)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let n_heads = 4;
+    for (panel, (n_kv_heads, name)) in
+        [(4, "MHA: n_kv_heads = 4"), (2, "GQA: n_kv_heads = 2"), (1, "MQA: n_kv_heads = 1")]
+            .into_iter()
+            .enumerate()
+    {
+        let cfg = attention::AttentionConfig::new(n_heads * 8, n_heads, n_kv_heads, 16, 10_000.0)?;
+        let group_size = cfg.group_size();
+        let x0 = 30 + panel as i32 * 290;
+        text(&root, name, (x0 + 120, 30), 15, centered())?;
+        let qx = |h: usize| x0 + h as i32 * 60;
+        let kx = |g: usize| x0 + 120 - (n_kv_heads as i32 * 60 - 10) / 2 + g as i32 * 60;
+        for h in 0..n_heads {
+            let kv = h / group_size; // repeat_interleave order, as grouped_attention reads them
+            root.draw(&PathElement::new(
+                vec![(qx(h) + 25, 100), (kx(kv) + 25, 200)],
+                HEAD_COLORS[kv].stroke_width(2),
+            ))?;
+        }
+        for h in 0..n_heads {
+            boxed(&root, (qx(h), 60), (qx(h) + 50, 100), RGBColor(230, 230, 230))?;
+            text(&root, &format!("Q{h}"), (qx(h) + 25, 80), 13, centered())?;
+        }
+        for (g, &color) in HEAD_COLORS.iter().enumerate().take(n_kv_heads) {
+            boxed(&root, (kx(g), 200), (kx(g) + 50, 240), light(color, 0.45))?;
+            text(&root, &format!("K{g} V{g}"), (kx(g) + 25, 220), 12, centered())?;
+        }
+        text(
+            &root,
+            &format!("group_size {group_size}; cached K/V: {n_kv_heads} heads"),
+            (x0 + 120, 270),
+            12,
+            centered(),
+        )?;
+    }
+    text(
+        &root,
+        "query head h reads KV head h / group_size: [K0, K0, K1, K1], never [K0, K1, K0, K1]",
+        (450, 310),
+        13,
+        centered(),
+    )?;
+    root.present()?;
+    Ok(())
+}
+
+/// Chapter 5: one 2-D pair of a Llama 3 head (head_dim 64, base 500 000) rotated by RoPE at positions
+/// 0..=8, for the fastest pair and a slower one.
+pub fn rope_rotation(path: &Path) -> FigResult {
+    let head_dim = 64;
+    let rope = Rope::new(head_dim, 9, 500_000.0, None)?;
+    let root = SVGBackend::new(path, (900, 470)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let panels = root.margin(10, 30, 10, 10).split_evenly((1, 2));
+    for (panel, pair) in panels.iter().zip([0usize, 8]) {
+        let theta = rope.inv_freq()[pair];
+        let mut chart = ChartBuilder::on(panel)
+            .caption(
+                format!(
+                    "pair {pair} (dims {pair}, {}): θ = {theta:.4} rad per position",
+                    pair + head_dim / 2
+                ),
+                (FONT, 15),
+            )
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(40)
+            .build_cartesian_2d(-1.3f32..1.3f32, -1.3f32..1.3f32)?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc("x_i")
+            .y_desc("x_(i+d/2)")
+            .label_style((FONT, 11))
+            .draw()?;
+        let circle = (0..=128).map(|k| {
+            let a = k as f32 / 128.0 * std::f32::consts::TAU;
+            (a.cos(), a.sin())
+        });
+        chart.draw_series(std::iter::once(PathElement::new(
+            circle.collect::<Vec<_>>(),
+            RGBColor(210, 210, 210),
+        )))?;
+        chart.draw_series(std::iter::once(Circle::new((0.0, 0.0), 2, BLACK.filled())))?;
+        for pos in 0..=8usize {
+            // a head vector with only this pair set to (1, 0), rotated to position `pos` by the crate
+            let mut v = DMatrix::zeros(1, head_dim);
+            v[(0, pair)] = 1.0;
+            rope.apply(&mut v, pos)?;
+            let p = (v[(0, pair)], v[(0, pair + head_dim / 2)]);
+            let color = blue(0.25 + 0.75 * pos as f32 / 8.0);
+            chart
+                .draw_series(std::iter::once(PathElement::new(vec![(0.0, 0.0), p], color.stroke_width(2))))?;
+            chart.draw_series(std::iter::once(Circle::new(p, 4, color.filled())))?;
+            if pair == 0 || pos % 2 == 0 {
+                chart.draw_series(std::iter::once(Text::new(
+                    format!("{pos}"),
+                    (p.0 * 1.13, p.1 * 1.13),
+                    (FONT, 12).into_font().color(&BLACK).pos(centered()),
+                )))?;
+            }
+        }
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// Chapter 6: the cache's rows filling up during prefill (5 tokens) and four decode steps.
+pub fn kv_cache_filling(path: &Path) -> FigResult {
+    let (capacity, n_kv_heads, head_dim) = (12, 2, 4);
+    let steps = [5usize, 1, 1, 1, 1];
+    let mut cache = LayerKvCache::new(1, capacity, n_kv_heads, head_dim)?;
+    let root = SVGBackend::new(path, (900, 380)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let cell = 44;
+    let (ox, oy) = (220, 60);
+    for j in 0..capacity {
+        text(&root, &format!("{j}"), (ox + cell * j as i32 + cell / 2, oy - 14), 12, centered())?;
+    }
+    text(&root, "cache position", (ox + cell * capacity as i32 / 2, oy - 36), 13, centered())?;
+    for (s, &n) in steps.iter().enumerate() {
+        let before = cache.len();
+        let rows = DMatrix::zeros(n, n_kv_heads * head_dim);
+        cache.append(std::slice::from_ref(&rows), std::slice::from_ref(&rows))?;
+        let y = oy + s as i32 * (cell + 8);
+        let label = if s == 0 {
+            format!("prefill {n} tokens")
+        } else {
+            format!("decode step {s}: start_pos {before}")
+        };
+        text(&root, &label, (ox - 10, y + cell / 2), 12, Pos::new(HPos::Right, VPos::Center))?;
+        for j in 0..capacity {
+            let x = ox + cell * j as i32;
+            let fill = if j < before {
+                RGBColor(200, 200, 200)
+            } else if j < cache.len() {
+                light(HEAD_COLORS[0], 0.7)
+            } else {
+                WHITE
+            };
+            boxed(&root, (x, y), (x + cell, y + cell), fill)?;
+        }
+    }
+    text(
+        &root,
+        "grey: cached earlier, blue: K/V appended this step, white: allocated, still empty",
+        (450, 350),
+        13,
+        centered(),
+    )?;
+    root.present()?;
+    Ok(())
+}
+
+/// Chapter 7: wavelength per pair before and after Llama 3.x scaling, with the three bands.
+pub fn rope_scaling_bands(path: &Path) -> FigResult {
+    let root = SVGBackend::new(path, (900, 430)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let panels = root.margin(10, 10, 10, 10).split_evenly((1, 2));
+    for (panel, (head_dim, scaling, name)) in panels.iter().zip([
+        (64, Llama3Scaling::LLAMA_3_2, "Llama 3.2 1B"),
+        (128, Llama3Scaling::LLAMA_3_1, "Llama 3.1 8B"),
+    ]) {
+        let inv_freq = rope_inv_freq(head_dim, 500_000.0)?;
+        let wavelen = |f: f32| (2.0 * std::f32::consts::PI / f).log10();
+        let half = head_dim / 2;
+        let orig = scaling.original_max_position_embeddings as f32;
+        let (lo, hi) = ((orig / scaling.high_freq_factor).log10(), (orig / scaling.low_freq_factor).log10());
+        let mut chart = ChartBuilder::on(panel)
+            .caption(format!("{name}: head_dim {head_dim}, factor {}", scaling.factor), (FONT, 15))
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0f32..half as f32, 0f32..9f32)?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc("pair i")
+            .y_desc("log10 wavelength (positions)")
+            .label_style((FONT, 11))
+            .draw()?;
+        chart.draw_series(std::iter::once(Rectangle::new(
+            [(0.0, lo), (half as f32, hi)],
+            RGBColor(255, 235, 180).filled(),
+        )))?;
+        chart.draw_series(std::iter::once(Text::new(
+            "blended",
+            (0.5, (lo + hi) / 2.0),
+            (FONT, 11).into_font(),
+        )))?;
+        chart.draw_series(std::iter::once(Text::new(
+            "kept (λ < 2048)",
+            (0.5, lo - 0.5),
+            (FONT, 11).into_font(),
+        )))?;
+        chart.draw_series(std::iter::once(Text::new(
+            "divided by factor (λ > 8192)",
+            (0.5, hi + 0.6),
+            (FONT, 11).into_font(),
+        )))?;
+        chart
+            .draw_series(LineSeries::new(
+                (0..half).map(|i| (i as f32, wavelen(inv_freq[i]))),
+                HEAD_COLORS[0].stroke_width(2),
+            ))?
+            .label("original")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], HEAD_COLORS[0].stroke_width(2)));
+        chart
+            .draw_series(LineSeries::new(
+                (0..half).map(|i| (i as f32, wavelen(scaling.scale(inv_freq[i])))),
+                HEAD_COLORS[3].stroke_width(2),
+            ))?
+            .label("llama3-scaled")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], HEAD_COLORS[3].stroke_width(2)));
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .label_font((FONT, 11))
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
+}
