@@ -38,24 +38,21 @@ fn main() -> Result<(), attention::AttnError> {
     // Meta's own formulation (complex numbers on pairs (2i, 2i+1)) and transformers' LlamaAttention
     assert_batch_close(&interleaved, &expected.batch("meta_attn_output")?, Tolerance::F32);
     assert_batch_close(&split_halves, &expected.batch("attn_output")?, Tolerance::F32);
+    // The last bits depend on the order products are summed in (and so on the CPU): we print the
+    // bound each difference is checked against, not its exact value.
     let d = |a: &Batch, b: &Batch| max_abs_diff(&a.to_row_major(), &b.to_row_major());
-    println!(
-        "max |interleaved + Meta weights - split-halves + HF weights| = {:.1e}",
-        d(&interleaved, &split_halves)
-    );
-    println!(
-        "max |interleaved + Meta weights - Meta-style PyTorch|        = {:.1e}",
-        d(&interleaved, &expected.batch("meta_attn_output")?)
-    );
+    assert!(d(&interleaved, &split_halves) < 1e-6);
+    assert!(d(&interleaved, &expected.batch("meta_attn_output")?) < 1e-6);
+    println!("max |interleaved + Meta weights - split-halves + HF weights| < 1e-6");
+    println!("max |interleaved + Meta weights - Meta-style PyTorch|        < 1e-6");
 
     // The wrong pairing: Meta's weights run through split-halves RoPE
     let wrong = GroupedQueryAttention::new(w("wq")?, w("wk")?, w("wv")?, w("wo")?, 4, 2, Some(rope.clone()))?;
     let wrong_out = x.try_map(|m| wrong.forward_at(m, 37))?;
-    println!(
-        "max |Meta weights + split-halves - transformers|             = {:.1e}",
-        d(&wrong_out, &split_halves)
-    );
-    assert!(d(&wrong_out, &split_halves) > 1e-3);
+    let off = d(&wrong_out, &expected.batch("attn_output")?);
+    // far from the noise above, and from the edges of what prints as 1.9e-1, on every machine
+    assert!((0.185..0.195).contains(&off));
+    println!("max |Meta weights + split-halves - transformers|             = {off:.1e}");
     Ok(())
 }
 // ANCHOR_END: example

@@ -35,16 +35,17 @@ fn main() -> Result<(), attention::AttnError> {
     let hf = TensorFile::open(format!("{dir}/expected.safetensors"))?.batch("attn_output")?;
     assert_batch_close(&full, &hf, Tolerance::F32);
     assert_batch_close(&decoded, &hf, Tolerance::F32);
+    // The last bits depend on the CPU (the order products are summed in, the math library's cos and
+    // sin): we print the bound each difference is checked against, not its exact value.
     let d = |a: &Batch| max_abs_diff(&a.to_row_major(), &hf.to_row_major());
+    assert!(d(&full) < 1e-6 && d(&decoded) < 1e-6);
     println!(
-        "attn_output {:?}: max |full - transformers| = {:.1e}, max |decoded - transformers| = {:.1e}",
-        full.shape(),
-        d(&full),
-        d(&decoded)
+        "attn_output {:?}: max |full - transformers| < 1e-6, max |decoded - transformers| < 1e-6",
+        full.shape()
     );
     println!(
-        "token 131071, first 4 values: {:.4?}",
-        &full.items()[0].row(5).iter().take(4).collect::<Vec<_>>()
+        "token 131071, first 4 values (transformers'): {:.4?}",
+        &hf.items()[0].row(5).iter().take(4).collect::<Vec<_>>()
     );
     Ok(())
 }

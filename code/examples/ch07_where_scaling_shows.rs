@@ -41,28 +41,29 @@ fn main() -> Result<(), attention::AttnError> {
     // The tables: cos(pos · θ_i) of Llama 3.2's pair 20 (a "divided" pair), scaled vs plain
     let scaled = Rope::new(64, 131_072, 500_000.0, Some(attention::Llama3Scaling::LLAMA_3_2))?;
     let plain = Rope::new(64, 131_072, 500_000.0, None)?;
-    println!("pair 20 of head_dim 64:   cos scaled   cos plain");
+    // 5 decimals: the f32 cos of a large angle may differ in its last bit from one math library to
+    // the next, and none of these values is within a few bits of a 5-decimal rounding edge
+    println!("pair 20 of head_dim 64: cos scaled  cos plain");
     for pos in [5, 100, 8_191, 40_000, 131_071] {
         println!(
-            "  position {pos:>7}: {:>11.6} {:>11.6}",
+            "  position {pos:>7}: {:>14.5} {:>10.5}",
             scaled.cos_sin(pos, 20)?.0,
             plain.cos_sin(pos, 20)?.0
         );
     }
     // The output: transformers' LlamaAttention vs ours, with and without the scaling
     let d = |a: &Batch, b: &Batch| max_abs_diff(&a.to_row_major(), &b.to_row_major());
-    for (case, what) in [
-        ("llama31_end_bf16", "6 tokens at 131066..131071"),
-        ("llama32_long_span", "4096 tokens at 126976..131071, last 8 checked"),
+    // The last bits of ours depend on the CPU (summation order, the math library's cos and sin): we
+    // print the bounds each difference is checked against, not its exact value.
+    for (case, what, (low, high)) in [
+        ("llama31_end_bf16", "6 tokens at 131066..131071", (1e-5, 1e-4)),
+        ("llama32_long_span", "4096 tokens at 126976..131071, last 8 checked", (1e-2, 1e-1)),
     ] {
         let (ours, ours_plain, hf) = scaled_and_plain(case)?;
         assert_batch_close(&ours, &hf, Tolerance::F32);
+        assert!(d(&ours, &hf) < 1e-6 && (low..high).contains(&d(&ours_plain, &hf)));
         println!("{case} ({what}):");
-        println!(
-            "  max |ours - transformers| = {:.1e};  without scaling: {:.1e}",
-            d(&ours, &hf),
-            d(&ours_plain, &hf)
-        );
+        println!("  max |ours - transformers| < 1e-6;  without scaling: between {low:e} and {high:e}");
     }
     Ok(())
 }
