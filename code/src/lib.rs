@@ -13,6 +13,7 @@
 //! | KV cache | [`LayerKvCache`], [`KvCache`], [`GroupedQueryAttention::forward_cached`] |
 //! | Llama 3 in practice | [`HfLlamaConfig`], [`apply_interleaved`], [`permute_meta_to_hf`], [`forward_prefill_decode`], the `llama-attn` binary |
 //! | shapes and memory | [`AttentionConfig`], [`Preset`], [`kv_cache_bytes`], [`gqa_kv_saving`] |
+//! | fast attention | [`flash_attention`], [`FlashAttention`], [`decode_attention`], [`DecodeAttention`], [`fast_exp`] |
 //!
 //! ## Shapes and layout
 //! A sequence is a `DMatrix<f32>` of shape `(seq, d)`: one **row** per token. A batch `(batch, seq, d)`
@@ -35,8 +36,11 @@
 pub mod batch;
 pub mod compare;
 pub mod config;
+pub mod decode;
 pub mod error;
+pub mod fast_exp;
 pub mod fixtures;
+pub mod flash;
 pub mod gqa;
 pub mod hf;
 pub mod init;
@@ -50,13 +54,16 @@ pub mod rope;
 pub mod rope_layout;
 pub mod sdpa;
 pub mod self_attention;
+pub mod simd;
 pub mod softmax;
 
 pub use batch::{Batch, matrix_from_row_major, matrix_to_row_major};
 pub use compare::{Mismatch, Tolerance, assert_batch_close, assert_matrix_close, compare};
 pub use config::{AttentionConfig, Preset};
+pub use decode::{DecodeAttention, decode_attention};
 pub use error::{AttnError, Result};
 pub use fixtures::Fixture;
+pub use flash::{FlashAttention, flash_attention};
 pub use gqa::GroupedQueryAttention;
 pub use hf::{HfLlamaConfig, forward_prefill_decode, open_layer_tensors};
 pub use io::{Tensor, TensorFile};

@@ -43,7 +43,7 @@ pub fn apply_causal_mask(scores: &mut DMatrix<f32>, start_pos: usize) -> Result<
     // column j. Column by column, because nalgebra stores each column contiguously.
     for j in (start_pos + 1)..n_keys {
         let hidden = (j - start_pos).min(n_queries);
-        scores.column_mut(j).rows_mut(0, hidden).fill(f32::NEG_INFINITY);
+        scores.column_mut(j).as_mut_slice()[..hidden].fill(f32::NEG_INFINITY);
     }
     Ok(())
 }

@@ -25,16 +25,15 @@ pub fn softmax_rows_in_place(scores: &mut DMatrix<f32>) {
     let mut sum = vec![0.0_f32; scores.nrows()];
     for mut column in scores.column_iter_mut() {
         for ((s, &m), total) in column.as_mut_slice().iter_mut().zip(&max).zip(sum.iter_mut()) {
-            // a row whose maximum is -inf has every key masked: zeros, not exp(-inf - (-inf)) = NaN
-            *s = if m == f32::NEG_INFINITY { 0.0 } else { (*s - m).exp() };
+            // A masked score gives weight 0 without calling exp. A row whose maximum is -inf has
+            // every key masked: zeros, not exp(-inf - (-inf)) = NaN.
+            *s = if *s == f32::NEG_INFINITY || m == f32::NEG_INFINITY { 0.0 } else { (*s - m).exp() };
             *total += *s;
         }
     }
     for mut column in scores.column_iter_mut() {
         for (s, &total) in column.as_mut_slice().iter_mut().zip(&sum) {
-            if total > 0.0 {
-                *s /= total;
-            }
+            *s = if total > 0.0 { *s / total } else { 0.0 };
         }
     }
 }

@@ -37,6 +37,7 @@ pub const ALL: &[Figure] = &[
     Figure { file: "rope-rotation.svg", render: rope_rotation },
     Figure { file: "kv-cache-filling.svg", render: kv_cache_filling },
     Figure { file: "rope-scaling-bands.svg", render: rope_scaling_bands },
+    Figure { file: "attention-speed.svg", render: attention_speed },
 ];
 
 const TOKENS: [&str; 6] = ["Your", "journey", "starts", "with", "one", "step"];
@@ -461,6 +462,106 @@ pub fn rope_scaling_bands(path: &Path) -> FigResult {
             .label_font((FONT, 11))
             .draw()?;
     }
+    root.present()?;
+    Ok(())
+}
+
+/// One measured row of `src/data/bench-results.json` (written by `scripts/bench_compare.py`).
+struct BenchRow {
+    case: String,
+    seq: f64,
+    n_kv_heads: u64,
+    threads: u64,
+    ours_ms: f64,
+    torch_ms: f64,
+}
+
+fn bench_rows() -> Result<Vec<BenchRow>, Box<dyn Error>> {
+    let path = crate::workspace_root().join("src/data/bench-results.json");
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+    let rows = json["results"].as_array().ok_or("bench-results.json: no `results` array")?;
+    rows.iter()
+        .map(|r| {
+            let num =
+                |k: &str| r[k].as_f64().ok_or_else(|| format!("bench-results.json: row without `{k}`: {r}"));
+            Ok(BenchRow {
+                case: r["case"].as_str().ok_or("bench-results.json: row without `case`")?.to_string(),
+                seq: num("seq")?,
+                n_kv_heads: num("n_kv_heads")? as u64,
+                threads: num("threads")? as u64,
+                ours_ms: num("ours_ms")?,
+                torch_ms: num("torch_ms")?,
+            })
+        })
+        .collect()
+}
+
+/// Chapter 8: measured time against sequence length (log-log), one thread, GQA 12/4, from the
+/// measurements `scripts/bench_compare.py` committed; MHA 12/12 dashed.
+pub fn attention_speed(path: &Path) -> FigResult {
+    let rows = bench_rows()?;
+    let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut seqs: Vec<f64> = rows.iter().map(|r| r.seq).collect();
+    seqs.sort_by(f64::total_cmp);
+    seqs.dedup();
+    let (min_seq, max_seq) = (seqs[0], seqs[seqs.len() - 1]);
+    let (min_ms, max_ms) = rows.iter().fold((f64::MAX, 0.0f64), |(a, b), r| {
+        (a.min(r.ours_ms.min(r.torch_ms)), b.max(r.ours_ms.max(r.torch_ms)))
+    });
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "causal attention, 12 query heads, head_dim 64, one thread; solid GQA 12/4, dashed MHA 12/12",
+            (FONT, 16),
+        )
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(
+            (min_seq * 0.9..max_seq * 1.1).log_scale().with_key_points(seqs.clone()),
+            (min_ms * 0.7..max_ms * 1.4).log_scale(),
+        )?;
+    chart
+        .configure_mesh()
+        .x_desc("sequence length (tokens)")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y}"))
+        .y_desc("time per call (ms)")
+        .label_style((FONT, 11))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()?;
+    let series = [
+        ("ours, straightforward", "prefill_naive", false, HEAD_COLORS[0]),
+        ("ours, flash", "prefill_flash", false, HEAD_COLORS[2]),
+        ("PyTorch manual", "prefill_naive", true, HEAD_COLORS[1]),
+        ("PyTorch SDPA", "prefill_flash", true, HEAD_COLORS[3]),
+    ];
+    for (label, case, torch, color) in series {
+        for (n_kv_heads, dashed) in [(4, false), (12, true)] {
+            let mut points: Vec<(f64, f64)> = rows
+                .iter()
+                .filter(|r| r.case == case && r.threads == 1 && r.n_kv_heads == n_kv_heads)
+                .map(|r| (r.seq, if torch { r.torch_ms } else { r.ours_ms }))
+                .collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            if dashed {
+                chart.draw_series(DashedLineSeries::new(points, 6, 4, color.stroke_width(1)))?;
+            } else {
+                chart
+                    .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
+                    .label(label)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+                chart.draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
+            }
+        }
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font((FONT, 12))
+        .draw()?;
     root.present()?;
     Ok(())
 }

@@ -1,0 +1,44 @@
+//! Chapter 8: the online softmax, three keys at a time, gives PyTorch's attention weights.
+extern crate attention;
+// ANCHOR: example
+use attention::flash::online_softmax_step;
+use attention::{Fixture, GroupedQueryAttention, Rope};
+
+fn main() -> Result<(), attention::AttnError> {
+    // PyTorch: torch.manual_seed(43); GroupedQueryAttention(12, 16, num_heads=4, num_kv_groups=2)
+    let fx = Fixture::load("small_gqa")?;
+    let rope = Rope::new(4, fx.usize("context_length")?, fx.f32("rope_theta")?, None)?;
+    let gqa = GroupedQueryAttention::new(
+        fx.linear("W_query")?,
+        fx.linear("W_key")?,
+        fx.linear("W_value")?,
+        fx.linear("out_proj")?,
+        4,
+        2,
+        Some(rope),
+    )?;
+    let x = fx.batch("x")?;
+    let (q, k, _) = gqa.project(&x.items()[0], 0)?;
+    // head 0 (KV head 0), the last query (token 6): it sees all 7 keys
+    let q6 = q.view((6, 0), (1, 4));
+    let scores: Vec<f32> = (0..7).map(|j| q6.dot(&k.view((j, 0), (1, 4))) / 2.0).collect(); // √4 = 2
+    let (mut row_max, mut row_sum) = (f32::NEG_INFINITY, 0.0_f32);
+    let mut weights = Vec::new();
+    for block in scores.chunks(3) {
+        let mut block = block.to_vec();
+        let rescale = online_softmax_step(&mut block, 3, &mut row_max, &mut row_sum);
+        weights.iter_mut().for_each(|w: &mut f32| *w *= rescale); // earlier weights to the new max
+        weights.extend(block);
+        println!("after {} keys: max {row_max:.4}, sum {row_sum:.4}, rescale {rescale:.4}", weights.len());
+    }
+    weights.iter_mut().for_each(|w| *w /= row_sum);
+    let want = fx.tensor("attn_weights")?; // (batch 2, heads 4, 7, 7), row-major
+    let pytorch = &want.data[6 * 7..7 * 7]; // batch 0, head 0, row 6
+    println!("weights, ours:    {:.4?}", weights);
+    println!("weights, PyTorch: {:.4?}", pytorch);
+    for (a, b) in weights.iter().zip(pytorch) {
+        assert!((a - b).abs() <= 1e-5 + 1.3e-6 * b.abs(), "{a} vs {b}"); // assert_close, f32
+    }
+    Ok(())
+}
+// ANCHOR_END: example

@@ -1,0 +1,531 @@
+//! Tiled attention with an online softmax ("flash attention"), for prefill.
+//!
+//! Same inputs, outputs and errors as [`grouped_attention`](crate::grouped_attention), but it never
+//! builds the `(seq, seq)` score matrix: queries are taken [`QUERY_BLOCK`] rows at a time, keys
+//! [`KEY_BLOCK`] at a time, and each query row keeps a running maximum and a running sum, so the
+//! softmax is finished on the fly. Memory beyond the inputs and output is a few tiles per thread
+//! and one token-major copy of the values.
+
+use std::ops::Range;
+
+use nalgebra::{DMatrix, DMatrixView};
+
+use crate::error::{AttnError, Result, divisible, nonzero};
+use crate::fast_exp::{exp_approx, exp_sub_sum, max_of};
+use crate::simd::{Kernel, dispatch};
+
+/// Query rows per tile. Larger tiles spend less time copying operands into the matrix-product
+/// kernel's layout per multiply-add; smaller ones waste less work on the causal diagonal (a
+/// `QUERY_BLOCK × QUERY_BLOCK` triangle per block, half of it masked). 128 was fastest here.
+pub const QUERY_BLOCK: usize = 128;
+
+/// Keys per tile: a score tile is `QUERY_BLOCK × KEY_BLOCK` f32, 256 KiB per query head, which
+/// stays in the core's 1 MiB L2 cache while it is turned into weights and multiplied by the values.
+pub const KEY_BLOCK: usize = 512;
+
+/// Checks the arguments exactly as [`grouped_attention`](crate::grouped_attention) does and
+/// returns `head_dim`.
+pub(crate) fn check_grouped_args(
+    who: &str,
+    q_shape: (usize, usize),
+    k: &DMatrixView<f32>,
+    v: &DMatrixView<f32>,
+    n_heads: usize,
+    n_kv_heads: usize,
+    start_pos: usize,
+) -> Result<usize> {
+    divisible("n_heads", n_heads, "n_kv_heads", n_kv_heads)?;
+    divisible("q columns (n_heads * head_dim)", q_shape.1, "n_heads", n_heads)?;
+    let head_dim = q_shape.1 / n_heads;
+    let kv_cols = n_kv_heads * head_dim;
+    if k.ncols() != kv_cols || v.ncols() != kv_cols || k.nrows() != v.nrows() {
+        return Err(AttnError::Shape {
+            context: format!("{who} with {n_kv_heads} KV heads of head_dim {head_dim}"),
+            expected: format!("k and v of shape (n_keys, {kv_cols})"),
+            got: format!("k ({}, {}), v ({}, {})", k.nrows(), k.ncols(), v.nrows(), v.ncols()),
+        });
+    }
+    let (n_queries, n_keys) = (q_shape.0, k.nrows());
+    if start_pos + n_queries > n_keys {
+        return Err(AttnError::Shape {
+            context: format!("causal mask for {n_queries} queries at start_pos {start_pos}"),
+            expected: format!("at least {} keys (start_pos + n_queries)", start_pos + n_queries),
+            got: format!("{n_keys} keys"),
+        });
+    }
+    Ok(head_dim)
+}
+
+/// Causal grouped-query attention by tiles with an online softmax: the same result as
+/// [`grouped_attention`](crate::grouped_attention) (to f32 rounding), without the `(seq, seq)` matrix.
+///
+/// Shapes, one row per token, heads side by side in the columns: `q (n_queries, n_heads·head_dim)`,
+/// `k` and `v (n_keys, n_kv_heads·head_dim)`; query `i` sits at position `start_pos + i` and sees
+/// keys `0 ..= start_pos + i`. Returns `(n_queries, n_heads·head_dim)`. One thread; for reused
+/// buffers or more threads use [`FlashAttention`].
+///
+/// ```
+/// use attention::{flash_attention, grouped_attention, init::splitmix_matrix};
+/// let q = splitmix_matrix(1, 70, 4 * 8, 1.0); // 70 tokens, 4 query heads of head_dim 8
+/// let k = splitmix_matrix(2, 70, 2 * 8, 1.0); // 2 KV heads
+/// let v = splitmix_matrix(3, 70, 2 * 8, 1.0);
+/// let fast = flash_attention(&q, k.as_view(), v.as_view(), 4, 2, 0)?;
+/// let slow = grouped_attention(&q, k.as_view(), v.as_view(), 4, 2, 0)?;
+/// assert!((fast - slow).amax() < 1e-5);
+/// # Ok::<(), attention::AttnError>(())
+/// ```
+pub fn flash_attention(
+    q: &DMatrix<f32>,
+    k: DMatrixView<f32>,
+    v: DMatrixView<f32>,
+    n_heads: usize,
+    n_kv_heads: usize,
+    start_pos: usize,
+) -> Result<DMatrix<f32>> {
+    FlashAttention::new().forward(q, k, v, n_heads, n_kv_heads, start_pos)
+}
+
+/// Flash attention with its scratch buffers kept between calls, on one or more threads.
+///
+/// Threads split the query heads (each thread takes whole heads, so results do not depend on the
+/// number of threads). The scratch is a few tiles per thread plus one token-major copy of the
+/// values, allocated on first use and reused.
+#[derive(Clone, Debug)]
+pub struct FlashAttention {
+    threads: usize,
+    /// The keys, column-major `(n_keys, n_kv_heads·head_dim)`, contiguous.
+    keys: Vec<f32>,
+    /// The values, token-major: `(n_keys, n_kv_heads·head_dim)` row-major.
+    values: Vec<f32>,
+    scratch: Vec<Scratch>,
+}
+
+impl Default for FlashAttention {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One thread's tiles: the scores of every head of a group, and per-row running statistics.
+#[derive(Clone, Debug, Default)]
+struct Scratch {
+    /// `group_size` tiles of up to `QUERY_BLOCK × KEY_BLOCK` scores, column-major, turned into weights.
+    scores: Vec<f32>,
+    /// Running maximum of each query row of each head in the group.
+    row_max: Vec<f32>,
+    /// Running sum of `exp(score - row_max)` of each row.
+    row_sum: Vec<f32>,
+    /// The factor `exp(old max - new max)` that rescales each row's accumulated output.
+    rescale: Vec<f32>,
+}
+
+impl Scratch {
+    fn fit(&mut self, group_size: usize) {
+        let rows = group_size * QUERY_BLOCK;
+        self.scores.resize(rows * KEY_BLOCK, 0.0);
+        self.row_max.resize(rows, 0.0);
+        self.row_sum.resize(rows, 0.0);
+        self.rescale.resize(rows, 0.0);
+    }
+}
+
+impl FlashAttention {
+    /// One thread.
+    pub fn new() -> Self {
+        Self { threads: 1, keys: Vec::new(), values: Vec::new(), scratch: Vec::new() }
+    }
+
+    /// `threads` threads (at least 1), splitting the query heads between them.
+    pub fn with_threads(threads: usize) -> Result<Self> {
+        nonzero("threads", threads)?;
+        Ok(Self { threads, ..Self::new() })
+    }
+
+    /// Number of threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Attention into a new matrix; see [`flash_attention`] for shapes and semantics.
+    pub fn forward(
+        &mut self,
+        q: &DMatrix<f32>,
+        k: DMatrixView<f32>,
+        v: DMatrixView<f32>,
+        n_heads: usize,
+        n_kv_heads: usize,
+        start_pos: usize,
+    ) -> Result<DMatrix<f32>> {
+        let mut out = DMatrix::zeros(0, 0);
+        self.forward_into(q, k, v, n_heads, n_kv_heads, start_pos, &mut out)?;
+        Ok(out)
+    }
+
+    /// Attention written into `out`, which is resized to `(n_queries, n_heads·head_dim)` only if it
+    /// has another shape: with a right-sized `out` and warm buffers, a call allocates nothing.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_into(
+        &mut self,
+        q: &DMatrix<f32>,
+        k: DMatrixView<f32>,
+        v: DMatrixView<f32>,
+        n_heads: usize,
+        n_kv_heads: usize,
+        start_pos: usize,
+        out: &mut DMatrix<f32>,
+    ) -> Result<()> {
+        let head_dim =
+            check_grouped_args("flash_attention", q.shape(), &k, &v, n_heads, n_kv_heads, start_pos)?;
+        if out.shape() != q.shape() {
+            *out = DMatrix::zeros(q.nrows(), q.ncols());
+        }
+        if q.nrows() == 0 || head_dim == 0 {
+            return Ok(());
+        }
+        // The last query sees keys up to start_pos + n_queries - 1: later keys are never read.
+        let n_keys = start_pos + q.nrows();
+        let kv_dim = v.ncols();
+        // The keys as one contiguous column-major block (a view may have a longer column stride),
+        // and the values token-major: the tile products read them in those orders (`tile_update`).
+        self.keys.clear();
+        for c in 0..kv_dim {
+            self.keys.extend_from_slice(k.column(c).rows(0, n_keys).data.into_slice());
+        }
+        self.values.resize(n_keys * kv_dim, 0.0);
+        transpose_into(v.rows(0, n_keys), &mut self.values);
+        let problem = Problem {
+            q: q.as_slice(),
+            seq: q.nrows(),
+            keys: &self.keys,
+            n_keys,
+            values: &self.values,
+            kv_dim,
+            group_size: n_heads / n_kv_heads,
+            head_dim,
+            start_pos,
+        };
+        // Threads only pay when each gets a few hundred microseconds of work (about 20 MFLOP).
+        let flops =
+            4.0 * (n_heads * head_dim * problem.seq) as f64 * (start_pos as f64 + problem.seq as f64 / 2.0);
+        let threads = self.threads.min(n_heads).min(1 + (flops / 2e7) as usize);
+        self.scratch.resize_with(threads, Scratch::default);
+        for s in &mut self.scratch {
+            s.fit(problem.group_size);
+        }
+        if threads == 1 {
+            let scratch = &mut self.scratch[0];
+            dispatch(HeadsJob { problem: &problem, heads: 0..n_heads, out: out.as_mut_slice(), scratch });
+            return Ok(());
+        }
+        // Whole heads per thread, as evenly as possible; each thread owns its heads' output columns
+        // (column-major: one head's columns are one contiguous run of seq · head_dim values).
+        let head_len = problem.seq * head_dim;
+        let problem = &problem;
+        std::thread::scope(|scope| {
+            let mut rest = out.as_mut_slice();
+            let mut first = 0;
+            for (t, scratch) in self.scratch.iter_mut().enumerate() {
+                let last = n_heads * (t + 1) / threads;
+                let (mine, tail) = rest.split_at_mut((last - first) * head_len);
+                rest = tail;
+                let job = HeadsJob { problem, heads: first..last, out: mine, scratch };
+                if t + 1 < threads {
+                    scope.spawn(move || dispatch(job));
+                } else {
+                    dispatch(job); // the calling thread takes the last share
+                }
+                first = last;
+            }
+        });
+        Ok(())
+    }
+}
+
+/// Copies a column-major view into a row-major buffer, 64 rows at a time (so both sides stream).
+fn transpose_into(src: DMatrixView<f32>, dst: &mut [f32]) {
+    let (rows, cols) = src.shape();
+    for r0 in (0..rows).step_by(64) {
+        let n = 64.min(rows - r0);
+        for c in 0..cols {
+            for (r, &x) in (r0..r0 + n).zip(src.column(c).rows(r0, n).iter()) {
+                dst[r * cols + c] = x;
+            }
+        }
+    }
+}
+
+/// The inputs of one call, shared by all threads.
+struct Problem<'a> {
+    /// Queries, column-major `(seq, n_heads·head_dim)`: for one feature, consecutive tokens are adjacent.
+    q: &'a [f32],
+    seq: usize,
+    /// Keys `0 .. n_keys`, column-major `(n_keys, kv_dim)`: for one feature, consecutive tokens are adjacent.
+    keys: &'a [f32],
+    n_keys: usize,
+    /// Values, row-major `(n_keys, kv_dim)`: for one token, consecutive features are adjacent.
+    values: &'a [f32],
+    kv_dim: usize,
+    group_size: usize,
+    head_dim: usize,
+    start_pos: usize,
+}
+
+/// One thread's share: query heads `heads`, whose output columns are exactly `out`.
+struct HeadsJob<'p, 'a> {
+    problem: &'p Problem<'a>,
+    heads: Range<usize>,
+    out: &'p mut [f32],
+    scratch: &'p mut Scratch,
+}
+
+impl Kernel for HeadsJob<'_, '_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let p = self.problem;
+        debug_assert_eq!(self.out.len(), self.heads.len() * p.seq * p.head_dim);
+        let mut h = self.heads.start;
+        while h < self.heads.end {
+            // This thread's heads that share KV head `kv`: each K/V tile is reused while it is hot.
+            let kv = h / p.group_size;
+            let group_end = self.heads.end.min((kv + 1) * p.group_size);
+            for i0 in (0..p.seq).step_by(QUERY_BLOCK) {
+                let rows = QUERY_BLOCK.min(p.seq - i0);
+                let out = &mut self.out[(h - self.heads.start) * p.seq * p.head_dim..];
+                p.attend_query_block(kv, h..group_end, i0, rows, out, self.scratch);
+            }
+            h = group_end;
+        }
+    }
+}
+
+/// A matrix inside a slice: element `(i, j)` is `data[i * row_stride + j * col_stride]`.
+#[derive(Clone, Copy)]
+struct Strided<'a> {
+    data: &'a [f32],
+    row_stride: usize,
+    col_stride: usize,
+}
+
+/// A mutable [`Strided`].
+struct StridedMut<'a> {
+    data: &'a mut [f32],
+    row_stride: usize,
+    col_stride: usize,
+}
+
+/// Whether an `(rows, cols)` matrix with these strides lies inside a slice of `len` elements.
+fn fits(len: usize, (rows, cols): (usize, usize), row_stride: usize, col_stride: usize) -> bool {
+    rows == 0 || cols == 0 || (rows - 1) * row_stride + (cols - 1) * col_stride < len
+}
+
+/// Whether no two elements of an `(rows, cols)` matrix with these strides share an address.
+fn distinct((rows, cols): (usize, usize), row_stride: usize, col_stride: usize) -> bool {
+    let rows_apart = rows <= 1 || row_stride > 0;
+    let cols_apart = cols <= 1 || col_stride > 0;
+    // one stride must step over the whole extent of the other dimension
+    rows_apart && cols_apart && (col_stride >= rows * row_stride || row_stride >= cols * col_stride)
+}
+
+/// `c = alpha · a · b + beta · c` for `a (m, k)`, `b (k, n)`, `c (m, n)` with any strides, through
+/// the same `matrixmultiply` kernel nalgebra uses for its own products (nalgebra has no product
+/// into a strided tile of a slice). With `beta = 0`, `c`'s old contents are ignored.
+#[inline(always)]
+fn product((m, k, n): (usize, usize, usize), alpha: f32, a: Strided, b: Strided, beta: f32, c: StridedMut) {
+    assert!(
+        fits(a.data.len(), (m, k), a.row_stride, a.col_stride)
+            && fits(b.data.len(), (k, n), b.row_stride, b.col_stride)
+            && fits(c.data.len(), (m, n), c.row_stride, c.col_stride)
+            && distinct((m, n), c.row_stride, c.col_stride),
+        "tile product out of bounds"
+    );
+    // SAFETY: the assertion keeps every element that sgemm reads or writes inside its slice, and
+    // the distinct non-zero strides of c keep its elements from aliasing one another.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            alpha,
+            a.data.as_ptr(),
+            a.row_stride as isize,
+            a.col_stride as isize,
+            b.data.as_ptr(),
+            b.row_stride as isize,
+            b.col_stride as isize,
+            beta,
+            c.data.as_mut_ptr(),
+            c.row_stride as isize,
+            c.col_stride as isize,
+        );
+    }
+}
+
+/// A query block's running softmax statistics, one entry per row (see [`online_softmax_tile`]).
+struct RowStats<'a> {
+    max: &'a mut [f32],
+    sum: &'a mut [f32],
+    rescale: &'a mut [f32],
+}
+
+impl Problem<'_> {
+    // ANCHOR: flash_query_block
+    /// Query rows `i0 .. i0 + rows` of heads `group` (all reading KV head `kv`), over every key
+    /// they see. `out` starts at the first head of `group`'s output columns.
+    #[inline(always)]
+    fn attend_query_block(
+        &self,
+        kv: usize,
+        group: Range<usize>,
+        i0: usize,
+        rows: usize,
+        out: &mut [f32],
+        s: &mut Scratch,
+    ) {
+        let (d, seq) = (self.head_dim, self.seq);
+        let n_stats = group.len() * QUERY_BLOCK;
+        s.row_max[..n_stats].fill(f32::NEG_INFINITY);
+        s.row_sum[..n_stats].fill(0.0);
+        // Causal: the block's last query sits at start_pos + i0 + rows - 1; no later key is read.
+        let key_end = self.start_pos + i0 + rows;
+        for j0 in (0..key_end).step_by(KEY_BLOCK) {
+            let cols = KEY_BLOCK.min(key_end - j0);
+            for (t, h) in group.clone().enumerate() {
+                let tile = &mut s.scores[t * QUERY_BLOCK * KEY_BLOCK..][..rows * cols];
+                let stat = t * QUERY_BLOCK..t * QUERY_BLOCK + rows;
+                let stats = RowStats {
+                    max: &mut s.row_max[stat.clone()],
+                    sum: &mut s.row_sum[stat.clone()],
+                    rescale: &mut s.rescale[stat],
+                };
+                let o = &mut out[t * d * seq + i0..];
+                self.tile_update(h, kv, i0, j0, tile, stats, o);
+            }
+        }
+        // Divide by the softmax denominators, now complete.
+        for t in 0..group.len() {
+            let sums = &s.row_sum[t * QUERY_BLOCK..t * QUERY_BLOCK + rows];
+            for c in 0..d {
+                let o = &mut out[(t * d + c) * seq + i0..][..rows];
+                for (x, &l) in o.iter_mut().zip(sums) {
+                    *x /= l;
+                }
+            }
+        }
+    }
+    // ANCHOR_END: flash_query_block
+
+    // ANCHOR: flash_tile
+    /// One tile: query rows `i0 ..` of head `h` against keys `j0 ..` of KV head `kv`.
+    /// `tile` has room for `rows × cols` scores; `out` starts at row `i0` of head `h`'s columns.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn tile_update(
+        &self,
+        h: usize,
+        kv: usize,
+        i0: usize,
+        j0: usize,
+        tile: &mut [f32],
+        stats: RowStats,
+        out: &mut [f32],
+    ) {
+        let (d, seq, n_keys) = (self.head_dim, self.seq, self.n_keys);
+        let rows = stats.max.len();
+        let cols = tile.len() / rows;
+        // tile = Q_tile · K_tileᵀ / √head_dim: (rows, cols), column-major
+        let q_tile = Strided { data: &self.q[h * d * seq + i0..], row_stride: 1, col_stride: seq };
+        let k_tile_t =
+            Strided { data: &self.keys[kv * d * n_keys + j0..], row_stride: n_keys, col_stride: 1 };
+        let scores = StridedMut { data: tile, row_stride: 1, col_stride: rows };
+        product((rows, d, cols), 1.0 / (d as f32).sqrt(), q_tile, k_tile_t, 0.0, scores);
+        // Causal mask, on the tiles that cross the diagonal only: key j0 + j is in the future of
+        // the first (j0 + j) - (start_pos + i0) rows of column j.
+        let first_pos = self.start_pos + i0;
+        if j0 + cols > first_pos + 1 {
+            for (j, column) in tile.chunks_exact_mut(rows).enumerate() {
+                let hidden = (j0 + j).saturating_sub(first_pos).min(rows);
+                column[..hidden].fill(f32::NEG_INFINITY);
+            }
+        }
+        online_softmax_tile(tile, stats.max, stats.sum, stats.rescale);
+        // out_tile = rescale · out_tile + weights · V_tile. On the first key tile out_tile holds
+        // whatever was there before, and β = 0 ignores it.
+        if j0 > 0 {
+            for c in 0..d {
+                for (x, &a) in out[c * seq..c * seq + rows].iter_mut().zip(&*stats.rescale) {
+                    *x *= a;
+                }
+            }
+        }
+        let weights = Strided { data: tile, row_stride: 1, col_stride: rows };
+        let v_tile = Strided {
+            data: &self.values[j0 * self.kv_dim + kv * d..],
+            row_stride: self.kv_dim,
+            col_stride: 1,
+        };
+        let out_tile = StridedMut { data: out, row_stride: 1, col_stride: seq };
+        product((rows, cols, d), 1.0, weights, v_tile, if j0 == 0 { 0.0 } else { 1.0 }, out_tile);
+    }
+    // ANCHOR_END: flash_tile
+}
+
+// ANCHOR: online_softmax_tile
+/// One tile of the online softmax, for every query row of the tile at once.
+///
+/// `tile` holds scaled scores, column-major with `rows = row_max.len()` rows: each column is one
+/// key, seen by all the rows (a hidden key's score is `-inf`). For each row this updates the running
+/// maximum `m` and sum `l` and turns the scores into `exp(score - m_new)`; `rescale` receives
+/// `exp(m_old - m_new)`, the factor that brings everything accumulated so far to the new maximum.
+/// Every loop runs down a column, so it works on 16 rows per SIMD instruction.
+#[inline(always)]
+pub fn online_softmax_tile(tile: &mut [f32], row_max: &mut [f32], row_sum: &mut [f32], rescale: &mut [f32]) {
+    let rows = row_max.len();
+    // 1. The new maximum of each row (kept in `rescale` for a moment).
+    rescale.copy_from_slice(row_max);
+    for column in tile.chunks_exact(rows) {
+        for (m, &s) in rescale.iter_mut().zip(column) {
+            *m = if s > *m { s } else { *m };
+        }
+    }
+    // 2. Rescale factors; the old sums shrink by the same factor as the old outputs will.
+    for ((m, l), new_max) in row_max.iter_mut().zip(row_sum.iter_mut()).zip(rescale.iter_mut()) {
+        let factor = if *new_max == f32::NEG_INFINITY { 1.0 } else { exp_approx(*m - *new_max) };
+        *l *= factor;
+        *m = *new_max;
+        *new_max = factor;
+    }
+    // 3. Weights exp(s - m) and their sums.
+    for column in tile.chunks_exact_mut(rows) {
+        for ((s, &m), l) in column.iter_mut().zip(&*row_max).zip(row_sum.iter_mut()) {
+            let shift = if m == f32::NEG_INFINITY { 0.0 } else { m }; // a row that saw nothing yet
+            *s = exp_approx(*s - shift);
+            *l += *s;
+        }
+    }
+}
+// ANCHOR_END: online_softmax_tile
+
+// ANCHOR: online_softmax_step
+/// One key block of the online softmax for a single query row: the form the decode kernel uses.
+///
+/// `row` holds the row's scaled scores for this block; the first `visible` keys are visible to the
+/// query (the rest lie in its future). Turns `row` into `exp(score - new_max)` (zero for hidden
+/// keys), updates the running maximum and sum, and returns `exp(old_max - new_max)`: the factor
+/// that rescales everything accumulated so far, so that all terms share the new maximum.
+#[inline(always)]
+pub fn online_softmax_step(row: &mut [f32], visible: usize, row_max: &mut f32, row_sum: &mut f32) -> f32 {
+    let (seen, hidden) = row.split_at_mut(visible.min(row.len()));
+    hidden.fill(0.0);
+    if seen.is_empty() {
+        return 1.0; // nothing new for this row: keep what it has
+    }
+    let new_max = row_max.max(max_of(seen));
+    let rescale = exp_approx(*row_max - new_max); // exp(-inf) = 0 on the first block
+    let block_sum = exp_sub_sum(seen, new_max);
+    *row_sum = *row_sum * rescale + block_sum;
+    *row_max = new_max;
+    rescale
+}
+// ANCHOR_END: online_softmax_step

@@ -1,0 +1,329 @@
+//! The fast paths (`flash_attention`, `decode_attention`, the fast `exp`) against the
+//! straightforward `grouped_attention` and against PyTorch's numbers.
+//!
+//! Tolerance: PyTorch's `assert_close` for f32 (rtol 1.3e-6, atol 1e-5). The fast paths add up the
+//! same terms in another order and use an `exp` within 1.2e-7 relative of the exact one, so they
+//! differ from the straightforward path by about 1e-7, far inside it.
+
+mod common;
+
+use attention::fast_exp::{EXP_MAX_REL_ERROR, exp_approx, exp_in_place, exp_sub_sum};
+use attention::flash::{KEY_BLOCK, QUERY_BLOCK, online_softmax_step, online_softmax_tile};
+use attention::init::splitmix_matrix;
+use attention::*;
+use common::{TOL, gqa_from_fixture};
+use nalgebra::DMatrix;
+
+/// Random `(q, k, v)`: `n_queries` queries, `n_keys` keys, heads of `head_dim`.
+fn inputs(
+    n_queries: usize,
+    n_keys: usize,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+    seed: u64,
+) -> (DMatrix<f32>, DMatrix<f32>, DMatrix<f32>) {
+    (
+        splitmix_matrix(seed, n_queries, n_heads * head_dim, 1.0),
+        splitmix_matrix(seed + 1, n_keys, n_kv_heads * head_dim, 1.0),
+        splitmix_matrix(seed + 2, n_keys, n_kv_heads * head_dim, 1.0),
+    )
+}
+
+/// Flash (1, 2 and 3 threads) and decode against `grouped_attention` on one shape.
+fn check_shape(n_queries: usize, start_pos: usize, n_heads: usize, n_kv_heads: usize, head_dim: usize) {
+    let n_keys = start_pos + n_queries;
+    let seed = (n_queries * 1000 + start_pos * 10 + n_kv_heads) as u64;
+    let (q, k, v) = inputs(n_queries, n_keys, n_heads, n_kv_heads, head_dim, seed);
+    let want = grouped_attention(&q, k.as_view(), v.as_view(), n_heads, n_kv_heads, start_pos).unwrap();
+    let shape = format!("{n_queries} queries at {start_pos}, {n_heads}/{n_kv_heads} heads of {head_dim}");
+    for threads in [1, 2, 3] {
+        let mut flash = FlashAttention::with_threads(threads).unwrap();
+        let got = flash.forward(&q, k.as_view(), v.as_view(), n_heads, n_kv_heads, start_pos).unwrap();
+        if let Err(m) = compare(got.as_slice(), want.as_slice(), &[got.ncols(), got.nrows()], TOL) {
+            panic!("flash, {threads} threads, {shape}: {m}");
+        }
+    }
+    if n_queries <= 3 {
+        let got = decode_attention(&q, k.as_view(), v.as_view(), n_heads, n_kv_heads, start_pos).unwrap();
+        if let Err(m) = compare(got.as_slice(), want.as_slice(), &[got.ncols(), got.nrows()], TOL) {
+            panic!("decode, {shape}: {m}");
+        }
+    }
+}
+
+#[test]
+fn flash_matches_the_straightforward_path_on_sizes_that_do_not_fill_a_tile() {
+    // around the tile sizes (64 query rows, 256 keys), MHA / GQA / MQA
+    for n in [1, 2, 7, QUERY_BLOCK - 1, QUERY_BLOCK, QUERY_BLOCK + 1, 130, KEY_BLOCK + 3, 300] {
+        check_shape(n, 0, 4, 4, 16);
+        check_shape(n, 0, 6, 2, 8);
+        check_shape(n, 0, 3, 1, 5);
+    }
+}
+
+#[test]
+fn flash_matches_the_straightforward_path_at_head_dim_64() {
+    check_shape(200, 0, 12, 4, 64);
+    check_shape(65, 0, 12, 12, 64);
+}
+
+#[test]
+fn flash_and_decode_match_with_a_cache_in_front() {
+    // queries after start_pos cached positions: chunked prefill and decode steps
+    for (n, start_pos) in
+        [(1, 1), (1, 255), (1, 256), (1, 600), (3, 77), (5, 300), (70, 200), (64, 256), (129, 1)]
+    {
+        check_shape(n, start_pos, 4, 2, 8);
+        check_shape(n, start_pos, 6, 1, 16);
+        check_shape(n, start_pos, 4, 4, 64);
+    }
+}
+
+#[test]
+fn extra_keys_after_the_last_query_are_never_seen() {
+    // keys beyond start_pos + n_queries exist (a cache with spare rows): both paths ignore them
+    let (q, k, v) = inputs(5, 40, 4, 2, 8, 99);
+    let want = grouped_attention(&q, k.as_view(), v.as_view(), 4, 2, 10).unwrap();
+    let flash = flash_attention(&q, k.as_view(), v.as_view(), 4, 2, 10).unwrap();
+    let decode = decode_attention(&q, k.as_view(), v.as_view(), 4, 2, 10).unwrap();
+    assert_matrix_close(&flash, &want, TOL);
+    assert_matrix_close(&decode, &want, TOL);
+}
+
+#[test]
+fn buffers_are_reused_across_calls_of_different_shapes() {
+    let mut flash = FlashAttention::new();
+    let mut decode = DecodeAttention::new();
+    let mut out = DMatrix::zeros(0, 0);
+    for (n, start_pos, heads, kv) in [(100, 0, 4, 2), (3, 50, 6, 3), (300, 7, 4, 4), (100, 0, 4, 2)] {
+        let (q, k, v) = inputs(n, start_pos + n, heads, kv, 8, n as u64);
+        let want = grouped_attention(&q, k.as_view(), v.as_view(), heads, kv, start_pos).unwrap();
+        flash.forward_into(&q, k.as_view(), v.as_view(), heads, kv, start_pos, &mut out).unwrap();
+        assert_matrix_close(&out, &want, TOL);
+        decode.forward_into(&q, k.as_view(), v.as_view(), heads, kv, start_pos, &mut out).unwrap();
+        assert_matrix_close(&out, &want, TOL);
+    }
+}
+
+#[test]
+fn large_scores_do_not_overflow() {
+    // scores of several hundred: exp would overflow without the running maximum
+    let (mut q, k, v) = inputs(300, 300, 2, 1, 16, 5);
+    q *= 40.0;
+    let want = grouped_attention(&q, k.as_view(), v.as_view(), 2, 1, 0).unwrap();
+    let got = flash_attention(&q, k.as_view(), v.as_view(), 2, 1, 0).unwrap();
+    assert!(got.iter().all(|x| x.is_finite()));
+    assert_matrix_close(&got, &want, TOL);
+}
+
+#[test]
+fn bad_inputs_give_the_same_errors_as_grouped_attention() {
+    let (q, k, v) = inputs(5, 5, 4, 2, 8, 1);
+    let (k4, v4) = (k.rows(0, 4).into_owned(), v.rows(0, 4).into_owned());
+    type Case<'a> = (&'a str, usize, usize, usize, &'a DMatrix<f32>, &'a DMatrix<f32>);
+    let cases: Vec<Case> = vec![
+        ("zero kv heads", 4, 0, 0, &k, &v),
+        ("heads not divisible", 4, 3, 0, &k, &v),
+        ("q columns not divisible", 5, 1, 0, &k, &v),
+        ("k too narrow", 2, 2, 0, &k, &v),
+        ("v rows differ", 4, 2, 0, &k, &v4),
+        ("too few keys", 4, 2, 0, &k4, &v4),
+        ("start_pos too far", 4, 2, 1, &k, &v),
+    ];
+    for (what, heads, kv, start_pos, k, v) in cases {
+        let want = grouped_attention(&q, k.as_view(), v.as_view(), heads, kv, start_pos).unwrap_err();
+        let flash = flash_attention(&q, k.as_view(), v.as_view(), heads, kv, start_pos).unwrap_err();
+        let decode = decode_attention(&q, k.as_view(), v.as_view(), heads, kv, start_pos).unwrap_err();
+        for got in [flash, decode] {
+            assert_eq!(
+                std::mem::discriminant(&got),
+                std::mem::discriminant(&want),
+                "{what}: {got} vs {want}"
+            );
+            if !matches!(want, AttnError::Shape { .. }) {
+                assert_eq!(got, want, "{what}");
+            }
+        }
+    }
+    assert!(matches!(FlashAttention::with_threads(0), Err(AttnError::ZeroSize { what: "threads" })));
+    assert!(matches!(DecodeAttention::with_threads(0), Err(AttnError::ZeroSize { what: "threads" })));
+}
+
+#[test]
+fn empty_inputs_give_empty_outputs() {
+    let (q, k, v) = inputs(0, 3, 2, 1, 4, 1);
+    assert_eq!(flash_attention(&q, k.as_view(), v.as_view(), 2, 1, 3).unwrap().shape(), (0, 8));
+    assert_eq!(decode_attention(&q, k.as_view(), v.as_view(), 2, 1, 0).unwrap().shape(), (0, 8));
+}
+
+/// Runs a GQA fixture through `project`, a fast attention path, and `out_proj`.
+fn fixture_through(
+    name: &str,
+    attend: impl Fn(&DMatrix<f32>, &DMatrix<f32>, &DMatrix<f32>, usize, usize) -> DMatrix<f32>,
+) -> Result<()> {
+    let fx = Fixture::load(name)?;
+    let gqa = gqa_from_fixture(&fx)?;
+    let x = fx.batch("x")?;
+    let outs = x.try_map(|xb| {
+        let (q, k, v) = gqa.project(xb, 0)?;
+        gqa.out_proj.forward(&attend(&q, &k, &v, gqa.n_heads(), gqa.n_kv_heads()))
+    })?;
+    let want_name = if name == "kv_cache" { "out_full" } else { "out" };
+    assert_batch_close(&outs, &fx.batch(want_name)?, TOL);
+    Ok(())
+}
+
+/// PyTorch's GQA outputs (small_gqa, small_mqa, default_gqa, kv_cache) through the flash path.
+#[test]
+fn flash_reproduces_pytorch_fixtures() -> Result<()> {
+    for name in ["small_gqa", "small_mqa", "small_gqa_norope", "kv_cache"] {
+        fixture_through(name, |q, k, v, h, kv| {
+            flash_attention(q, k.as_view(), v.as_view(), h, kv, 0).unwrap()
+        })?;
+    }
+    Ok(())
+}
+
+/// The starting project's default config (768, 12 heads / 4 KV heads, head_dim 64), via the flash
+/// path; weights regenerated from the fixture's SplitMix64 seeds as in `tests/reference.rs`.
+#[test]
+fn flash_reproduces_the_default_config_fixture() -> Result<()> {
+    let fx = Fixture::load("default_gqa")?;
+    let seeds = &fx.config()["weight_seeds"];
+    let bounds = &fx.config()["weight_bounds"];
+    let lin = |name: &str, rows: usize| -> Linear {
+        let (seed, bound) = (seeds[name].as_u64().unwrap(), bounds[name].as_f64().unwrap());
+        Linear::new(splitmix_matrix(seed, rows, 768, bound), None).unwrap()
+    };
+    let cfg = Preset::SEED_DEFAULT.config;
+    let kv = cfg.n_kv_heads * cfg.head_dim;
+    let gqa = GroupedQueryAttention::new(
+        lin("W_query.weight", 768),
+        lin("W_key.weight", kv),
+        lin("W_value.weight", kv),
+        lin("out_proj.weight", 768),
+        cfg.n_heads,
+        cfg.n_kv_heads,
+        Some(Rope::new(cfg.head_dim, cfg.context_length, cfg.rope_theta, None)?),
+    )?;
+    let x = fx.batch("x")?;
+    let (q, k, v) = gqa.project(&x.items()[0], 0)?;
+    let context = flash_attention(&q, k.as_view(), v.as_view(), 12, 4, 0)?;
+    assert_matrix_close(&gqa.out_proj.forward(&context)?, &fx.batch("out")?.items()[0], TOL);
+    Ok(())
+}
+
+/// PyTorch's KV-cache fixture: prefill 5 tokens with flash, then 4 decode steps with the decode
+/// kernel over the cache, equals PyTorch's `out_decode`; chunks 3, 4, 2 through flash with
+/// `start_pos` equal PyTorch's `out_chunked`.
+#[test]
+fn cached_generation_with_the_fast_paths_reproduces_pytorch() -> Result<()> {
+    let fx = Fixture::load("kv_cache")?;
+    let gqa = gqa_from_fixture(&fx)?;
+    let x = fx.batch("x")?;
+    let (n_heads, n_kv) = (gqa.n_heads(), gqa.n_kv_heads());
+    for (chunks, want) in [(&[5, 1, 1, 1, 1][..], "out_decode"), (&[3, 4, 2][..], "out_chunked")] {
+        let mut cache = LayerKvCache::new(x.batch_size(), fx.usize("context_length")?, n_kv, gqa.head_dim())?;
+        let mut decode = DecodeAttention::new();
+        let mut outs = Vec::new();
+        let mut pos = 0;
+        for &n in chunks {
+            let part = x.narrow_seq(pos, n)?;
+            let projected = part.items().iter().map(|xb| gqa.project(xb, pos)).collect::<Result<Vec<_>>>()?;
+            let keys: Vec<_> = projected.iter().map(|p| p.1.clone()).collect();
+            let values: Vec<_> = projected.iter().map(|p| p.2.clone()).collect();
+            cache.append(&keys, &values)?;
+            let mut items = Vec::new();
+            for (b, (q, _, _)) in projected.iter().enumerate() {
+                let context = if n == 1 {
+                    decode.forward_cache(q, &cache, b, n_heads, n_kv)?
+                } else {
+                    flash_attention(q, cache.keys(b)?, cache.values(b)?, n_heads, n_kv, pos)?
+                };
+                items.push(gqa.out_proj.forward(&context)?);
+            }
+            outs.push(Batch::new(items)?);
+            pos += n;
+        }
+        assert_batch_close(&Batch::concat_seq(&outs)?, &fx.batch(want)?, TOL);
+    }
+    Ok(())
+}
+
+#[test]
+fn decode_on_a_long_cache_matches_the_straightforward_path() {
+    // more keys than one decode block (512), GQA 12/4 at head_dim 64, 1 and 2 threads
+    let (q, k, v) = inputs(1, 1500, 12, 4, 64, 7);
+    let want = grouped_attention(&q, k.as_view(), v.as_view(), 12, 4, 1499).unwrap();
+    for threads in [1, 2] {
+        let mut decode = DecodeAttention::with_threads(threads).unwrap();
+        let got = decode.forward(&q, k.as_view(), v.as_view(), 12, 4, 1499).unwrap();
+        assert_matrix_close(&got, &want, TOL);
+    }
+}
+
+#[test]
+fn fast_exp_is_within_its_error_bound() {
+    // a strided sweep over every f32 between -87.34 and 88.38 (the release-mode sweep over all of
+    // them, in the chapter, gives 8.31e-8 at most)
+    let (lo, hi) = (-87.336_55_f32, 88.376_26_f32);
+    let mut worst = 0.0_f64;
+    let mut count = 0;
+    // bit patterns of the positive floats up to hi, then of the negative ones down to lo
+    for (sign, last) in [(0, hi.to_bits()), (0x8000_0000, (-lo).to_bits())] {
+        for bits in (0..=last).step_by(997) {
+            let x = f32::from_bits(sign | bits);
+            let exact = (x as f64).exp();
+            worst = worst.max(((exp_approx(x) as f64 - exact) / exact).abs());
+            count += 1;
+        }
+    }
+    assert!(count > 1_000_000, "{count}");
+    assert!(worst <= EXP_MAX_REL_ERROR as f64, "max relative error {worst:e}");
+    // the edges
+    assert_eq!(exp_approx(0.0), 1.0);
+    assert_eq!(exp_approx(f32::NEG_INFINITY), 0.0);
+    assert_eq!(exp_approx(-100.0), 0.0);
+    assert_eq!(exp_approx(f32::INFINITY), f32::INFINITY);
+    assert!(exp_approx(f32::NAN).is_nan());
+    let mut xs: Vec<f32> = (0..100).map(|i| i as f32 * 0.37 - 20.0).collect();
+    let want: Vec<f32> = xs.iter().map(|x| x.exp()).collect();
+    exp_in_place(&mut xs);
+    for (g, w) in xs.iter().zip(&want) {
+        assert!(((g - w) / w).abs() <= EXP_MAX_REL_ERROR, "{g} vs {w}");
+    }
+}
+
+#[test]
+fn online_softmax_tiles_give_the_ordinary_softmax() {
+    // 3 rows, 10 keys seen as tiles of 4 + 4 + 2 (column-major), and row by row
+    let scores = DMatrix::from_fn(3, 10, |i, j| ((i * 7 + j * 3) % 11) as f32 - 4.0);
+    let want = softmax_rows(&scores);
+    let (mut max, mut sum, mut rescale) = ([f32::NEG_INFINITY; 3], [0.0; 3], [0.0; 3]);
+    let mut weights = DMatrix::zeros(3, 10);
+    for (j0, cols) in [(0, 4), (4, 4), (8, 2)] {
+        let mut tile = scores.columns(j0, cols).into_owned();
+        online_softmax_tile(tile.as_mut_slice(), &mut max, &mut sum, &mut rescale);
+        // bring earlier weights to the new maximum, as the flash kernel does with its outputs
+        for j in 0..j0 {
+            for i in 0..3 {
+                weights[(i, j)] *= rescale[i];
+            }
+        }
+        weights.columns_mut(j0, cols).copy_from(&tile);
+    }
+    for (i, total) in sum.iter().enumerate() {
+        weights.row_mut(i).iter_mut().for_each(|w| *w /= total);
+    }
+    assert_matrix_close(&weights, &want, TOL);
+
+    let mut row = [1.0_f32, 3.0, 2.0, 9.0];
+    let (mut m, mut l) = (f32::NEG_INFINITY, 0.0);
+    assert_eq!(online_softmax_step(&mut row[..2], 2, &mut m, &mut l), 0.0);
+    let factor = online_softmax_step(&mut row[2..], 1, &mut m, &mut l); // key 3 hidden
+    assert_eq!((m, factor, row[3]), (3.0, 1.0, 0.0));
+    let mut direct = [1.0_f32, 3.0, 2.0];
+    let total = exp_sub_sum(&mut direct, 3.0);
+    assert!((l - total).abs() < 1e-6);
+}

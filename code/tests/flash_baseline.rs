@@ -1,0 +1,25 @@
+//! The fast paths compiled for the baseline instruction set (no AVX), as on a CPU without AVX2:
+//! `ATTENTION_SIMD=baseline` caps the runtime dispatch, so this file's one test runs the same
+//! loops as plain SSE2 code. (One test per file: the level is read once per process.)
+
+use attention::init::splitmix_matrix;
+use attention::simd::{SimdLevel, simd_level};
+use attention::{Tolerance, assert_matrix_close, decode_attention, flash_attention, grouped_attention};
+
+#[test]
+fn baseline_code_paths_match_the_straightforward_path() {
+    // SAFETY: set before any other thread of this test binary reads the environment (this file
+    // has a single test, and nothing has read the level yet).
+    unsafe { std::env::set_var("ATTENTION_SIMD", "baseline") };
+    assert_eq!(simd_level(), SimdLevel::Baseline);
+    for (n, start_pos, heads, kv, head_dim) in [(150, 0, 6, 2, 16), (1, 700, 12, 4, 64), (70, 33, 4, 4, 8)] {
+        let q = splitmix_matrix(1, n, heads * head_dim, 1.0);
+        let k = splitmix_matrix(2, start_pos + n, kv * head_dim, 1.0);
+        let v = splitmix_matrix(3, start_pos + n, kv * head_dim, 1.0);
+        let want = grouped_attention(&q, k.as_view(), v.as_view(), heads, kv, start_pos).unwrap();
+        let flash = flash_attention(&q, k.as_view(), v.as_view(), heads, kv, start_pos).unwrap();
+        let decode = decode_attention(&q, k.as_view(), v.as_view(), heads, kv, start_pos).unwrap();
+        assert_matrix_close(&flash, &want, Tolerance::F32);
+        assert_matrix_close(&decode, &want, Tolerance::F32);
+    }
+}

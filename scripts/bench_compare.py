@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Times the crate's attention paths and PyTorch's on the same shapes, in one run, and prints the ratios.
+
+Run from the repository root with a Python that has torch (scripts/requirements.txt):
+
+    venv/bin/python scripts/bench_compare.py            # the full comparison, a few minutes
+    venv/bin/python scripts/bench_compare.py --quick    # tiny shapes, a smoke test; writes nothing
+
+For every case of `attn-bench` (built in release mode; one JSON object per line) it times the same
+shape in PyTorch right after ours, on the same number of threads:
+
+    prefill_naive  ours: grouped_attention          PyTorch: softmax(QKᵀ/√d + mask)·V ("manual")
+    prefill_flash  ours: FlashAttention              PyTorch: F.scaled_dot_product_attention(is_causal=True)
+    decode         ours: DecodeAttention (1 token)   PyTorch: F.scaled_dot_product_attention, 1 query
+
+Both sides take the median of as many calls as fit in a few seconds (at least 5), after a warm-up
+call. Then it runs `attn-bench --memory 32768` (the flash path once, its peak resident memory).
+
+It writes src/data/bench-results.json (the measurements) and src/generated/bench-table.md (rendered
+from that file by `attn-bench --table`; the book includes it, and a test checks that it is exactly
+the rendering of the JSON), and prints the table. The machine is shared: it waits (up to --wait
+seconds) for the load average to fall below --max-load before starting, and records the load.
+"""
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / "target" / "release" / "attn-bench"
+RESULTS = ROOT / "src" / "data" / "bench-results.json"
+TABLE = ROOT / "src" / "generated" / "bench-table.md"
+
+TIME_BUDGET_S = 3.0  # the same budget attn-bench uses per case
+MIN_REPS, MAX_REPS = 5, 200
+
+
+def median_ms(fn, budget_s, min_reps, max_reps):
+    fn()  # warm-up
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_reps or (time.perf_counter() - start < budget_s and len(times) < max_reps):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
+
+
+def torch_case(case, seq, n_heads, n_kv_heads, head_dim, threads, budget):
+    """PyTorch's time for the counterpart of one attn-bench case, in ms."""
+    torch.set_num_threads(threads)
+    gen = torch.Generator().manual_seed(seq * 100 + n_kv_heads)
+    n_queries = 1 if case == "decode" else seq
+    q = torch.randn(1, n_heads, n_queries, head_dim, generator=gen)
+    k = torch.randn(1, n_kv_heads, seq, head_dim, generator=gen)
+    v = torch.randn(1, n_kv_heads, seq, head_dim, generator=gen)
+    group = n_heads // n_kv_heads
+    gqa = n_kv_heads != n_heads
+    if case == "prefill_naive":
+        # Raschka's CausalAttention: the mask is a buffer built once, applied with masked_fill
+        mask = torch.triu(torch.ones(seq, seq, dtype=torch.bool), diagonal=1)
+
+        def fn():
+            kk = k.repeat_interleave(group, dim=1) if gqa else k
+            vv = v.repeat_interleave(group, dim=1) if gqa else v
+            scores = q @ kk.transpose(-2, -1) / math.sqrt(head_dim)
+            scores = scores.masked_fill(mask, float("-inf"))
+            return torch.softmax(scores, dim=-1) @ vv
+
+    elif case == "prefill_flash":
+
+        def fn():
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+
+    elif case == "decode":
+        # one query at the last position sees every key: no mask (is_causal=True would align
+        # top-left and let it see key 0 only)
+        def fn():
+            return F.scaled_dot_product_attention(q, k, v, enable_gqa=gqa)
+
+    else:
+        raise ValueError(f"unknown case {case!r}")
+    with torch.inference_mode():
+        return median_ms(fn, *budget)
+
+
+def run_bin(*args):
+    out = subprocess.run([str(BIN), *args], check=True, capture_output=True, text=True, cwd=ROOT).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def wait_for_quiet(max_load, wait_s):
+    deadline = time.time() + wait_s
+    while True:
+        load = os.getloadavg()[0]
+        if load <= max_load or time.time() >= deadline:
+            if load > max_load:
+                print(f"bench_compare: load average {load:.2f} is above {max_load}; measuring anyway", file=sys.stderr)
+            return load
+        print(f"bench_compare: load average {load:.2f} > {max_load}, waiting", file=sys.stderr)
+        time.sleep(20)
+
+
+def machine():
+    cpu, flags = "unknown CPU", ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and cpu == "unknown CPU":
+                cpu = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and not flags:
+                flags = line.split(":", 1)[1]
+    except OSError:
+        pass
+    simd = "AVX-512" if " avx512f" in flags else "AVX2" if " avx2" in flags else "SSE2"
+    return {"cpu": cpu, "cores": os.cpu_count(), "simd": simd}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="tiny shapes, short budget; prints, writes nothing")
+    ap.add_argument("--max-load", type=float, default=1.5, help="wait for a 1-minute load average below this")
+    ap.add_argument("--wait", type=float, default=600, help="seconds to wait for a quiet machine at most")
+    ap.add_argument("--memory-seq", type=int, default=32768, help="sequence length of the memory run (0: skip)")
+    args = ap.parse_args()
+
+    subprocess.run(["cargo", "build", "--quiet", "--release", "-p", "attention", "--bin", "attn-bench"], check=True, cwd=ROOT)
+    load_before = wait_for_quiet(args.max_load, 0 if args.quick else args.wait)
+    budget = (0.02, 2, 5) if args.quick else (TIME_BUDGET_S, MIN_REPS, MAX_REPS)
+
+    # One attn-bench invocation per (sequence length, case), then PyTorch on the same shapes: the two
+    # sides of every ratio are measured minutes apart at most, under the same load.
+    plan = run_bin("--quick") if args.quick else None
+    seqs = sorted({r["seq"] for r in plan}) if plan else [256, 512, 1024, 2048, 4096]
+    results = []
+    for seq in seqs:
+        for case in ["prefill_naive", "prefill_flash", "decode"]:
+            flags = ["--quick"] if args.quick else []
+            ours = run_bin(*flags, "--seq", str(seq), "--case", case)
+            for r in ours:
+                t = torch_case(case, r["seq"], r["n_heads"], r["n_kv_heads"], r["head_dim"], r["threads"], budget)
+                row = {k: r[k] for k in ["case", "seq", "n_heads", "n_kv_heads", "head_dim", "threads"]}
+                row["ours_ms"] = r["median_ms"]
+                row["torch_case"] = "manual" if case == "prefill_naive" else "sdpa"
+                row["torch_ms"] = round(t, 4)
+                results.append(row)
+                print(
+                    f"{case:14} seq {seq:5} heads {r['n_heads']}/{r['n_kv_heads']:<2} threads {r['threads']}: "
+                    f"ours {r['median_ms']:9.3f} ms  torch {t:9.3f} ms  ratio {r['median_ms'] / t:5.2f}",
+                    file=sys.stderr,
+                )
+    memory = None
+    if args.memory_seq and not args.quick:
+        memory = run_bin("--memory", str(args.memory_seq))[0]
+        memory = {k: memory[k] for k in memory if k not in ("case", "threads")}
+    load_after = os.getloadavg()[0]
+    data = {
+        "about": "Written by scripts/bench_compare.py; rendered into src/generated/bench-table.md by attn-bench --table. Do not edit.",
+        "machine": machine(),
+        "torch": torch.__version__,
+        "load_average": [round(load_before, 2), round(load_after, 2)],
+        "results": results,
+        "memory": memory,
+    }
+    if args.quick:
+        tmp = ROOT / "target" / "bench-results-quick.json"
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
+        print(subprocess.run([str(BIN), "--table", str(tmp)], check=True, capture_output=True, text=True).stdout)
+        return
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(data, indent=1) + "\n")
+    table = subprocess.run([str(BIN), "--table", str(RESULTS)], check=True, capture_output=True, text=True).stdout
+    TABLE.parent.mkdir(parents=True, exist_ok=True)
+    TABLE.write_text(table)
+    print(table)
+    print(f"bench_compare: wrote {RESULTS.relative_to(ROOT)} and {TABLE.relative_to(ROOT)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
