@@ -173,18 +173,37 @@ impl GroupedQueryAttention {
     /// A batch of new tokens at positions `start_pos ..`, attending over everything in `cache`.
     ///
     /// `start_pos` must equal `cache.len()`: passing the position explicitly catches the classic bug of
-    /// a RoPE offset that was not advanced (or advanced twice). Their keys and values (after RoPE,
-    /// `n_kv_heads` wide) are appended to the cache first; then each query attends over all cached
-    /// positions, query `i` seeing keys `0 ..= start_pos + i`.
+    /// a RoPE offset that was not advanced (or advanced twice). The work is
+    /// [`GroupedQueryAttention::forward_cached_window`] for a cache whose row `r` is position `r`.
     pub fn forward_cached(&self, x: &Batch, cache: &mut LayerKvCache, start_pos: usize) -> Result<Batch> {
         if start_pos != cache.len() {
             return Err(AttnError::CachePosition { start_pos, cache_len: cache.len() });
         }
+        self.forward_cached_window(x, cache, 0)
+    }
+    // ANCHOR_END: gqa_forward_cached
+
+    // ANCHOR: gqa_forward_cached_window
+    /// A batch of new tokens attending over everything in `cache`, where cache row `r` holds the token
+    /// at position `first_pos + r` (`first_pos = 0` for a whole sequence; larger to check a window
+    /// far into a long context without running the tokens before it).
+    ///
+    /// The new tokens go to cache rows `cache.len() ..` and positions `first_pos + cache.len() ..`.
+    /// Their keys and values (after RoPE, `n_kv_heads` wide) are appended first; then query `i`
+    /// attends over cache rows `0 ..= cache.len() + i`.
+    pub fn forward_cached_window(
+        &self,
+        x: &Batch,
+        cache: &mut LayerKvCache,
+        first_pos: usize,
+    ) -> Result<Batch> {
+        let first_row = cache.len(); // cache row of the first new token
         let mut queries = Vec::with_capacity(x.batch_size());
         let (mut new_keys, mut new_values) = (Vec::new(), Vec::new());
         for item in x.items() {
             self.check_input(item)?;
-            let (q, k, v) = self.project(item, start_pos)?;
+            // RoPE at the tokens' positions, which are their cache rows shifted by first_pos
+            let (q, k, v) = self.project(item, first_pos + first_row)?;
             queries.push(q);
             new_keys.push(k);
             new_values.push(v);
@@ -194,21 +213,22 @@ impl GroupedQueryAttention {
             .iter()
             .enumerate()
             .map(|(b, q)| {
-                // keys/values: (start_pos + seq, n_kv_heads·head_dim) views of the cache
+                // keys/values: (first_row + seq, n_kv_heads·head_dim) views of the cache;
+                // the mask counts in cache rows: query i sees rows 0 ..= first_row + i
                 let context = grouped_attention(
                     q,
                     cache.keys(b)?,
                     cache.values(b)?,
                     self.n_heads,
                     self.n_kv_heads,
-                    start_pos,
+                    first_row,
                 )?;
                 self.out_proj.forward(&context)
             })
             .collect::<Result<Vec<_>>>()?;
         Batch::new(outputs)
     }
-    // ANCHOR_END: gqa_forward_cached
+    // ANCHOR_END: gqa_forward_cached_window
 
     fn check_input(&self, x: &DMatrix<f32>) -> Result<()> {
         if x.ncols() != self.w_query.in_features() {

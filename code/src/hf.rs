@@ -24,7 +24,6 @@ use crate::io::TensorFile;
 use crate::kv_cache::LayerKvCache;
 use crate::linear::Linear;
 use crate::rope::{Llama3Scaling, Rope};
-use crate::sdpa::grouped_attention;
 
 /// The prefix of layer 0's attention in a Hugging Face Llama checkpoint.
 pub const DEFAULT_PREFIX: &str = "model.layers.0.self_attn.";
@@ -407,8 +406,8 @@ impl HfLlamaConfig {
 /// the first `prefill` tokens as one chunk, then the rest one token at a time. Equals
 /// [`GroupedQueryAttention::forward_at`] on each sequence (same positions, same causal mask).
 ///
-/// Unlike [`GroupedQueryAttention::forward_cached`], the cache starts empty at any `start_pos`: cache
-/// row `r` holds the token at position `start_pos + r` (a window of a long sequence, as
+/// The cache starts empty at any `start_pos` ([`GroupedQueryAttention::forward_cached_window`]):
+/// cache row `r` holds the token at position `start_pos + r` (a window of a long sequence, as
 /// `llama-attn --start-pos N --decode-from K` runs it). `prefill` may be 0 (all tokens one by one).
 pub fn forward_prefill_decode(
     attn: &GroupedQueryAttention,
@@ -425,33 +424,8 @@ pub fn forward_prefill_decode(
     let chunks = (prefill > 0).then_some((0, prefill)).into_iter().chain((prefill..seq).map(|t| (t, 1)));
     let mut outputs = Vec::new();
     for (first, len) in chunks {
-        let chunk = x.narrow_seq(first, len)?;
-        let (mut queries, mut keys, mut values) = (Vec::new(), Vec::new(), Vec::new());
-        for item in chunk.items() {
-            // RoPE at the absolute positions start_pos + first ..
-            let (q, k, v) = attn.project(item, start_pos + first)?;
-            queries.push(q);
-            keys.push(k);
-            values.push(v);
-        }
-        cache.append(&keys, &values)?;
-        let out = queries
-            .iter()
-            .enumerate()
-            .map(|(b, q)| {
-                // query i of the chunk sits at cache row first + i and sees rows 0 ..= first + i
-                let context = grouped_attention(
-                    q,
-                    cache.keys(b)?,
-                    cache.values(b)?,
-                    attn.n_heads(),
-                    attn.n_kv_heads(),
-                    first,
-                )?;
-                attn.out_proj.forward(&context)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        outputs.push(Batch::new(out)?);
+        // cache row r holds the token at position start_pos + r
+        outputs.push(attn.forward_cached_window(&x.narrow_seq(first, len)?, &mut cache, start_pos)?);
     }
     Batch::concat_seq(&outputs)
 }
