@@ -2,7 +2,7 @@
 extern crate attention;
 extern crate nalgebra;
 // ANCHOR: example
-use attention::{AttnError, Fixture, GroupedQueryAttention, LayerKvCache, Rope};
+use attention::{AttnError, Fixture, LayerKvCache};
 use nalgebra::DMatrix;
 
 fn main() -> Result<(), AttnError> {
@@ -17,15 +17,7 @@ fn main() -> Result<(), AttnError> {
 
     // The kv_cache fixture's module (4 query heads, 2 KV heads, head_dim 4, RoPE base 10 000)
     let fx = Fixture::load("kv_cache")?;
-    let gqa = GroupedQueryAttention::new(
-        fx.linear("W_query")?,
-        fx.linear("W_key")?,
-        fx.linear("W_value")?,
-        fx.linear("out_proj")?,
-        4,
-        2,
-        Some(Rope::new(4, 32, 10_000.0, None)?),
-    )?;
+    let gqa = fx.gqa()?; // the fixture's module: 4 query heads, 2 KV heads, head_dim 4, RoPE base 10 000
     let x = fx.batch("x")?; // (2, 9, 12)
     let mut cache = LayerKvCache::new(2, 32, 2, 4)?;
     gqa.forward_cached(&x.narrow_seq(0, 5)?, &mut cache, 0)?; // prefill: positions 0..5

@@ -2,24 +2,14 @@
 extern crate attention;
 // ANCHOR: example
 use attention::{
-    Attention, Batch, Fixture, GroupedQueryAttention, LayerKvCache, Rope, Tolerance, assert_batch_close,
-    compare::max_abs_diff,
+    Attention, Batch, Fixture, LayerKvCache, Tolerance, assert_batch_close, compare::max_abs_diff,
 };
 
 fn main() -> Result<(), attention::AttnError> {
     // PyTorch: torch.manual_seed(47); GroupedQueryAttention(12, 16, n_heads=4, n_kv_heads=2,
     //          context_length=32, rope_theta=10000.0); x = torch.randn(2, 9, 12)
     let fx = Fixture::load("kv_cache")?;
-    let rope = Rope::new(4, 32, 10_000.0, None)?; // head_dim 16 / 4 = 4, tables for 32 positions
-    let gqa = GroupedQueryAttention::new(
-        fx.linear("W_query")?,
-        fx.linear("W_key")?,
-        fx.linear("W_value")?,
-        fx.linear("out_proj")?,
-        4,
-        2,
-        Some(rope),
-    )?;
+    let gqa = fx.gqa()?; // the fixture's module: 4 query heads, 2 KV heads, head_dim 4, RoPE base 10 000
     let x = fx.batch("x")?; // (batch 2, seq 9, d_in 12)
     let full = gqa.forward(&x)?; // no cache: all 9 tokens at once
     assert_batch_close(&full, &fx.batch("out_full")?, Tolerance::F32);

@@ -2,21 +2,12 @@
 extern crate attention;
 // ANCHOR: example
 use attention::{
-    AttnError, Fixture, GroupedQueryAttention, LayerKvCache, Rope, compare::max_abs_diff, grouped_attention,
-    matrix_to_row_major,
+    AttnError, Fixture, LayerKvCache, compare::max_abs_diff, grouped_attention, matrix_to_row_major,
 };
 
 fn main() -> Result<(), AttnError> {
     let fx = Fixture::load("kv_cache")?; // GQA(12, 16, 4 heads, 2 KV heads, RoPE 10 000), seed 47
-    let gqa = GroupedQueryAttention::new(
-        fx.linear("W_query")?,
-        fx.linear("W_key")?,
-        fx.linear("W_value")?,
-        fx.linear("out_proj")?,
-        4,
-        2,
-        Some(Rope::new(4, 32, 10_000.0, None)?),
-    )?;
+    let gqa = fx.gqa()?; // the fixture's module: 4 query heads, 2 KV heads, head_dim 4, RoPE base 10 000
     let x = fx.batch("x")?.items()[0].clone(); // sequence 0: (9, 12)
     let want = fx.batch("out_full")?.items()[0].rows(5, 1).into_owned(); // PyTorch, token 5: (1, 16)
 

@@ -2,22 +2,13 @@
 extern crate attention;
 // ANCHOR: example
 use attention::{
-    Batch, DecodeAttention, Fixture, GroupedQueryAttention, LayerKvCache, Rope, Tolerance,
-    assert_batch_close, flash_attention,
+    Batch, DecodeAttention, Fixture, LayerKvCache, Tolerance, assert_batch_close, flash_attention,
 };
 
 fn main() -> Result<(), attention::AttnError> {
     // PyTorch: torch.manual_seed(47); GroupedQueryAttention(12, 16, n_heads=4, n_kv_heads=2) with a KV cache
     let fx = Fixture::load("kv_cache")?;
-    let gqa = GroupedQueryAttention::new(
-        fx.linear("W_query")?,
-        fx.linear("W_key")?,
-        fx.linear("W_value")?,
-        fx.linear("out_proj")?,
-        4,
-        2,
-        Some(Rope::new(4, 32, 10_000.0, None)?),
-    )?;
+    let gqa = fx.gqa()?; // the fixture's module: 4 query heads, 2 KV heads, head_dim 4, RoPE base 10 000
     let x = fx.batch("x")?; // (batch 2, seq 9, d_in 12)
     let mut cache = LayerKvCache::new(2, 32, 2, 4)?;
     let mut decode = DecodeAttention::new();

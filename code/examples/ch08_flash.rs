@@ -3,30 +3,15 @@ extern crate attention;
 // ANCHOR: example
 use attention::init::splitmix_matrix;
 use attention::{
-    Fixture, FlashAttention, GroupedQueryAttention, Linear, Preset, Rope, Tolerance, assert_matrix_close,
-    compare::max_abs_diff, flash_attention, grouped_attention,
+    Fixture, FlashAttention, Tolerance, assert_matrix_close, compare::max_abs_diff, flash_attention,
+    grouped_attention,
 };
 
 fn main() -> Result<(), attention::AttnError> {
     // PyTorch: GroupedQueryAttention(768, 768, 12 heads, 4 KV heads, RoPE θ 500 000), weights from
     // the shared SplitMix64 generator (scripts/gen_fixtures.py), 16 tokens
     let fx = Fixture::load("default_gqa")?;
-    let cfg = Preset::SEED_DEFAULT.config;
-    let linear = |name: &str, rows: usize| -> Result<Linear, attention::AttnError> {
-        let seed = fx.config()["weight_seeds"][name].as_u64().unwrap_or_default();
-        let bound = fx.config()["weight_bounds"][name].as_f64().unwrap_or_default();
-        Linear::new(splitmix_matrix(seed, rows, 768, bound), None)
-    };
-    let kv = cfg.n_kv_heads * cfg.head_dim;
-    let gqa = GroupedQueryAttention::new(
-        linear("W_query.weight", 768)?,
-        linear("W_key.weight", kv)?,
-        linear("W_value.weight", kv)?,
-        linear("out_proj.weight", 768)?,
-        cfg.n_heads,
-        cfg.n_kv_heads,
-        Some(Rope::new(cfg.head_dim, cfg.context_length, cfg.rope_theta, None)?),
-    )?;
+    let gqa = fx.gqa()?; // weights regenerated from the seeds in its JSON, as in chapter 4
     let x = fx.batch("x")?;
     let (q, k, v) = gqa.project(&x.items()[0], 0)?;
     // the same projections, then the tiled path instead of grouped_attention

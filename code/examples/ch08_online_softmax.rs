@@ -1,22 +1,13 @@
 //! Chapter 8: the online softmax, three keys at a time, gives PyTorch's attention weights.
 extern crate attention;
 // ANCHOR: example
+use attention::Fixture;
 use attention::flash::online_softmax_step;
-use attention::{Fixture, GroupedQueryAttention, Rope};
 
 fn main() -> Result<(), attention::AttnError> {
     // PyTorch: torch.manual_seed(43); GroupedQueryAttention(12, 16, num_heads=4, num_kv_groups=2)
     let fx = Fixture::load("small_gqa")?;
-    let rope = Rope::new(4, fx.usize("context_length")?, fx.f32("rope_theta")?, None)?;
-    let gqa = GroupedQueryAttention::new(
-        fx.linear("W_query")?,
-        fx.linear("W_key")?,
-        fx.linear("W_value")?,
-        fx.linear("out_proj")?,
-        4,
-        2,
-        Some(rope),
-    )?;
+    let gqa = fx.gqa()?; // the fixture's module: 4 query heads, 2 KV heads, head_dim 4, RoPE base 10 000
     let x = fx.batch("x")?;
     let (q, k, _) = gqa.project(&x.items()[0], 0)?;
     // head 0 (KV head 0), the last query (token 6): it sees all 7 keys

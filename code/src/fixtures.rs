@@ -9,8 +9,11 @@ use nalgebra::DMatrix;
 
 use crate::batch::Batch;
 use crate::error::{AttnError, Result};
+use crate::gqa::GroupedQueryAttention;
+use crate::init::splitmix_matrix;
 use crate::io::{Tensor, TensorFile};
 use crate::linear::Linear;
+use crate::rope::Rope;
 
 /// The folder holding the fixtures (an absolute path fixed at compile time, so examples run from any
 /// working directory, as skeptic and `mdbook test` run them).
@@ -63,6 +66,63 @@ impl Fixture {
     /// A linear layer from `{prefix}.weight` (and `{prefix}.bias` if stored).
     pub fn linear(&self, prefix: &str) -> Result<Linear> {
         self.tensors.linear(&format!("{prefix}."))
+    }
+
+    /// The grouped-query attention module of a GQA case (`small_gqa`, `small_mqa`,
+    /// `small_gqa_norope`, `kv_cache`, `default_gqa`), as the generator built it: its four projections,
+    /// `n_heads`, `n_kv_heads`, and RoPE tables for `context_length` positions when `rope` is true.
+    ///
+    /// The weights are the stored ones, or, where the JSON says `"weights": "splitmix64"`, regenerated
+    /// with [`splitmix_matrix`] from its `weight_seeds`, `weight_bounds` and `weight_shapes`.
+    pub fn gqa(&self) -> Result<GroupedQueryAttention> {
+        let regenerate = self.config.get("weights").and_then(|w| w.as_str()) == Some("splitmix64");
+        let linear = |name: &str| -> Result<Linear> {
+            if !regenerate {
+                return self.linear(name);
+            }
+            let key = format!("{name}.weight");
+            let field = |table: &str| {
+                self.config[table].get(&key).cloned().ok_or_else(|| AttnError::Format {
+                    path: format!("{}/{}.json", FIXTURE_DIR, self.name),
+                    message: format!("missing `{table}.{key}`"),
+                })
+            };
+            let (seed, bound, shape) =
+                (field("weight_seeds")?, field("weight_bounds")?, field("weight_shapes")?);
+            let bad = || AttnError::Format {
+                path: format!("{}/{}.json", FIXTURE_DIR, self.name),
+                message: format!("malformed SplitMix64 entry for `{key}`"),
+            };
+            let dims: Vec<usize> = shape
+                .as_array()
+                .ok_or_else(bad)?
+                .iter()
+                .map(|d| d.as_u64().map(|d| d as usize).ok_or_else(bad))
+                .collect::<Result<_>>()?;
+            let [rows, cols] = dims[..] else { return Err(bad()) };
+            let m =
+                splitmix_matrix(seed.as_u64().ok_or_else(bad)?, rows, cols, bound.as_f64().ok_or_else(bad)?);
+            Linear::new(m, None)
+        };
+        let rope = if self.bool("rope")? {
+            Some(Rope::new(
+                self.usize("head_dim")?,
+                self.usize("context_length")?,
+                self.f32("rope_theta")?,
+                None,
+            )?)
+        } else {
+            None
+        };
+        GroupedQueryAttention::new(
+            linear("W_query")?,
+            linear("W_key")?,
+            linear("W_value")?,
+            linear("out_proj")?,
+            self.usize("n_heads")?,
+            self.usize("n_kv_heads")?,
+            rope,
+        )
     }
 
     /// The raw JSON configuration.

@@ -1,29 +1,11 @@
 //! Helpers shared by the integration tests: building modules from PyTorch fixtures.
 #![allow(dead_code)] // each test file uses a different subset
 
-use attention::{Fixture, GroupedQueryAttention, Linear, Result, Rope};
+use attention::{Fixture, Linear, Result};
 
 /// PyTorch's `assert_close` default for f32 (rtol 1.3e-6, atol 1e-5): our products sum in a different
 /// order than PyTorch's, so bit-exact agreement is not expected; differences of ~1e-6 are.
 pub const TOL: attention::Tolerance = attention::Tolerance::F32;
-
-/// The GQA module of a fixture case (weights `W_query`, `W_key`, `W_value`, `out_proj`; RoPE if `rope`).
-pub fn gqa_from_fixture(fx: &Fixture) -> Result<GroupedQueryAttention> {
-    let rope = if fx.bool("rope")? {
-        Some(Rope::new(fx.usize("head_dim")?, fx.usize("context_length")?, fx.f32("rope_theta")?, None)?)
-    } else {
-        None
-    };
-    GroupedQueryAttention::new(
-        fx.linear("W_query")?,
-        fx.linear("W_key")?,
-        fx.linear("W_value")?,
-        fx.linear("out_proj")?,
-        fx.usize("n_heads")?,
-        fx.usize("n_kv_heads")?,
-        rope,
-    )
-}
 
 /// The three projections of a single-head module stored under `prefix` (e.g. "" or "heads.0.").
 pub fn qkv(fx: &Fixture, prefix: &str) -> Result<(Linear, Linear, Linear)> {

@@ -11,7 +11,7 @@ use attention::fast_exp::{EXP_MAX_REL_ERROR, exp_approx, exp_in_place, exp_sub_s
 use attention::flash::{KEY_BLOCK, QUERY_BLOCK, online_softmax_step, online_softmax_tile};
 use attention::init::splitmix_matrix;
 use attention::*;
-use common::{TOL, gqa_from_fixture};
+use common::TOL;
 use nalgebra::DMatrix;
 
 /// Random `(q, k, v)`: `n_queries` queries, `n_keys` keys, heads of `head_dim`.
@@ -163,7 +163,7 @@ fn fixture_through(
     attend: impl Fn(&DMatrix<f32>, &DMatrix<f32>, &DMatrix<f32>, usize, usize) -> DMatrix<f32>,
 ) -> Result<()> {
     let fx = Fixture::load(name)?;
-    let gqa = gqa_from_fixture(&fx)?;
+    let gqa = fx.gqa()?;
     let x = fx.batch("x")?;
     let outs = x.try_map(|xb| {
         let (q, k, v) = gqa.project(xb, 0)?;
@@ -220,7 +220,7 @@ fn flash_reproduces_the_default_config_fixture() -> Result<()> {
 #[test]
 fn cached_generation_with_the_fast_paths_reproduces_pytorch() -> Result<()> {
     let fx = Fixture::load("kv_cache")?;
-    let gqa = gqa_from_fixture(&fx)?;
+    let gqa = fx.gqa()?;
     let x = fx.batch("x")?;
     let (n_heads, n_kv) = (gqa.n_heads(), gqa.n_kv_heads());
     for (chunks, want) in [(&[5, 1, 1, 1, 1][..], "out_decode"), (&[3, 4, 2][..], "out_chunked")] {

@@ -6,7 +6,7 @@ mod common;
 
 use attention::init::splitmix_matrix;
 use attention::*;
-use common::{TOL, gqa_from_fixture, qkv, slice4};
+use common::{TOL, qkv, slice4};
 use nalgebra::DMatrix;
 
 /// `torch.softmax(x @ x.T, dim=-1) @ x` on the toy sentence (6 tokens, 3 dims).
@@ -109,7 +109,7 @@ fn small_multi_head_attention_with_biases() -> Result<()> {
 /// Checks a GQA fixture case: output and per-head attention weights (after RoPE, repeat_interleave).
 fn check_gqa_case(name: &str) -> Result<()> {
     let fx = Fixture::load(name)?;
-    let gqa = gqa_from_fixture(&fx)?;
+    let gqa = fx.gqa()?;
     let x = fx.batch("x")?;
     assert_batch_close(&gqa.forward(&x)?, &fx.batch("out")?, TOL);
     let want = fx.tensor("attn_weights")?;
@@ -154,23 +154,12 @@ fn default_config_grouped_query_attention() -> Result<()> {
     let fx = Fixture::load("default_gqa")?;
     let cfg = Preset::SEED_DEFAULT.config;
     assert_eq!((fx.usize("d_in")?, fx.usize("n_heads")?, fx.usize("n_kv_heads")?), (768, 12, 4));
-    let seeds = &fx.config()["weight_seeds"];
-    let bounds = &fx.config()["weight_bounds"];
-    let lin = |name: &str, rows: usize| -> Linear {
-        let seed = seeds[name].as_u64().unwrap();
-        let bound = bounds[name].as_f64().unwrap();
-        Linear::new(splitmix_matrix(seed, rows, 768, bound), None).unwrap()
-    };
-    let kv = cfg.n_kv_heads * cfg.head_dim;
-    let gqa = GroupedQueryAttention::new(
-        lin("W_query.weight", 768),
-        lin("W_key.weight", kv),
-        lin("W_value.weight", kv),
-        lin("out_proj.weight", 768),
-        cfg.n_heads,
-        cfg.n_kv_heads,
-        Some(Rope::new(cfg.head_dim, cfg.context_length, cfg.rope_theta, None)?),
-    )?;
+    // weights regenerated from the seeds in the JSON by Fixture::gqa (SplitMix64, as the generator does)
+    let gqa = fx.gqa()?;
+    assert_eq!(
+        (gqa.head_dim(), gqa.rope().map(|r| r.max_positions())),
+        (cfg.head_dim, Some(cfg.context_length))
+    );
     let x = fx.batch("x")?;
     // the inputs are regenerated too: a check that the two generators agree bit for bit
     let x_seed = fx.usize("x_seed")? as u64;
@@ -221,7 +210,7 @@ fn rope_tables_and_rotation_at_long_positions() -> Result<()> {
 #[test]
 fn kv_cache_decode_and_chunked_prefill() -> Result<()> {
     let fx = Fixture::load("kv_cache")?;
-    let gqa = gqa_from_fixture(&fx)?;
+    let gqa = fx.gqa()?;
     let x = fx.batch("x")?;
     let full = fx.batch("out_full")?;
     assert_batch_close(&gqa.forward(&x)?, &full, TOL);
