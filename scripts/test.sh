@@ -7,11 +7,12 @@
 #   3. cargo test --workspace    the crate's tests, and tests/ (book-tests): skeptic compiles and
 #                                runs every Rust block of the chapters, includes and anchors are
 #                                checked, example outputs compared with src/output/*.txt
-#   4. mdbook build              fails on any ERROR (e.g. a missing include) or KaTeX
+#   4. cargo doc                 rustdoc with -D warnings: no broken doc link
+#   5. mdbook build              fails on any ERROR (e.g. a missing include) or KaTeX
 #                                "Rendering failed", both of which mdbook lets through (exit 0)
-#   5. mdbook test               rustdoc over the chapters, against the companion crate built
+#   6. mdbook test               rustdoc over the chapters, against the companion crate built
 #                                in target/mdbook-deps
-#   6. check-html                links, #fragments, CDN references, KaTeX errors, CSS font
+#   7. check-html                links, #fragments, CDN references, KaTeX errors, CSS font
 #                                urls in book/
 #
 # All steps run even when one fails; the summary lists the failures and the exit code is 1.
@@ -101,6 +102,8 @@ mdbook_test() {
 step "cargo fmt --check" cargo fmt --all --check
 step "cargo clippy -D warnings" cargo clippy --quiet --workspace --all-targets -- -D warnings
 step "cargo test (crate, snippets, includes, outputs)" cargo test --quiet --workspace --no-fail-fast
+# Every public item is documented (missing_docs, in clippy above) and no doc link is broken.
+step "cargo doc -D warnings" env RUSTDOCFLAGS="-D warnings" cargo doc --quiet --workspace --no-deps
 step "mdbook build" mdbook_checked build
 step "mdbook test" mdbook_test
 # `--profile test` reuses what `cargo test` has just built (same profile) instead of

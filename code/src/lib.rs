@@ -33,6 +33,8 @@
 //! assert_eq!(err.to_string(), "invalid config: d_model = 768 is not divisible by n_heads = 10");
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod batch;
 pub mod compare;
 pub mod config;

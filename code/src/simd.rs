@@ -2,7 +2,7 @@
 //!
 //! The crate is built for the portable x86-64 baseline (SSE2), where the compiler may use only
 //! 4-wide vector instructions. The hot loops of the fast kernels are written as plain, branch-free
-//! Rust; [`with_simd`] runs such a closure inside a function compiled with AVX-512 (or AVX2)
+//! Rust; `dispatch` runs such a kernel inside a function compiled with AVX-512 (or AVX2)
 //! enabled, when the CPU has it, so the same source becomes 16-wide code. The result is
 //! bit-identical on every path: the loops never reorder floating-point operations and never use
 //! fused multiply-adds, so only the speed changes.
