@@ -9,7 +9,7 @@ fn main() -> Result<(), attention::AttnError> {
     let attn = SelfAttention::new(fx.linear("W_query")?, fx.linear("W_key")?, fx.linear("W_value")?, true)?;
     let got = attn.forward(&fx.batch("x")?)?.to_row_major();
     let want = fx.tensor("out")?;
-    println!("torch version of the fixture: {}", fx.config()["torch_version"]);
+    println!("torch version of the fixture: {}", fx.config()["torch_version"].as_str().unwrap_or("?"));
     let tol = Tolerance::F32;
     assert!(compare(&got, &want.data, &want.shape, tol).is_ok());
     // The last bits depend on the order the products are summed in (and so on the CPU):
@@ -25,6 +25,15 @@ fn main() -> Result<(), attention::AttnError> {
     let mismatch = compare(&broken, &want.data, &want.shape, tol).unwrap_err();
     assert_eq!(mismatch.index, vec![1, 0, 1]);
     println!("after changing one value: {mismatch}");
+
+    // The multi-head fixtures give every axis its own size: a transposed matrix cannot pass by accident.
+    let small = Fixture::load("small_mha")?;
+    let (x, w) = (small.tensor("x")?.shape, small.tensor("W_query.weight")?.shape);
+    println!("small_mha: x (batch, seq, d_in) {x:?}, W_query (d_out, d_in) {w:?}");
+    let mut sizes = vec![x[0], x[1], x[2], w[0]];
+    sizes.sort_unstable();
+    sizes.dedup();
+    assert_eq!(sizes.len(), 4, "batch, seq, d_in and d_out all differ");
     Ok(())
 }
 // ANCHOR_END: example

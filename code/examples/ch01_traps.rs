@@ -39,6 +39,7 @@ fn main() -> Result<(), attention::AttnError> {
         "wrong axis vs PyTorch: {} of {} weights differ; worst at {:?}: {:.4} instead of {:.4}",
         m.n_bad, m.n_total, m.index, m.got, m.want
     );
+    assert_eq!(m.n_bad, m.n_total, "every weight is wrong");
     Ok(())
 }
 // ANCHOR_END: example

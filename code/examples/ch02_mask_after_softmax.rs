@@ -39,6 +39,7 @@ fn main() -> Result<(), attention::AttnError> {
         "zeroed, not renormalised, vs PyTorch: {} of {} weights differ; worst at {:?}: {:.4} instead of {:.4}",
         m.n_bad, m.n_total, m.index, m.got, m.want
     );
+    assert_eq!((m.n_bad, m.index), (15, vec![0, 0]), "every weight left of the diagonal; worst: the first");
     Ok(())
 }
 // ANCHOR_END: example

@@ -37,11 +37,13 @@ fn main() -> Result<(), attention::AttnError> {
     print_rows("chunk at start_pos 3: weights", &labels, &chunk, false);
     print_rows("same chunk, top-left mask: weights", &labels, &wrong, false);
 
-    // bottom-right gives PyTorch's full-sequence rows 3..6; top-left does not
+    // bottom-right gives PyTorch's full-sequence rows 3..6; top-left gets every one of them wrong
     let want = fx.matrix("attn_weights")?.rows(3, 3).into_owned();
     assert_matrix_close(&chunk, &want, Tolerance::F32);
-    let flat = |m: &DMatrix<f32>| matrix_to_row_major(m);
-    assert!(compare(&flat(&wrong), &flat(&want), &[3, 6], Tolerance::F32).is_err());
+    for r in 0..n_queries {
+        let row = |m: &DMatrix<f32>| matrix_to_row_major(&m.rows(r, 1).into_owned());
+        assert!(compare(&row(&wrong), &row(&want), &[1, 6], Tolerance::F32).is_err(), "every row is wrong");
+    }
     assert_eq!(wrong[(0, 0)], 1.0, "top-left: the token at position 3 sees only key 0");
     Ok(())
 }

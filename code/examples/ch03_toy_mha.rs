@@ -24,6 +24,8 @@ fn main() -> Result<(), attention::AttnError> {
     let x = fx.batch("x")?; // (2, 6, 3)
     let context = x.try_map(|m| mha.context(m))?; // (2, 6, 2): head 0 | head 1, before out_proj
     let out = mha.forward(&x)?; // (2, 6, 2): after out_proj
+    let ([b, s, d_in], [_, _, d_out]) = (x.shape(), out.shape());
+    println!("input ({b}, {s}, {d_in}) -> output ({b}, {s}, {d_out})");
     println!("item 0:  context (h0 | h1)    out");
     for (c, o) in context.items()[0].row_iter().zip(out.items()[0].row_iter()) {
         println!("  [{:7.4} | {:7.4}]   [{:7.4} {:7.4}]", c[0], c[1], o[0], o[1]);

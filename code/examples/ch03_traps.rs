@@ -43,10 +43,11 @@ fn main() -> Result<(), attention::AttnError> {
         compare(&matrix_to_row_major(w), &matrix_to_row_major(&want), &[seq, seq], Tolerance::F32)
     };
     println!("head 0 of item 0 against PyTorch's attn_weights[0, 0] (7 x 7):");
-    for (name, w, correct) in [
-        ("1/sqrt(head_dim)", &right, true),
-        ("1/sqrt(d_out)", &too_flat, false),
-        ("view, no transpose", &mixed, false),
+    // (name, weights, how many of the 49 differ from PyTorch's)
+    for (name, w, n_wrong) in [
+        ("1/sqrt(head_dim)", &right, 0),
+        ("1/sqrt(d_out)", &too_flat, 27),
+        ("view, no transpose", &mixed, 27),
     ] {
         let last: Vec<String> = w.row(seq - 1).iter().map(|v| format!("{v:.4}")).collect();
         println!("  {name:<18} last row [{}]", last.join(" "));
@@ -58,7 +59,7 @@ fn main() -> Result<(), attention::AttnError> {
                 "", m.n_bad, m.n_total, m.diff, m.index
             ),
         }
-        assert_eq!(check(w).is_ok(), correct);
+        assert_eq!(check(w).map_err(|m| m.n_bad).err().unwrap_or(0), n_wrong);
     }
     Ok(())
 }

@@ -56,6 +56,7 @@ fn main() {
     assert_eq!(kv_cache_bytes_per_layer(&seed, 1, 1024, DType::F32), 2 * 1024 * 1024); // 2 MiB
     assert!((gqa_kv_saving(&seed) - 2.0 / 3.0).abs() < 1e-12); // 12 heads share 4: 67 %
     let l8 = Preset::LLAMA_3_8B.config;
+    assert!((gqa_kv_saving(&l8) - 0.75).abs() < 1e-12); // 32 heads share 8: 75 %
     assert_eq!(kv_cache_bytes(&l8, 32, 1, 8192, DType::BF16), 1 << 30); // 1 GiB
     let l31 = Preset::LLAMA_3_1_8B.config;
     assert_eq!(kv_cache_bytes(&l31, 32, 1, 131_072, DType::BF16), 16 << 30); // 16 GiB

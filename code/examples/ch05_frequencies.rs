@@ -20,7 +20,7 @@ fn main() -> Result<(), attention::AttnError> {
     assert_eq!((llama2[0], llama3[0]), (1.0, 1.0)); // pair 0 turns one radian per position
     assert!(llama3.windows(2).all(|w| w[1] < w[0])); // every pair slower than the one before
 
-    // The 10 000 column comes from `powf`, whose last bit depends on the system's math library: θ_i is
+    // The 10 000 column is checked above against the exact value only (not against PyTorch): θ_i is
     // printed to 4 digits and wavelengths above 100 to whole positions. The 500 000 column is PyTorch's.
     let tau = std::f32::consts::TAU;
     let wavelength = |theta: f32| {

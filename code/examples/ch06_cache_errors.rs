@@ -15,7 +15,6 @@ fn main() -> Result<(), AttnError> {
     assert_eq!(err, AttnError::CacheFull { capacity: 4, len: 3, adding: 2 });
     assert_eq!(cache.len(), 3); // nothing was written, nothing overwritten
 
-    // The kv_cache fixture's module (4 query heads, 2 KV heads, head_dim 4, RoPE base 10 000)
     let fx = Fixture::load("kv_cache")?;
     let gqa = fx.gqa()?; // the fixture's module: 4 query heads, 2 KV heads, head_dim 4, RoPE base 10 000
     let x = fx.batch("x")?; // (2, 9, 12)

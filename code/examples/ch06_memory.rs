@@ -44,7 +44,13 @@ fn main() {
     // The starting project's default (layers not stated): one layer, f32, its 1024 positions.
     let seed = Preset::SEED_DEFAULT.config;
     let per_layer = kv_cache_bytes_per_layer(&seed, 1, seed.context_length, DType::F32);
-    println!("starting project default, one layer, f32, 1024 positions: {} MiB", per_layer / MIB);
+    println!(
+        "starting project default ({} KV heads of {}), one layer, f32, {} positions: {} MiB",
+        seed.n_kv_heads,
+        seed.head_dim,
+        seed.context_length,
+        per_layer / MIB
+    );
     assert_eq!(per_layer, 2 * MIB);
 }
 // ANCHOR_END: example

@@ -25,6 +25,12 @@ fn main() -> Result<(), attention::AttnError> {
     let prefix = "model.layers.0.self_attn.";
     let weights = open_layer_tensors(format!("{dir}/model.safetensors"), prefix)?; // this layer's tensors only
     println!("read: {:?}", weights.names()?);
+    // the whole file, opened only to list what open_layer_tensors left out
+    let all = TensorFile::open(format!("{dir}/model.safetensors"))?.names()?;
+    let skipped: Vec<&String> = all.iter().filter(|n| !n.starts_with(prefix)).collect();
+    println!("not read: {skipped:?}");
+    assert_eq!(skipped, ["model.layers.0.input_layernorm.weight"]);
+    assert!(weights.names()?.iter().all(|n| n.starts_with(prefix)));
     let attn = cfg.load_attention(&weights, prefix)?;
 
     let x: Batch = TensorFile::open(format!("{dir}/input.safetensors"))?.batch("hidden_states")?;

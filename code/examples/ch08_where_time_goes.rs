@@ -11,19 +11,24 @@ fn main() -> Result<(), attention::AttnError> {
     let (n_heads, head_dim) = (12_u64, 64_u64);
     println!("12 heads of head_dim 64, one sequence, causal:");
     println!(
-        "{:>6} {:>16} {:>14} {:>18} {:>18}",
-        "seq", "multiply-adds", "exp calls", "scores, one head", "scores, 12 heads"
+        "{:>6} {:>14} {:>12} {:>11} {:>17} {:>17}",
+        "seq", "mult-adds, all", "causal part", "exp calls", "scores, one head", "scores, 12 heads"
     );
     for seq in [1024_u64, 4096, 32768] {
-        // Q·Kᵀ and weights·V: seq² · head_dim multiply-adds each per head; causal keeps about half
-        let mads = 2 * n_heads * seq * seq * head_dim / 2;
-        // the straightforward path exponentiates every score, masked ones included
-        let exps = n_heads * seq * seq;
+        // Q·Kᵀ and weights·V: seq² · head_dim multiply-adds each per head, if every score is computed
+        let all = 2 * n_heads * seq * seq * head_dim;
+        // the scores the causal mask keeps: query i sees i + 1 keys, seq·(seq+1)/2 per head
+        let visible = n_heads * seq * (seq + 1) / 2;
+        let causal = 2 * visible * head_dim;
+        assert_eq!(2 * causal - all, 2 * n_heads * seq * head_dim); // half of all, plus the diagonal
+        // the straightforward softmax calls exp once per visible score (a masked one becomes 0 without it)
+        let exps = visible;
         let one_head = seq * seq * 4; // f32 bytes
         assert_eq!(one_head, 4 * (seq * seq));
         println!(
-            "{seq:>6} {:>12.2} G {:>11.1} M {:>14.0} MiB {:>14.0} MiB",
-            mads as f64 / 1e9,
+            "{seq:>6} {:>12.2} G {:>10.2} G {:>9.1} M {:>13.0} MiB {:>13.0} MiB",
+            all as f64 / 1e9,
+            causal as f64 / 1e9,
             exps as f64 / 1e6,
             one_head as f64 / MIB,
             (n_heads * one_head) as f64 / MIB

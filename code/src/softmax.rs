@@ -15,7 +15,7 @@ pub fn softmax_rows_in_place(scores: &mut DMatrix<f32>) {
     // Each row is one query: normalise across the keys (the columns), never down a column.
     // nalgebra stores the matrix column by column, so the loops walk whole columns in memory order
     // and keep one running maximum and one running sum per row (hopping along a row instead is
-    // several times slower on long sequences; the numbers are the same, bit for bit).
+    // much slower on long sequences; the numbers are the same, bit for bit).
     let mut max = vec![f32::NEG_INFINITY; scores.nrows()];
     for column in scores.column_iter() {
         for (m, &s) in max.iter_mut().zip(column.as_slice()) {
