@@ -22,3 +22,18 @@ pub fn slice4(t: &attention::Tensor, b: usize, h: usize) -> nalgebra::DMatrix<f3
     let start = (b * nh + h) * rows * cols;
     attention::matrix_from_row_major(rows, cols, &t.data[start..start + rows * cols]).unwrap()
 }
+
+/// The Hugging Face cases, one folder each under `tests/fixtures/hf/` (written by
+/// `scripts/gen_hf_fixtures.py`), sorted: a new case is picked up by every test that loops over them.
+pub fn hf_cases() -> Vec<String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf");
+    let mut cases: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("config.json").is_file())
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 8, "expected the 8 Hugging Face cases in {}, found {cases:?}", dir.display());
+    cases
+}

@@ -19,6 +19,8 @@
 //! `pos · θ_i`. What remains is the last-bit difference of two f32 `cos` implementations (checked
 //! below at 2e-7, a few ulps of a number ≤ 1) and of summation order in the products.
 
+mod common;
+
 use std::path::PathBuf;
 
 use attention::*;
@@ -31,24 +33,13 @@ const TOL: Tolerance = Tolerance::F32;
 /// one bit, or formed in f64) would differ by up to ~1e-2 at position 131 071, far outside this.
 const TABLE_ATOL: f32 = 2e-7;
 
-const CASES: [&str; 8] = [
-    "mha",
-    "gqa",
-    "mqa_bias_f16",
-    "llama31_end_bf16",
-    "llama31_mid",
-    "llama32_mid_bf16",
-    "llama32_long_span",
-    "llama32_end",
-];
-
 fn case_dir(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf").join(name)
 }
 
 /// A case: its parsed config, meta.json, input, expected tensors and the loaded layer.
 struct Case {
-    name: &'static str,
+    name: String,
     cfg: HfLlamaConfig,
     meta: Value,
     x: Batch,
@@ -60,7 +51,7 @@ struct Case {
 }
 
 impl Case {
-    fn load(name: &'static str) -> Result<Self> {
+    fn load(name: &str) -> Result<Self> {
         let dir = case_dir(name);
         let meta: Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
@@ -72,7 +63,7 @@ impl Case {
         let x = TensorFile::open(dir.join("input.safetensors"))?.batch("hidden_states")?;
         let expected = TensorFile::open(dir.join("expected.safetensors"))?;
         let expected_from = meta["expected_from"].as_u64().unwrap() as usize;
-        Ok(Self { name, cfg, meta, x, expected, attn, start_pos, expected_from })
+        Ok(Self { name: name.to_string(), cfg, meta, x, expected, attn, start_pos, expected_from })
     }
 
     /// The rows of a full output that the expected tensors hold.
@@ -89,7 +80,8 @@ impl Case {
 /// Our config.json reading agrees with transformers' (its parsed values are in meta.json's `hf_parsed`).
 #[test]
 fn config_json_is_read_as_transformers_reads_it() -> Result<()> {
-    for name in CASES {
+    for name in common::hf_cases() {
+        let name = name.as_str();
         let c = Case::load(name)?;
         let hf = &c.meta["hf_parsed"];
         let u = |k: &str| hf[k].as_u64().unwrap() as usize;
@@ -122,7 +114,8 @@ fn config_json_is_read_as_transformers_reads_it() -> Result<()> {
 /// case's positions (`rotary(x, position_ids)`, shape (seq, head_dim), both halves repeating the angles).
 #[test]
 fn rope_frequencies_and_tables_match_transformers() -> Result<()> {
-    for name in CASES {
+    for name in common::hf_cases() {
+        let name = name.as_str();
         let c = Case::load(name)?;
         let rope = c.attn.rope().unwrap();
         assert_eq!(rope.inv_freq(), &c.expected.tensor("inv_freq")?.data[..], "{name}: inv_freq");
@@ -146,7 +139,8 @@ fn rope_frequencies_and_tables_match_transformers() -> Result<()> {
 /// biases, f16 and bf16 weights, llama3 scaling with factor 8 and 32 at positions up to 131 071.
 #[test]
 fn attention_output_matches_transformers() -> Result<()> {
-    for name in CASES {
+    for name in common::hf_cases() {
+        let name = name.as_str();
         let c = Case::load(name)?;
         let want = c.expected.batch("attn_output")?;
         let got = c.forward(&c.attn)?;
@@ -201,7 +195,8 @@ fn long_positions_and_distances_make_the_scaling_matter() -> Result<()> {
 /// position: equal to transformers' full forward for every `K` tried (0 = all tokens one by one).
 #[test]
 fn prefill_then_decode_matches_the_full_forward() -> Result<()> {
-    for name in CASES {
+    for name in common::hf_cases() {
+        let name = name.as_str();
         let c = Case::load(name)?;
         let want = c.expected.batch("attn_output")?;
         let seq = c.x.seq_len();

@@ -5,6 +5,8 @@
 //! position 131 071. Bad input must give exit code 1 (data) or 2 (usage), exactly one line on stderr
 //! that starts with `llama-attn: error:` and names the problem, and never a panic.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -81,16 +83,8 @@ fn check_output(name: &str, args: &[String], out: &Path) {
 #[test]
 fn every_case_matches_transformers() {
     let dir = scratch("every_case");
-    for name in [
-        "mha",
-        "gqa",
-        "mqa_bias_f16",
-        "llama31_end_bf16",
-        "llama31_mid",
-        "llama32_mid_bf16",
-        "llama32_long_span",
-        "llama32_end",
-    ] {
+    for name in common::hf_cases() {
+        let name = name.as_str();
         let out = dir.join(format!("{name}.safetensors"));
         check_output(name, &case_args(name, &out), &out);
     }
