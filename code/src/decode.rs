@@ -10,8 +10,9 @@ use std::ops::Range;
 use nalgebra::{DMatrix, DMatrixView};
 
 use crate::error::{Result, nonzero};
-use crate::flash::{check_grouped_args, online_softmax_step};
+use crate::flash::online_softmax_step;
 use crate::kv_cache::LayerKvCache;
+use crate::sdpa::check_grouped_args;
 use crate::simd::{Kernel, dispatch};
 
 /// Cached positions per block: the scores of a block for a whole group stay in the fastest caches,

@@ -10,8 +10,9 @@ use std::ops::Range;
 
 use nalgebra::{DMatrix, DMatrixView};
 
-use crate::error::{AttnError, Result, divisible, nonzero};
+use crate::error::{Result, nonzero};
 use crate::fast_exp::{exp_approx, exp_sub_sum, max_of};
+use crate::sdpa::check_grouped_args;
 use crate::simd::{Kernel, dispatch};
 
 /// Query rows per tile. Larger tiles spend less time copying operands into the matrix-product
@@ -22,39 +23,6 @@ pub const QUERY_BLOCK: usize = 128;
 /// Keys per tile: a score tile is `QUERY_BLOCK × KEY_BLOCK` f32, 256 KiB per query head, which
 /// stays in the core's 1 MiB L2 cache while it is turned into weights and multiplied by the values.
 pub const KEY_BLOCK: usize = 512;
-
-/// Checks the arguments exactly as [`grouped_attention`](crate::grouped_attention) does and
-/// returns `head_dim`.
-pub(crate) fn check_grouped_args(
-    who: &str,
-    q_shape: (usize, usize),
-    k: &DMatrixView<f32>,
-    v: &DMatrixView<f32>,
-    n_heads: usize,
-    n_kv_heads: usize,
-    start_pos: usize,
-) -> Result<usize> {
-    divisible("n_heads", n_heads, "n_kv_heads", n_kv_heads)?;
-    divisible("q columns (n_heads * head_dim)", q_shape.1, "n_heads", n_heads)?;
-    let head_dim = q_shape.1 / n_heads;
-    let kv_cols = n_kv_heads * head_dim;
-    if k.ncols() != kv_cols || v.ncols() != kv_cols || k.nrows() != v.nrows() {
-        return Err(AttnError::Shape {
-            context: format!("{who} with {n_kv_heads} KV heads of head_dim {head_dim}"),
-            expected: format!("k and v of shape (n_keys, {kv_cols})"),
-            got: format!("k ({}, {}), v ({}, {})", k.nrows(), k.ncols(), v.nrows(), v.ncols()),
-        });
-    }
-    let (n_queries, n_keys) = (q_shape.0, k.nrows());
-    if start_pos + n_queries > n_keys {
-        return Err(AttnError::Shape {
-            context: format!("causal mask for {n_queries} queries at start_pos {start_pos}"),
-            expected: format!("at least {} keys (start_pos + n_queries)", start_pos + n_queries),
-            got: format!("{n_keys} keys"),
-        });
-    }
-    Ok(head_dim)
-}
 
 /// Causal grouped-query attention by tiles with an online softmax: the same result as
 /// [`grouped_attention`](crate::grouped_attention) (to f32 rounding), without the `(seq, seq)` matrix.

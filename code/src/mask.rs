@@ -5,7 +5,7 @@ use nalgebra::DMatrix;
 use crate::error::{AttnError, Result};
 
 /// Checks that `n_queries` new tokens starting at `start_pos` fit into `n_keys` keys.
-fn check_causal(n_queries: usize, n_keys: usize, start_pos: usize) -> Result<()> {
+pub(crate) fn check_causal(n_queries: usize, n_keys: usize, start_pos: usize) -> Result<()> {
     if start_pos + n_queries > n_keys {
         return Err(AttnError::Shape {
             context: format!("causal mask for {n_queries} queries at start_pos {start_pos}"),

@@ -3,7 +3,7 @@
 use nalgebra::{DMatrix, DMatrixView};
 
 use crate::error::{AttnError, Result, divisible, shape_err};
-use crate::mask::apply_causal_mask;
+use crate::mask::{apply_causal_mask, check_causal};
 use crate::softmax::softmax_rows_in_place;
 
 // ANCHOR: mask_enum
@@ -101,17 +101,8 @@ pub fn grouped_attention(
     n_kv_heads: usize,
     start_pos: usize,
 ) -> Result<DMatrix<f32>> {
-    divisible("n_heads", n_heads, "n_kv_heads", n_kv_heads)?;
-    divisible("q columns (n_heads * head_dim)", q.ncols(), "n_heads", n_heads)?;
-    let head_dim = q.ncols() / n_heads;
-    let kv_cols = n_kv_heads * head_dim;
-    if k.ncols() != kv_cols || v.ncols() != kv_cols || k.nrows() != v.nrows() {
-        return Err(AttnError::Shape {
-            context: format!("grouped_attention with {n_kv_heads} KV heads of head_dim {head_dim}"),
-            expected: format!("k and v of shape (n_keys, {kv_cols})"),
-            got: format!("k ({}, {}), v ({}, {})", k.nrows(), k.ncols(), v.nrows(), v.ncols()),
-        });
-    }
+    let head_dim =
+        check_grouped_args("grouped_attention", q.shape(), &k, &v, n_heads, n_kv_heads, start_pos)?;
     let group_size = n_heads / n_kv_heads;
     let mut context = DMatrix::zeros(q.nrows(), q.ncols());
     for h in 0..n_heads {
@@ -126,3 +117,31 @@ pub fn grouped_attention(
     Ok(context)
 }
 // ANCHOR_END: grouped_attention
+
+/// Checks the arguments of a grouped attention call (`grouped_attention`, and the fast paths
+/// `flash_attention` and `decode_attention`, which take the same ones) and returns `head_dim`:
+/// `n_kv_heads` divides `n_heads`, `n_heads` divides the query width, `k` and `v` are
+/// `(n_keys, n_kv_heads·head_dim)`, and the queries at `start_pos ..` have their keys.
+pub(crate) fn check_grouped_args(
+    who: &str,
+    q_shape: (usize, usize),
+    k: &DMatrixView<f32>,
+    v: &DMatrixView<f32>,
+    n_heads: usize,
+    n_kv_heads: usize,
+    start_pos: usize,
+) -> Result<usize> {
+    divisible("n_heads", n_heads, "n_kv_heads", n_kv_heads)?;
+    divisible("q columns (n_heads * head_dim)", q_shape.1, "n_heads", n_heads)?;
+    let head_dim = q_shape.1 / n_heads;
+    let kv_cols = n_kv_heads * head_dim;
+    if k.ncols() != kv_cols || v.ncols() != kv_cols || k.nrows() != v.nrows() {
+        return Err(AttnError::Shape {
+            context: format!("{who} with {n_kv_heads} KV heads of head_dim {head_dim}"),
+            expected: format!("k and v of shape (n_keys, {kv_cols})"),
+            got: format!("k ({}, {}), v ({}, {})", k.nrows(), k.ncols(), v.nrows(), v.ncols()),
+        });
+    }
+    check_causal(q_shape.0, k.nrows(), start_pos)?;
+    Ok(head_dim)
+}
