@@ -9,7 +9,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use attention::init::splitmix_matrix;
-use attention::{DecodeAttention, FlashAttention, grouped_attention};
+use attention::{DecodeAttention, FlashAttention, HeadLayout, grouped_attention};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use nalgebra::DMatrix;
 
@@ -31,16 +31,15 @@ fn prefill(c: &mut Criterion) {
         for n_kv_heads in [N_HEADS, 4] {
             let (q, k, v) = inputs(seq, seq, n_kv_heads);
             let label = format!("{seq}/{N_HEADS}q{n_kv_heads}kv");
+            let heads = HeadLayout::new(N_HEADS, n_kv_heads, HEAD_DIM).unwrap();
             group.bench_function(BenchmarkId::new("naive", &label), |b| {
-                b.iter(|| grouped_attention(&q, k.as_view(), v.as_view(), N_HEADS, n_kv_heads, 0).unwrap())
+                b.iter(|| grouped_attention(&q, k.as_view(), v.as_view(), heads, 0).unwrap())
             });
             let mut flash = FlashAttention::new();
             let mut out = DMatrix::zeros(seq, N_HEADS * HEAD_DIM);
             group.bench_function(BenchmarkId::new("flash", &label), |b| {
                 b.iter(|| {
-                    flash
-                        .forward_into(&q, k.as_view(), v.as_view(), N_HEADS, n_kv_heads, 0, &mut out)
-                        .unwrap();
+                    flash.forward_into(&q, k.as_view(), v.as_view(), heads, 0, &mut out).unwrap();
                     black_box(&out);
                 })
             });
@@ -54,10 +53,11 @@ fn decode(c: &mut Criterion) {
     let context = 4096;
     let (q, k, v) = inputs(1, context, 4);
     let mut decode = DecodeAttention::new();
+    let heads = HeadLayout::new(N_HEADS, 4, HEAD_DIM).unwrap();
     let mut out = DMatrix::zeros(1, N_HEADS * HEAD_DIM);
     group.bench_function(BenchmarkId::new("gqa_12q4kv", context), |b| {
         b.iter(|| {
-            decode.forward_into(&q, k.as_view(), v.as_view(), N_HEADS, 4, context - 1, &mut out).unwrap();
+            decode.forward_into(&q, k.as_view(), v.as_view(), heads, context - 1, &mut out).unwrap();
             black_box(&out);
         })
     });

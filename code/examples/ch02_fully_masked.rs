@@ -34,12 +34,12 @@ fn main() -> Result<(), attention::AttnError> {
     // ...and our softmax_rows returns zeros, as torch._safe_softmax does.
     assert_matrix_close(&softmax_rows(&scores), &fx.matrix("out_safe")?, Tolerance::F32);
 
-    // A causal mask alone never masks a whole row: query i always sees its own key start_pos + i.
+    // A causal mask alone never masks a whole row: query i always sees its own key query_offset + i.
     let mut checked = 0;
     for n_keys in 1..=32 {
-        for start_pos in 0..n_keys {
-            for n_queries in 1..=n_keys - start_pos {
-                let mask = causal_mask(n_queries, n_keys, start_pos)?;
+        for query_offset in 0..n_keys {
+            for n_queries in 1..=n_keys - query_offset {
+                let mask = causal_mask(n_queries, n_keys, query_offset)?;
                 assert!(mask.row_iter().all(|row| row.iter().any(|&m| m == 0.0)));
                 checked += 1;
             }

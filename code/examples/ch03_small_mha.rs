@@ -33,7 +33,7 @@ fn main() -> Result<(), attention::AttnError> {
         let w = attention_weights(
             queries.columns(cols, head_dim),
             keys.columns(cols, head_dim),
-            Mask::Causal { start_pos: 0 },
+            Mask::Causal { query_offset: 0 },
         )?;
         let last: Vec<String> = w.row(6).iter().map(|v| format!("{v:.4}")).collect();
         println!("  head {h}: [{}]", last.join(" "));

@@ -17,7 +17,7 @@ fn main() -> Result<(), attention::AttnError> {
     let keys = fx.linear("W_key")?.forward(x0)?; // (7, 16)
     // PyTorch's attn_weights[0, 0]: head 0 of item 0, (7, 7)
     let want = DMatrix::from_row_slice(seq, seq, &fx.tensor("attn_weights")?.data[..seq * seq]);
-    let causal = Mask::Causal { start_pos: 0 };
+    let causal = Mask::Causal { query_offset: 0 };
 
     // right: head 0 is columns 0..head_dim of every row, scores scaled by 1/√head_dim
     let right = attention_weights(queries.columns(0, head_dim), keys.columns(0, head_dim), causal)?;

@@ -5,7 +5,7 @@ extern crate attention;
 use attention::{AttentionConfig, DType, Preset, gqa_kv_saving, kv_cache_bytes, kv_cache_bytes_per_layer};
 
 /// Bytes in MiB or GiB, one decimal.
-fn human(bytes: u64) -> String {
+fn human(bytes: u128) -> String {
     let mib = bytes as f64 / (1024.0 * 1024.0);
     if mib < 1024.0 { format!("{mib:.1} MiB") } else { format!("{:.1} GiB", mib / 1024.0) }
 }
@@ -43,10 +43,10 @@ fn main() {
         );
     }
 
-    let seed = Preset::SEED_DEFAULT.config;
+    let seed = Preset::SMALL.config;
     let seed_mha = AttentionConfig { n_kv_heads: seed.n_heads, ..seed };
     println!(
-        "starting project default, one layer in f32: GQA {}, MHA {}",
+        "small model, one layer in f32: GQA {}, MHA {}",
         human(kv_cache_bytes_per_layer(&seed, 1, 1024, DType::F32)),
         human(kv_cache_bytes_per_layer(&seed_mha, 1, 1024, DType::F32))
     );

@@ -10,15 +10,8 @@ fn main() -> Result<()> {
     // torch.manual_seed(43); GroupedQueryAttention(12, 16, n_heads=4, n_kv_heads=2, rope_theta=10000)
     let fx = Fixture::load("small_gqa")?;
     let rope = Rope::new(fx.usize("head_dim")?, fx.usize("context_length")?, fx.f32("rope_theta")?, None)?;
-    let gqa = GroupedQueryAttention::new(
-        fx.linear("W_query")?,
-        fx.linear("W_key")?,
-        fx.linear("W_value")?,
-        fx.linear("out_proj")?,
-        fx.usize("n_heads")?,
-        fx.usize("n_kv_heads")?,
-        Some(rope),
-    )?;
+    let gqa =
+        GroupedQueryAttention::new(fx.weights()?, fx.usize("n_heads")?, fx.usize("n_kv_heads")?, Some(rope))?;
     let (n_heads, n_kv_heads, group_size, hd) =
         (gqa.n_heads(), gqa.n_kv_heads(), gqa.group_size(), gqa.head_dim());
     let x = fx.batch("x")?;
@@ -27,8 +20,11 @@ fn main() -> Result<()> {
 
     // Does query head h, reading KV head kv, give PyTorch's attn_weights[0, h]? (rtol 1.3e-6, atol 1e-5)
     let matches_pytorch = |h: usize, kv: usize| -> Result<bool> {
-        let w =
-            attention_weights(q.columns(h * hd, hd), k.columns(kv * hd, hd), Mask::Causal { start_pos: 0 })?;
+        let w = attention_weights(
+            q.columns(h * hd, hd),
+            k.columns(kv * hd, hd),
+            Mask::Causal { query_offset: 0 },
+        )?;
         let pytorch = &want.data[h * 49..(h + 1) * 49]; // item 0, head h: (7, 7) row-major
         Ok(compare(&matrix_to_row_major(&w), pytorch, &[7, 7], Tolerance::F32).is_ok())
     };

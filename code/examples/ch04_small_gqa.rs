@@ -1,21 +1,19 @@
 //! Chapter 4: `GroupedQueryAttention`, 4 query heads sharing 2 KV heads, against PyTorch.
 extern crate attention;
 // ANCHOR: example
-use attention::{Attention, Fixture, GroupedQueryAttention, Rope, Tolerance};
+use attention::{Fixture, GroupedQueryAttention, QkvoWeights, Rope, Tolerance};
 
 fn main() -> Result<(), attention::AttnError> {
     // torch.manual_seed(43); GroupedQueryAttention(12, 16, n_heads=4, n_kv_heads=2, rope_theta=10000)
     let fx = Fixture::load("small_gqa")?;
     let rope = Rope::new(fx.usize("head_dim")?, fx.usize("context_length")?, fx.f32("rope_theta")?, None)?;
-    let gqa = GroupedQueryAttention::new(
-        fx.linear("W_query")?,  // (n_heads · head_dim, d_in) = (16, 12)
-        fx.linear("W_key")?,    // (n_kv_heads · head_dim, d_in) = (8, 12): half as many rows
-        fx.linear("W_value")?,  // (8, 12)
-        fx.linear("out_proj")?, // (16, 16)
-        fx.usize("n_heads")?,
-        fx.usize("n_kv_heads")?,
-        Some(rope),
-    )?;
+    let weights = QkvoWeights {
+        w_query: fx.linear("W_query")?,   // (n_heads · head_dim, d_in) = (16, 12)
+        w_key: fx.linear("W_key")?,       // (n_kv_heads · head_dim, d_in) = (8, 12): half the rows
+        w_value: fx.linear("W_value")?,   // (8, 12)
+        out_proj: fx.linear("out_proj")?, // (16, 16)
+    };
+    let gqa = GroupedQueryAttention::new(weights, fx.usize("n_heads")?, fx.usize("n_kv_heads")?, Some(rope))?;
     println!(
         "n_heads {}, n_kv_heads {}, group_size {}, head_dim {}",
         gqa.n_heads(),
@@ -25,9 +23,9 @@ fn main() -> Result<(), attention::AttnError> {
     );
     println!(
         "W_query {:?}, W_key {:?}, W_value {:?}",
-        gqa.w_query.weight.shape(),
-        gqa.w_key.weight.shape(),
-        gqa.w_value.weight.shape()
+        gqa.weights().w_query.weight.shape(),
+        gqa.weights().w_key.weight.shape(),
+        gqa.weights().w_value.weight.shape()
     );
 
     let x = fx.batch("x")?; // (2, 7, 12)
@@ -40,7 +38,7 @@ fn main() -> Result<(), attention::AttnError> {
         v.shape()
     );
 
-    let out = gqa.forward(&x)?; // (2, 7, 12) -> (2, 7, 16)
+    let out = gqa.forward(&x, 0, None)?; // (2, 7, 12) -> (2, 7, 16): positions 0.., no cache
     let [b, s, d] = out.shape();
     let first: Vec<String> = out.items()[0].row(0).iter().take(4).map(|v| format!("{v:.4}")).collect();
     println!("out ({b}, {s}, {d}); out[0, 0, :4] = [{}]", first.join(" "));

@@ -2,22 +2,21 @@
 //! are grouped-query attention too.
 extern crate attention;
 // ANCHOR: example
-use attention::{Attention, Fixture, GroupedQueryAttention, Rope, Tolerance};
+use attention::{Fixture, GroupedQueryAttention, Rope, Tolerance};
 
 fn main() -> Result<(), attention::AttnError> {
     // MQA: torch.manual_seed(44); GroupedQueryAttention(12, 16, n_heads=4, n_kv_heads=1, rope_theta=10000)
     let fx = Fixture::load("small_mqa")?;
     let rope = Rope::new(fx.usize("head_dim")?, fx.usize("context_length")?, fx.f32("rope_theta")?, None)?;
-    let (wq, wk, wv) = (fx.linear("W_query")?, fx.linear("W_key")?, fx.linear("W_value")?);
-    let mqa = GroupedQueryAttention::new(wq, wk, wv, fx.linear("out_proj")?, 4, 1, Some(rope))?;
+    let mqa = GroupedQueryAttention::new(fx.weights()?, 4, 1, Some(rope))?; // 4 query heads, 1 KV head
     println!(
         "MQA: {} query heads share {} KV head: W_key {:?}, group_size {}",
         mqa.n_heads(),
         mqa.n_kv_heads(),
-        mqa.w_key.weight.shape(),
+        mqa.weights().w_key.weight.shape(),
         mqa.group_size()
     );
-    let out = mqa.forward(&fx.batch("x")?)?;
+    let out = mqa.forward(&fx.batch("x")?, 0, None)?;
     // PyTorch's output (assert_close semantics: rtol 1.3e-6, atol 1e-5)
     attention::assert_batch_close(&out, &fx.batch("out")?, Tolerance::F32);
     let [b, s, d] = out.shape();
@@ -26,16 +25,15 @@ fn main() -> Result<(), attention::AttnError> {
     // MHA: PyTorch's MultiHeadAttention(12, 16, num_heads=4, qkv_bias=True), seed 42, run as GQA
     // with 4 KV heads and no RoPE (its biases are applied: they are part of each Linear)
     let fx = Fixture::load("small_mha")?;
-    let (wq, wk, wv) = (fx.linear("W_query")?, fx.linear("W_key")?, fx.linear("W_value")?);
-    let mha = GroupedQueryAttention::new(wq, wk, wv, fx.linear("out_proj")?, 4, 4, None)?;
+    let mha = GroupedQueryAttention::new(fx.weights()?, 4, 4, None)?; // 4 query heads, 4 KV heads
     println!(
         "MHA: {} query heads, {} KV heads: W_key {:?}, group_size {}",
         mha.n_heads(),
         mha.n_kv_heads(),
-        mha.w_key.weight.shape(),
+        mha.weights().w_key.weight.shape(),
         mha.group_size()
     );
-    let out = mha.forward(&fx.batch("x")?)?;
+    let out = mha.forward(&fx.batch("x")?, 0, None)?;
     attention::assert_batch_close(&out, &fx.batch("out")?, Tolerance::F32);
     let [b, s, d] = out.shape();
     println!("     out ({b}, {s}, {d}) matches PyTorch's MultiHeadAttention");

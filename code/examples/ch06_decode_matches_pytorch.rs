@@ -1,9 +1,7 @@
 //! Chapter 6: cached decoding and chunked prefill give the full forward pass's numbers, PyTorch's.
 extern crate attention;
 // ANCHOR: example
-use attention::{
-    Attention, Batch, Fixture, LayerKvCache, Tolerance, assert_batch_close, compare::max_abs_diff,
-};
+use attention::{Batch, Fixture, LayerKvCache, Tolerance, assert_batch_close, compare::max_abs_diff};
 
 fn main() -> Result<(), attention::AttnError> {
     // PyTorch: torch.manual_seed(47); GroupedQueryAttention(12, 16, n_heads=4, n_kv_heads=2,
@@ -11,7 +9,7 @@ fn main() -> Result<(), attention::AttnError> {
     let fx = Fixture::load("kv_cache")?;
     let gqa = fx.gqa()?; // the fixture's module: 4 query heads, 2 KV heads, head_dim 4, RoPE base 10 000
     let x = fx.batch("x")?; // (batch 2, seq 9, d_in 12)
-    let full = gqa.forward(&x)?; // no cache: all 9 tokens at once
+    let full = gqa.forward(&x, 0, None)?; // no cache: all 9 tokens at once, positions 0..9
     assert_batch_close(&full, &fx.batch("out_full")?, Tolerance::F32);
     // The last bits depend on the order products are summed in (and so on the CPU): we print the
     // bound each difference is checked against, not its exact value.
@@ -22,10 +20,10 @@ fn main() -> Result<(), attention::AttnError> {
 
     // Feed the tokens in chunks through one pre-allocated cache (capacity 32 positions).
     let run = |chunks: &[usize]| -> Result<(Batch, LayerKvCache), attention::AttnError> {
-        let mut cache = LayerKvCache::new(x.batch_size(), 32, gqa.n_kv_heads(), gqa.head_dim())?;
+        let mut cache = gqa.new_cache(x.batch_size(), 32)?;
         let (mut outs, mut start_pos) = (Vec::new(), 0);
         for &n in chunks {
-            outs.push(gqa.forward_cached(&x.narrow_seq(start_pos, n)?, &mut cache, start_pos)?);
+            outs.push(gqa.forward(&x.narrow_seq(start_pos, n)?, start_pos, Some(&mut cache))?);
             start_pos += n;
         }
         Ok((Batch::concat_seq(&outs)?, cache))

@@ -3,8 +3,8 @@ extern crate attention;
 // ANCHOR: example
 use attention::{DType, Preset, kv_cache_bytes, kv_cache_bytes_per_layer};
 
-const MIB: u64 = 1 << 20;
-const GIB: u64 = 1 << 30;
+const MIB: u128 = 1 << 20;
+const GIB: u128 = 1 << 30;
 
 fn main() {
     println!("KV cache in bf16, batch 1, full context:");
@@ -14,12 +14,12 @@ fn main() {
     );
     for p in Preset::ALL {
         let c = p.config;
-        let Some(n_layers) = p.n_layers else { continue }; // the starting project does not say
+        let Some(n_layers) = p.n_layers else { continue }; // one layer's shape only
         let per_token = kv_cache_bytes(&c, n_layers, 1, 1, DType::BF16);
         let total = kv_cache_bytes(&c, n_layers, 1, c.context_length, DType::BF16);
         // keys and values (2) · layers · positions · KV heads · head_dim · 2 bytes
-        assert_eq!(total, (2 * n_layers * c.context_length * c.n_kv_heads * c.head_dim * 2) as u64);
-        assert_eq!(total, per_token * c.context_length as u64);
+        assert_eq!(total, (2 * n_layers * c.context_length * c.n_kv_heads * c.head_dim * 2) as u128);
+        assert_eq!(total, per_token * c.context_length as u128);
         println!(
             "{:<14} {n_layers:>6} {:>8} {:>8} {:>9} {:>9} KiB {:>6.1} GiB",
             p.name,
@@ -41,11 +41,11 @@ fn main() {
     println!("Llama 3 8B with 32 KV heads instead of 8: {} GiB", mha_bytes / GIB);
     assert_eq!(mha_bytes, 4 * GIB);
 
-    // The starting project's default (layers not stated): one layer, f32, its 1024 positions.
-    let seed = Preset::SEED_DEFAULT.config;
+    // The small model (one layer's shape, no layer count): one layer, f32, its 1024 positions.
+    let seed = Preset::SMALL.config;
     let per_layer = kv_cache_bytes_per_layer(&seed, 1, seed.context_length, DType::F32);
     println!(
-        "starting project default ({} KV heads of {}), one layer, f32, {} positions: {} MiB",
+        "small model ({} KV heads of {}), one layer, f32, {} positions: {} MiB",
         seed.n_kv_heads,
         seed.head_dim,
         seed.context_length,

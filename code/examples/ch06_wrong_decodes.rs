@@ -1,9 +1,7 @@
 //! Chapter 6: one decode step done right, and the two classic bugs that silently change its numbers.
 extern crate attention;
 // ANCHOR: example
-use attention::{
-    AttnError, Fixture, LayerKvCache, compare::max_abs_diff, grouped_attention, matrix_to_row_major,
-};
+use attention::{AttnError, Fixture, compare::max_abs_diff, grouped_attention, matrix_to_row_major};
 
 fn main() -> Result<(), AttnError> {
     let fx = Fixture::load("kv_cache")?; // GQA(12, 16, 4 heads, 2 KV heads, RoPE 10 000), seed 47
@@ -11,16 +9,17 @@ fn main() -> Result<(), AttnError> {
     let x = fx.batch("x")?.items()[0].clone(); // sequence 0: (9, 12)
     let want = fx.batch("out_full")?.items()[0].rows(5, 1).into_owned(); // PyTorch, token 5: (1, 16)
 
-    // One decode step by hand, as forward_cached does it; `rope_pos` and `mask_pos` are what the bugs change.
-    let decode_token_5 = |rope_pos: usize, mask_pos: usize| -> Result<f32, AttnError> {
-        let mut cache = LayerKvCache::new(1, 32, 2, 4)?;
+    // One decode step by hand, as `forward` does it with a cache: `start_pos` (RoPE's position) and
+    // `query_offset` (the mask's rows before the query) are what the two bugs change.
+    let decode_token_5 = |start_pos: usize, query_offset: usize| -> Result<f32, AttnError> {
+        let mut cache = gqa.new_cache(1, 32)?;
         let (_, k, v) = gqa.project(&x.rows(0, 5).into_owned(), 0)?; // prefill positions 0..5
-        cache.append(&[k], &[v])?;
-        let (q, k, v) = gqa.project(&x.rows(5, 1).into_owned(), rope_pos)?; // (1, 16), (1, 8), (1, 8)
-        cache.append(&[k], &[v])?;
+        cache.append(0, &[k], &[v])?;
+        let (q, k, v) = gqa.project(&x.rows(5, 1).into_owned(), start_pos)?; // (1, 16), (1, 8), (1, 8)
+        cache.append(5, &[k], &[v])?; // the cache checks its own positions; RoPE's is ours to get right
         // q: (1, 16) against the cache's (6, 8) keys and values
-        let context = grouped_attention(&q, cache.keys(0)?, cache.values(0)?, 4, 2, mask_pos)?;
-        let out = gqa.out_proj.forward(&context)?;
+        let context = grouped_attention(&q, cache.keys(0)?, cache.values(0)?, gqa.heads(), query_offset)?;
+        let out = gqa.weights().out_proj.forward(&context)?;
         Ok(max_abs_diff(&matrix_to_row_major(&out), &matrix_to_row_major(&want)))
     };
 

@@ -3,9 +3,9 @@ extern crate attention;
 extern crate nalgebra;
 // ANCHOR: example
 use attention::{
-    Batch, GroupedQueryAttention, HfLlamaConfig, Linear, TensorFile, Tolerance, assert_batch_close,
-    compare::max_abs_diff, fixtures::FIXTURE_DIR, forward_interleaved, open_layer_tensors,
-    permute_hf_to_meta, permute_meta_to_hf,
+    Batch, GroupedQueryAttention, HfLlamaConfig, Linear, QkvoWeights, RopeLayout, TensorFile, Tolerance,
+    assert_batch_close, compare::max_abs_diff, fixtures::FIXTURE_DIR, open_layer_tensors, permute_hf_to_meta,
+    permute_meta_to_hf,
 };
 use nalgebra::DMatrix;
 
@@ -25,16 +25,20 @@ fn main() -> Result<(), attention::AttnError> {
     // ... and the same layer in Meta's layout, un-permuted by the generator (Meta's names wq, wk, wv, wo)
     let meta = TensorFile::open(format!("{dir}/meta_layout.safetensors"))?;
     let w = |n: &str| meta.linear(&format!("layers.0.attention.{n}."));
-    assert_eq!(permute_hf_to_meta(&hf.w_query, 4)?, w("wq")?); // n_heads for q
-    assert_eq!(permute_hf_to_meta(&hf.w_key, 2)?, w("wk")?); // n_kv_heads for k
+    assert_eq!(permute_hf_to_meta(&hf.weights().w_query, 4)?, w("wq")?); // n_heads for q
+    assert_eq!(permute_hf_to_meta(&hf.weights().w_key, 2)?, w("wk")?); // n_kv_heads for k
     println!("permute_hf_to_meta(q_proj, 4) == wq and permute_hf_to_meta(k_proj, 2) == wk: exactly");
 
     let x = TensorFile::open(format!("{dir}/input.safetensors"))?.batch("hidden_states")?; // (2, 9, 40)
     let expected = TensorFile::open(format!("{dir}/expected.safetensors"))?;
-    let meta_attn = GroupedQueryAttention::new(w("wq")?, w("wk")?, w("wv")?, w("wo")?, 4, 2, None)?;
+    let meta_weights = || -> attention::Result<QkvoWeights> {
+        Ok(QkvoWeights { w_query: w("wq")?, w_key: w("wk")?, w_value: w("wv")?, out_proj: w("wo")? })
+    };
     let rope = hf.rope().unwrap();
-    let interleaved = x.try_map(|m| forward_interleaved(&meta_attn, rope, m, 37))?;
-    let split_halves = x.try_map(|m| hf.forward_at(m, 37))?;
+    let meta_rope = rope.clone().with_layout(RopeLayout::Interleaved); // the same angles, pairs (2i, 2i+1)
+    let meta_attn = GroupedQueryAttention::new(meta_weights()?, 4, 2, Some(meta_rope))?;
+    let interleaved = meta_attn.forward(&x, 37, None)?;
+    let split_halves = hf.forward(&x, 37, None)?;
     // Meta's own formulation (complex numbers on pairs (2i, 2i+1)) and transformers' LlamaAttention
     assert_batch_close(&interleaved, &expected.batch("meta_attn_output")?, Tolerance::F32);
     assert_batch_close(&split_halves, &expected.batch("attn_output")?, Tolerance::F32);
@@ -47,8 +51,8 @@ fn main() -> Result<(), attention::AttnError> {
     println!("max |interleaved + Meta weights - Meta-style PyTorch|        < 1e-6");
 
     // The wrong pairing: Meta's weights run through split-halves RoPE
-    let wrong = GroupedQueryAttention::new(w("wq")?, w("wk")?, w("wv")?, w("wo")?, 4, 2, Some(rope.clone()))?;
-    let wrong_out = x.try_map(|m| wrong.forward_at(m, 37))?;
+    let wrong = GroupedQueryAttention::new(meta_weights()?, 4, 2, Some(rope.clone()))?;
+    let wrong_out = wrong.forward(&x, 37, None)?;
     let off = d(&wrong_out, &expected.batch("attn_output")?);
     // far from the noise above, and from the edges of what prints as 1.9e-1, on every machine
     assert!((0.185..0.195).contains(&off));

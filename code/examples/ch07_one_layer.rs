@@ -3,7 +3,7 @@ extern crate attention;
 // ANCHOR: example
 use attention::{
     Batch, HfLlamaConfig, TensorFile, Tolerance, assert_batch_close, compare::max_abs_diff,
-    fixtures::FIXTURE_DIR, forward_prefill_decode, open_layer_tensors,
+    fixtures::FIXTURE_DIR, open_layer_tensors,
 };
 
 fn main() -> Result<(), attention::AttnError> {
@@ -35,8 +35,8 @@ fn main() -> Result<(), attention::AttnError> {
 
     let x: Batch = TensorFile::open(format!("{dir}/input.safetensors"))?.batch("hidden_states")?;
     let start_pos = 131_066; // the last 6 positions of the 131 072-token context
-    let full = x.try_map(|m| attn.forward_at(m, start_pos))?;
-    let decoded = forward_prefill_decode(&attn, &x, start_pos, 2)?; // prefill 2, then 4 single steps
+    let full = attn.forward(&x, start_pos, None)?; // one pass, no cache
+    let decoded = attn.forward_prefill_decode(&x, start_pos, 2)?; // prefill 2, then 4 single steps
     // transformers: LlamaAttention (eager) with LlamaRotaryEmbedding at position_ids 131066..131071
     let hf = TensorFile::open(format!("{dir}/expected.safetensors"))?.batch("attn_output")?;
     assert_batch_close(&full, &hf, Tolerance::F32);

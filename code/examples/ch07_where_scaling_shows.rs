@@ -21,18 +21,8 @@ fn scaled_and_plain(case: &str) -> Result<(Batch, Batch, Batch), attention::Attn
         (meta["start_pos"].as_u64().unwrap() as usize, meta["expected_from"].as_u64().unwrap() as usize);
     let x = TensorFile::open(format!("{dir}/input.safetensors"))?.batch("hidden_states")?;
     let plain_rope = Rope::new(cfg.head_dim, start + x.seq_len(), cfg.rope_theta, None)?;
-    let plain = GroupedQueryAttention::new(
-        attn.w_query.clone(),
-        attn.w_key.clone(),
-        attn.w_value.clone(),
-        attn.out_proj.clone(),
-        attn.n_heads(),
-        attn.n_kv_heads(),
-        Some(plain_rope),
-    )?;
-    let tail = |a: &GroupedQueryAttention| {
-        x.try_map(|m| a.forward_at(m, start))?.narrow_seq(from, x.seq_len() - from)
-    };
+    let plain = attn.clone().with_rope(Some(plain_rope))?; // the same weights, unscaled tables
+    let tail = |a: &GroupedQueryAttention| a.forward(&x, start, None)?.narrow_seq(from, x.seq_len() - from);
     let hf = TensorFile::open(format!("{dir}/expected.safetensors"))?.batch("attn_output")?;
     Ok((tail(&attn)?, tail(&plain)?, hf))
 }

@@ -7,7 +7,7 @@
 
 use nalgebra::DMatrix;
 
-use crate::error::{AttnError, Result, fmt_shape, nonzero, shape_err};
+use crate::error::{AttnError, Dims, Result, checked_len, nonzero, shape_err};
 
 /// A batch of sequences: `batch` matrices of the same shape `(seq, dim)`, one row per token.
 #[derive(Clone, Debug, PartialEq)]
@@ -23,11 +23,14 @@ pub struct Batch {
 /// assert!(attention::matrix_from_row_major(2, 3, &[1.0]).is_err());
 /// ```
 pub fn matrix_from_row_major(rows: usize, cols: usize, data: &[f32]) -> Result<DMatrix<f32>> {
-    if data.len() != rows * cols {
-        return Err(AttnError::Shape {
-            context: "matrix_from_row_major".into(),
-            expected: format!("{} values for shape {}", rows * cols, fmt_shape(&[rows, cols])),
-            got: format!("{} values", data.len()),
+    let expected = checked_len("matrix_from_row_major", &[rows, cols])?;
+    if data.len() != expected {
+        let shape = Dims::exact(&[rows, cols]);
+        return Err(AttnError::Length {
+            what: "matrix_from_row_major".into(),
+            shape,
+            expected,
+            got: data.len(),
         });
     }
     // `from_row_slice` reads row-major; `from_vec`/`from_column_slice` would read column-major.
@@ -47,11 +50,8 @@ impl Batch {
         let shape = items[0].shape();
         for (b, m) in items.iter().enumerate() {
             if m.shape() != shape {
-                return Err(shape_err(
-                    format!("Batch::new item {b}"),
-                    fmt_shape(&[shape.0, shape.1]),
-                    &[m.nrows(), m.ncols()],
-                ));
+                let want = [Some(shape.0), Some(shape.1)];
+                return Err(shape_err(format!("Batch::new item {b}"), &want, &[m.nrows(), m.ncols()]));
             }
         }
         Ok(Self { items })
@@ -65,11 +65,16 @@ impl Batch {
     /// Builds a `(batch, seq, dim)` batch from **row-major** data, as PyTorch lays out a 3-D tensor.
     pub fn from_row_major(batch: usize, seq: usize, dim: usize, data: &[f32]) -> Result<Self> {
         nonzero("batch", batch)?;
-        if data.len() != batch * seq * dim {
-            return Err(AttnError::Shape {
-                context: "Batch::from_row_major".into(),
-                expected: format!("{} values for shape {}", batch * seq * dim, fmt_shape(&[batch, seq, dim])),
-                got: format!("{} values", data.len()),
+        nonzero("seq", seq)?;
+        nonzero("dim", dim)?;
+        let expected = checked_len("Batch::from_row_major", &[batch, seq, dim])?;
+        if data.len() != expected {
+            let shape = Dims::exact(&[batch, seq, dim]);
+            return Err(AttnError::Length {
+                what: "Batch::from_row_major".into(),
+                shape,
+                expected,
+                got: data.len(),
             });
         }
         let items =
@@ -80,7 +85,13 @@ impl Batch {
     /// A batch of zeros of shape `(batch, seq, dim)`.
     pub fn zeros(batch: usize, seq: usize, dim: usize) -> Result<Self> {
         nonzero("batch", batch)?;
-        Ok(Self { items: vec![DMatrix::zeros(seq, dim); batch] })
+        nonzero("seq", seq)?;
+        nonzero("dim", dim)?;
+        checked_len("Batch::zeros", &[batch, seq, dim])?;
+        let items = (0..batch)
+            .map(|_| crate::error::try_zero_matrix("Batch::zeros", seq, dim))
+            .collect::<Result<_>>()?;
+        Ok(Self { items })
     }
 
     /// Flattens to row-major `(batch, seq, dim)` order, as PyTorch would store it.
@@ -113,19 +124,14 @@ impl Batch {
         &self.items
     }
 
-    /// Consumes the batch and returns its matrices.
-    pub fn into_items(self) -> Vec<DMatrix<f32>> {
-        self.items
-    }
-
     /// Tokens `start .. start + len` of every sequence: `(batch, len, dim)`.
     pub fn narrow_seq(&self, start: usize, len: usize) -> Result<Self> {
-        if start + len > self.seq_len() {
-            return Err(shape_err(
-                format!("Batch::narrow_seq({start}, {len})"),
-                format!("seq_len >= {}", start + len),
-                &self.shape(),
-            ));
+        if start.checked_add(len).is_none_or(|end| end > self.seq_len()) {
+            return Err(AttnError::PositionOutOfRange {
+                start_pos: start,
+                len,
+                max_positions: self.seq_len(),
+            });
         }
         Ok(Self { items: self.items.iter().map(|m| m.rows(start, len).into_owned()).collect() })
     }
@@ -136,11 +142,7 @@ impl Batch {
         let [batch, _, dim] = parts[0].shape();
         for p in parts {
             if p.batch_size() != batch || p.dim() != dim {
-                return Err(shape_err(
-                    "Batch::concat_seq part",
-                    fmt_shape(&[batch, 0, dim]).replace(" 0,", " _,"),
-                    &p.shape(),
-                ));
+                return Err(shape_err("Batch::concat_seq part", &[Some(batch), None, Some(dim)], &p.shape()));
             }
         }
         let total: usize = parts.iter().map(Batch::seq_len).sum();

@@ -97,7 +97,7 @@ pub struct Preset {
     pub name: &'static str,
     /// The attention shape.
     pub config: AttentionConfig,
-    /// Transformer blocks in the model; `None` for the starting project's default, which does not say.
+    /// Transformer blocks in the model; `None` for [`Preset::SMALL`], which is one layer's shape only.
     pub n_layers: Option<usize>,
 }
 
@@ -120,10 +120,10 @@ const fn llama(
 }
 
 impl Preset {
-    /// The starting (Go) project's default: d_model 768, 12 heads, 4 KV heads, head_dim 64, context 1024.
-    /// Its RoPE base is not stated; we use Llama 3's 500 000.
-    pub const SEED_DEFAULT: Self = Self {
-        name: "starting project default",
+    /// A small model of Llama 3's shape: d_model 768, 12 heads, 4 KV heads, head_dim 64, context
+    /// 1024, RoPE base 500 000 (the default of the Go project this book started from).
+    pub const SMALL: Self = Self {
+        name: "small (768 wide)",
         config: AttentionConfig {
             d_model: 768,
             n_heads: 12,
@@ -159,5 +159,5 @@ impl Preset {
 
     /// Every preset, smallest first.
     pub const ALL: [Self; 5] =
-        [Self::SEED_DEFAULT, Self::LLAMA_3_2_1B, Self::LLAMA_3_2_3B, Self::LLAMA_3_8B, Self::LLAMA_3_1_8B];
+        [Self::SMALL, Self::LLAMA_3_2_1B, Self::LLAMA_3_2_3B, Self::LLAMA_3_8B, Self::LLAMA_3_1_8B];
 }

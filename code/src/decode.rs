@@ -10,9 +10,8 @@ use std::ops::Range;
 use nalgebra::{DMatrix, DMatrixView};
 
 use crate::error::{Result, nonzero};
-use crate::flash::online_softmax_step;
-use crate::kv_cache::LayerKvCache;
-use crate::sdpa::check_grouped_args;
+use crate::flash::{online_softmax_step, prepare_output};
+use crate::sdpa::HeadLayout;
 use crate::simd::{Kernel, dispatch};
 
 /// Cached positions per block: the scores of a block for a whole group stay in the fastest caches,
@@ -24,7 +23,8 @@ pub const DECODE_BLOCK: usize = 2048;
 ///
 /// Same shapes, semantics and errors as [`grouped_attention`](crate::grouped_attention):
 /// `q (n_queries, n_heads·head_dim)`, `k` and `v (n_keys, n_kv_heads·head_dim)` (for example
-/// [`LayerKvCache::keys`] and [`LayerKvCache::values`]), query `i` at position `start_pos + i`.
+/// [`LayerKvCache::keys`](crate::LayerKvCache::keys) and
+/// [`LayerKvCache::values`](crate::LayerKvCache::values)); query `i` sees keys `0 ..= query_offset + i`.
 /// The keys are read in blocks of [`DECODE_BLOCK`] positions with an online softmax over the
 /// blocks, so memory is `group_size · n_queries` rows of one block, whatever the context. Meant
 /// for a few queries (one token per step is the usual case): it reads the keys one feature column
@@ -32,12 +32,13 @@ pub const DECODE_BLOCK: usize = 2048;
 /// [`flash_attention`](crate::flash_attention).
 ///
 /// ```
-/// use attention::{decode_attention, grouped_attention, init::splitmix_matrix};
-/// let k = splitmix_matrix(2, 300, 2 * 8, 1.0); // 300 cached positions, 2 KV heads of head_dim 8
+/// use attention::{HeadLayout, decode_attention, grouped_attention, init::splitmix_matrix};
+/// let heads = HeadLayout::new(4, 2, 8)?; // 4 query heads over 2 KV heads, head_dim 8
+/// let k = splitmix_matrix(2, 300, 2 * 8, 1.0); // 300 cached positions
 /// let v = splitmix_matrix(3, 300, 2 * 8, 1.0);
-/// let q = splitmix_matrix(1, 1, 4 * 8, 1.0); // the token at position 299, 4 query heads
-/// let fast = decode_attention(&q, k.as_view(), v.as_view(), 4, 2, 299)?;
-/// let slow = grouped_attention(&q, k.as_view(), v.as_view(), 4, 2, 299)?;
+/// let q = splitmix_matrix(1, 1, 4 * 8, 1.0); // the newest token: 299 keys before its own
+/// let fast = decode_attention(&q, k.as_view(), v.as_view(), heads, 299)?;
+/// let slow = grouped_attention(&q, k.as_view(), v.as_view(), heads, 299)?;
 /// assert!((fast - slow).amax() < 1e-5);
 /// # Ok::<(), attention::AttnError>(())
 /// ```
@@ -45,11 +46,10 @@ pub fn decode_attention(
     q: &DMatrix<f32>,
     k: DMatrixView<f32>,
     v: DMatrixView<f32>,
-    n_heads: usize,
-    n_kv_heads: usize,
-    start_pos: usize,
+    heads: HeadLayout,
+    query_offset: usize,
 ) -> Result<DMatrix<f32>> {
-    DecodeAttention::new().forward(q, k, v, n_heads, n_kv_heads, start_pos)
+    DecodeAttention::new().forward(q, k, v, heads, query_offset)
 }
 
 /// Decode attention with its buffers kept between calls, on one or more threads (threads split
@@ -85,58 +85,32 @@ impl DecodeAttention {
         q: &DMatrix<f32>,
         k: DMatrixView<f32>,
         v: DMatrixView<f32>,
-        n_heads: usize,
-        n_kv_heads: usize,
-        start_pos: usize,
+        heads: HeadLayout,
+        query_offset: usize,
     ) -> Result<DMatrix<f32>> {
         let mut out = DMatrix::zeros(0, 0);
-        self.forward_into(q, k, v, n_heads, n_kv_heads, start_pos, &mut out)?;
+        self.forward_into(q, k, v, heads, query_offset, &mut out)?;
         Ok(out)
     }
 
-    /// Attention over sequence `b` of a [`LayerKvCache`] that already holds the new tokens' keys
-    /// and values (append first, as [`GroupedQueryAttention::forward_cached`](crate::GroupedQueryAttention::forward_cached)
-    /// does): the queries sit at positions `cache.len() - n_queries ..`.
-    pub fn forward_cache(
-        &mut self,
-        q: &DMatrix<f32>,
-        cache: &LayerKvCache,
-        b: usize,
-        n_heads: usize,
-        n_kv_heads: usize,
-    ) -> Result<DMatrix<f32>> {
-        let start_pos = cache.len().checked_sub(q.nrows()).ok_or_else(|| crate::AttnError::Shape {
-            context: "DecodeAttention::forward_cache: the cache must hold the new tokens".into(),
-            expected: format!("at least {} cached positions", q.nrows()),
-            got: format!("{} positions", cache.len()),
-        })?;
-        self.forward(q, cache.keys(b)?, cache.values(b)?, n_heads, n_kv_heads, start_pos)
-    }
-
     /// Attention written into `out` (resized only if its shape differs from `q`'s).
-    #[allow(clippy::too_many_arguments)]
     pub fn forward_into(
         &mut self,
         q: &DMatrix<f32>,
         k: DMatrixView<f32>,
         v: DMatrixView<f32>,
-        n_heads: usize,
-        n_kv_heads: usize,
-        start_pos: usize,
+        heads: HeadLayout,
+        query_offset: usize,
         out: &mut DMatrix<f32>,
     ) -> Result<()> {
-        let head_dim =
-            check_grouped_args("decode_attention", q.shape(), &k, &v, n_heads, n_kv_heads, start_pos)?;
-        if out.shape() != q.shape() {
-            *out = DMatrix::zeros(q.nrows(), q.ncols());
-        }
-        if q.nrows() == 0 || head_dim == 0 {
+        if !prepare_output("decode_attention", q, &k, &v, heads, query_offset, out)? {
             return Ok(());
         }
-        let group_size = n_heads / n_kv_heads;
-        let problem = Decode { q: q.as_slice(), n_queries: q.nrows(), k, v, group_size, head_dim, start_pos };
+        let (n_kv_heads, group_size, head_dim) = (heads.n_kv_heads(), heads.group_size(), heads.head_dim());
+        let problem =
+            Decode { q: q.as_slice(), n_queries: q.nrows(), k, v, group_size, head_dim, query_offset };
         // Threads only pay when each gets a few hundred microseconds of work: 2 MiB of keys and values.
-        let bytes = 2 * (start_pos + q.nrows()) * k.ncols() * 4;
+        let bytes = 2 * (query_offset + q.nrows()) * k.ncols() * 4;
         let threads = self.threads.min(n_kv_heads).min(1 + bytes / (2 << 20));
         self.scratch.resize_with(threads, Vec::new);
         let group_len = group_size * head_dim * q.nrows(); // output columns of one KV head's group
@@ -174,7 +148,7 @@ struct Decode<'a> {
     v: DMatrixView<'a, f32>,
     group_size: usize,
     head_dim: usize,
-    start_pos: usize,
+    query_offset: usize,
 }
 
 /// One thread's share: the query heads of KV heads `kvs`, whose output columns are exactly `out`.
@@ -208,7 +182,7 @@ impl Decode<'_> {
     fn attend_group(&self, kv: usize, out: &mut [f32], scratch: &mut Vec<f32>) {
         let (d, m) = (self.head_dim, self.n_queries);
         let rows = self.group_size * m; // row t·m + i: query i of the group's head t
-        let n_keys = self.start_pos + m; // checked: at most k.nrows()
+        let n_keys = self.query_offset + m; // checked: at most k.nrows()
         let block = n_keys.min(DECODE_BLOCK);
         scratch.resize(rows * (block + 2 * d + 2), 0.0);
         let (scores, rest) = scratch.split_at_mut(rows * block);
@@ -241,7 +215,7 @@ impl Decode<'_> {
                 }
             }
             for (r, s) in scores.chunks_exact_mut(block).enumerate() {
-                let visible = (self.start_pos + r % m + 1).saturating_sub(j0).min(len);
+                let visible = (self.query_offset + r % m + 1).saturating_sub(j0).min(len);
                 let rescale = online_softmax_step(&mut s[..len], visible, &mut row_max[r], &mut row_sum[r]);
                 if rescale != 1.0 {
                     acc[r * d..(r + 1) * d].iter_mut().for_each(|a| *a *= rescale);

@@ -9,7 +9,7 @@ use nalgebra::DMatrix;
 
 use crate::batch::Batch;
 use crate::error::{AttnError, Result};
-use crate::gqa::GroupedQueryAttention;
+use crate::gqa::{GroupedQueryAttention, QkvoWeights};
 use crate::init::splitmix_matrix;
 use crate::io::{Tensor, TensorFile};
 use crate::linear::Linear;
@@ -34,18 +34,12 @@ impl Fixture {
         let dir = PathBuf::from(FIXTURE_DIR);
         let tensors = TensorFile::open(dir.join(format!("{name}.safetensors")))?;
         let json_path = dir.join(format!("{name}.json"));
-        let text = std::fs::read_to_string(&json_path)
-            .map_err(|e| AttnError::Io { path: json_path.display().to_string(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(&json_path).map_err(|e| AttnError::io(json_path.display(), e))?;
         let config = serde_json::from_str(&text).map_err(|e| AttnError::Format {
             path: json_path.display().to_string(),
             message: format!("invalid JSON: {e}"),
         })?;
         Ok(Self { name: name.to_string(), tensors, config })
-    }
-
-    /// The tensors file.
-    pub fn tensors(&self) -> &TensorFile {
-        &self.tensors
     }
 
     /// A tensor by name.
@@ -66,6 +60,16 @@ impl Fixture {
     /// A linear layer from `{prefix}.weight` (and `{prefix}.bias` if stored).
     pub fn linear(&self, prefix: &str) -> Result<Linear> {
         self.tensors.linear(&format!("{prefix}."))
+    }
+
+    /// The four stored projections `W_query`, `W_key`, `W_value`, `out_proj` of a case.
+    pub fn weights(&self) -> Result<QkvoWeights> {
+        Ok(QkvoWeights {
+            w_query: self.linear("W_query")?,
+            w_key: self.linear("W_key")?,
+            w_value: self.linear("W_value")?,
+            out_proj: self.linear("out_proj")?,
+        })
     }
 
     /// The grouped-query attention module of a GQA case (`small_gqa`, `small_mqa`,
@@ -114,15 +118,13 @@ impl Fixture {
         } else {
             None
         };
-        GroupedQueryAttention::new(
-            linear("W_query")?,
-            linear("W_key")?,
-            linear("W_value")?,
-            linear("out_proj")?,
-            self.usize("n_heads")?,
-            self.usize("n_kv_heads")?,
-            rope,
-        )
+        let weights = QkvoWeights {
+            w_query: linear("W_query")?,
+            w_key: linear("W_key")?,
+            w_value: linear("W_value")?,
+            out_proj: linear("out_proj")?,
+        };
+        GroupedQueryAttention::new(weights, self.usize("n_heads")?, self.usize("n_kv_heads")?, rope)
     }
 
     /// The raw JSON configuration.

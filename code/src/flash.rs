@@ -8,10 +8,11 @@
 
 use std::ops::Range;
 
-use nalgebra::{DMatrix, DMatrixView};
+use nalgebra::{DMatrix, DMatrixView, Dyn, MatrixView, MatrixViewMut};
 
 use crate::error::{Result, nonzero};
 use crate::fast_exp::{exp_approx, exp_sub_sum, max_of};
+use crate::sdpa::HeadLayout;
 use crate::sdpa::check_grouped_args;
 use crate::simd::{Kernel, dispatch};
 
@@ -28,17 +29,18 @@ pub const KEY_BLOCK: usize = 512;
 /// [`grouped_attention`](crate::grouped_attention) (to f32 rounding), without the `(seq, seq)` matrix.
 ///
 /// Shapes, one row per token, heads side by side in the columns: `q (n_queries, n_heads·head_dim)`,
-/// `k` and `v (n_keys, n_kv_heads·head_dim)`; query `i` sits at position `start_pos + i` and sees
-/// keys `0 ..= start_pos + i`. Returns `(n_queries, n_heads·head_dim)`. One thread; for reused
-/// buffers or more threads use [`FlashAttention`].
+/// `k` and `v (n_keys, n_kv_heads·head_dim)`; query `i` sees keys `0 ..= query_offset + i`.
+/// Returns `(n_queries, n_heads·head_dim)`. One thread; for reused buffers or more threads use
+/// [`FlashAttention`].
 ///
 /// ```
-/// use attention::{flash_attention, grouped_attention, init::splitmix_matrix};
-/// let q = splitmix_matrix(1, 70, 4 * 8, 1.0); // 70 tokens, 4 query heads of head_dim 8
-/// let k = splitmix_matrix(2, 70, 2 * 8, 1.0); // 2 KV heads
+/// use attention::{HeadLayout, flash_attention, grouped_attention, init::splitmix_matrix};
+/// let heads = HeadLayout::new(4, 2, 8)?; // 4 query heads over 2 KV heads, head_dim 8
+/// let q = splitmix_matrix(1, 70, 4 * 8, 1.0); // 70 tokens
+/// let k = splitmix_matrix(2, 70, 2 * 8, 1.0);
 /// let v = splitmix_matrix(3, 70, 2 * 8, 1.0);
-/// let fast = flash_attention(&q, k.as_view(), v.as_view(), 4, 2, 0)?;
-/// let slow = grouped_attention(&q, k.as_view(), v.as_view(), 4, 2, 0)?;
+/// let fast = flash_attention(&q, k.as_view(), v.as_view(), heads, 0)?;
+/// let slow = grouped_attention(&q, k.as_view(), v.as_view(), heads, 0)?;
 /// assert!((fast - slow).amax() < 1e-5);
 /// # Ok::<(), attention::AttnError>(())
 /// ```
@@ -46,11 +48,10 @@ pub fn flash_attention(
     q: &DMatrix<f32>,
     k: DMatrixView<f32>,
     v: DMatrixView<f32>,
-    n_heads: usize,
-    n_kv_heads: usize,
-    start_pos: usize,
+    heads: HeadLayout,
+    query_offset: usize,
 ) -> Result<DMatrix<f32>> {
-    FlashAttention::new().forward(q, k, v, n_heads, n_kv_heads, start_pos)
+    FlashAttention::new().forward(q, k, v, heads, query_offset)
 }
 
 /// Flash attention with its scratch buffers kept between calls, on one or more threads.
@@ -120,38 +121,31 @@ impl FlashAttention {
         q: &DMatrix<f32>,
         k: DMatrixView<f32>,
         v: DMatrixView<f32>,
-        n_heads: usize,
-        n_kv_heads: usize,
-        start_pos: usize,
+        heads: HeadLayout,
+        query_offset: usize,
     ) -> Result<DMatrix<f32>> {
         let mut out = DMatrix::zeros(0, 0);
-        self.forward_into(q, k, v, n_heads, n_kv_heads, start_pos, &mut out)?;
+        self.forward_into(q, k, v, heads, query_offset, &mut out)?;
         Ok(out)
     }
 
     /// Attention written into `out`, which is resized to `(n_queries, n_heads·head_dim)` only if it
     /// has another shape: with a right-sized `out` and warm buffers, a call allocates nothing.
-    #[allow(clippy::too_many_arguments)]
     pub fn forward_into(
         &mut self,
         q: &DMatrix<f32>,
         k: DMatrixView<f32>,
         v: DMatrixView<f32>,
-        n_heads: usize,
-        n_kv_heads: usize,
-        start_pos: usize,
+        heads: HeadLayout,
+        query_offset: usize,
         out: &mut DMatrix<f32>,
     ) -> Result<()> {
-        let head_dim =
-            check_grouped_args("flash_attention", q.shape(), &k, &v, n_heads, n_kv_heads, start_pos)?;
-        if out.shape() != q.shape() {
-            *out = DMatrix::zeros(q.nrows(), q.ncols());
-        }
-        if q.nrows() == 0 || head_dim == 0 {
+        if !prepare_output("flash_attention", q, &k, &v, heads, query_offset, out)? {
             return Ok(());
         }
-        // The last query sees keys up to start_pos + n_queries - 1: later keys are never read.
-        let n_keys = start_pos + q.nrows();
+        let (n_heads, head_dim) = (heads.n_heads(), heads.head_dim());
+        // The last query sees keys up to query_offset + n_queries - 1: later keys are never read.
+        let n_keys = query_offset + q.nrows();
         let kv_dim = v.ncols();
         // The keys as one contiguous column-major block (a view may have a longer column stride),
         // and the values token-major: the tile products read them in those orders (`tile_update`).
@@ -168,13 +162,14 @@ impl FlashAttention {
             n_keys,
             values: &self.values,
             kv_dim,
-            group_size: n_heads / n_kv_heads,
+            group_size: heads.group_size(),
             head_dim,
-            start_pos,
+            query_offset,
         };
         // Threads only pay when each gets a few hundred microseconds of work (about 20 MFLOP).
-        let flops =
-            4.0 * (n_heads * head_dim * problem.seq) as f64 * (start_pos as f64 + problem.seq as f64 / 2.0);
+        let flops = 4.0
+            * (n_heads * head_dim * problem.seq) as f64
+            * (query_offset as f64 + problem.seq as f64 / 2.0);
         let threads = self.threads.min(n_heads).min(1 + (flops / 2e7) as usize);
         self.scratch.resize_with(threads, Scratch::default);
         for s in &mut self.scratch {
@@ -235,7 +230,7 @@ struct Problem<'a> {
     kv_dim: usize,
     group_size: usize,
     head_dim: usize,
-    start_pos: usize,
+    query_offset: usize,
 }
 
 /// One thread's share: query heads `heads`, whose output columns are exactly `out`.
@@ -276,6 +271,14 @@ struct Strided<'a> {
     col_stride: usize,
 }
 
+impl<'a> Strided<'a> {
+    /// The `(rows, cols)` matrix as a nalgebra view; panics if it does not lie inside `data`.
+    fn view(self, rows: usize, cols: usize) -> StridedView<'a> {
+        let (r, c) = (Dyn(self.row_stride), Dyn(self.col_stride));
+        StridedView::from_slice_with_strides_generic(self.data, Dyn(rows), Dyn(cols), r, c)
+    }
+}
+
 /// A mutable [`Strided`].
 struct StridedMut<'a> {
     data: &'a mut [f32],
@@ -283,51 +286,57 @@ struct StridedMut<'a> {
     col_stride: usize,
 }
 
-/// Whether an `(rows, cols)` matrix with these strides lies inside a slice of `len` elements.
-fn fits(len: usize, (rows, cols): (usize, usize), row_stride: usize, col_stride: usize) -> bool {
-    rows == 0 || cols == 0 || (rows - 1) * row_stride + (cols - 1) * col_stride < len
-}
+/// A view with run-time strides: nalgebra's `DMatrixView` assumes a row stride of 1.
+type StridedView<'a> = MatrixView<'a, f32, Dyn, Dyn, Dyn, Dyn>;
+/// The mutable [`StridedView`].
+type StridedViewMut<'a> = MatrixViewMut<'a, f32, Dyn, Dyn, Dyn, Dyn>;
 
-/// Whether no two elements of an `(rows, cols)` matrix with these strides share an address.
-fn distinct((rows, cols): (usize, usize), row_stride: usize, col_stride: usize) -> bool {
-    let rows_apart = rows <= 1 || row_stride > 0;
-    let cols_apart = cols <= 1 || col_stride > 0;
-    // one stride must step over the whole extent of the other dimension
-    rows_apart && cols_apart && (col_stride >= rows * row_stride || row_stride >= cols * col_stride)
-}
-
-/// `c = alpha · a · b + beta · c` for `a (m, k)`, `b (k, n)`, `c (m, n)` with any strides, through
-/// the same `matrixmultiply` kernel nalgebra uses for its own products (nalgebra has no product
-/// into a strided tile of a slice). With `beta = 0`, `c`'s old contents are ignored.
+/// `c = alpha · a · b + beta · c` for `a (m, k)`, `b (k, n)`, `c (m, n)` with any strides.
+///
+/// The tiles live inside larger slices (a block of rows of one head's columns, a transposed block
+/// of keys), so they are nalgebra views with run-time strides. nalgebra checks that each view lies
+/// inside its slice and that the output's strides do not alias, and its `gemm` hands products with
+/// every dimension above 5 to the same `matrixmultiply` kernel as its own `*`: the tile products
+/// run at full speed with no `unsafe` here. With `beta = 0`, `c`'s old contents are never read.
 #[inline(always)]
 fn product((m, k, n): (usize, usize, usize), alpha: f32, a: Strided, b: Strided, beta: f32, c: StridedMut) {
-    assert!(
-        fits(a.data.len(), (m, k), a.row_stride, a.col_stride)
-            && fits(b.data.len(), (k, n), b.row_stride, b.col_stride)
-            && fits(c.data.len(), (m, n), c.row_stride, c.col_stride)
-            && distinct((m, n), c.row_stride, c.col_stride),
-        "tile product out of bounds"
+    let (a, b) = (a.view(m, k), b.view(k, n));
+    let mut c = StridedViewMut::from_slice_with_strides_generic(
+        c.data,
+        Dyn(m),
+        Dyn(n),
+        Dyn(c.row_stride),
+        Dyn(c.col_stride),
     );
-    // SAFETY: the assertion keeps every element that sgemm reads or writes inside its slice, and
-    // the distinct non-zero strides of c keep its elements from aliasing one another.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            alpha,
-            a.data.as_ptr(),
-            a.row_stride as isize,
-            a.col_stride as isize,
-            b.data.as_ptr(),
-            b.row_stride as isize,
-            b.col_stride as isize,
-            beta,
-            c.data.as_mut_ptr(),
-            c.row_stride as isize,
-            c.col_stride as isize,
-        );
+    c.gemm(alpha, &a, &b, beta);
+}
+
+/// Where a tile sits: query head `h` (reading KV head `kv`), query rows from `i0`, keys from `j0`.
+#[derive(Clone, Copy)]
+struct TileAt {
+    h: usize,
+    kv: usize,
+    i0: usize,
+    j0: usize,
+}
+
+/// Checks a grouped attention call (as [`grouped_attention`](crate::grouped_attention) does) and
+/// sizes `out` to `q`'s shape (reallocating only if it has another shape, so that a right-sized
+/// `out` is reused). Returns whether there is work to do. Shared by the flash and decode kernels.
+pub(crate) fn prepare_output(
+    who: &str,
+    q: &DMatrix<f32>,
+    k: &DMatrixView<f32>,
+    v: &DMatrixView<f32>,
+    heads: HeadLayout,
+    query_offset: usize,
+    out: &mut DMatrix<f32>,
+) -> Result<bool> {
+    check_grouped_args(who, q.shape(), k, v, heads, query_offset)?;
+    if out.shape() != q.shape() {
+        *out = crate::error::try_zero_matrix(who, q.nrows(), q.ncols())?;
     }
+    Ok(q.nrows() > 0)
 }
 
 /// A query block's running softmax statistics, one entry per row (see [`online_softmax_tile`]).
@@ -355,8 +364,8 @@ impl Problem<'_> {
         let n_stats = group.len() * QUERY_BLOCK;
         s.row_max[..n_stats].fill(f32::NEG_INFINITY);
         s.row_sum[..n_stats].fill(0.0);
-        // Causal: the block's last query sits at start_pos + i0 + rows - 1; no later key is read.
-        let key_end = self.start_pos + i0 + rows;
+        // Causal: the block's last query sees keys up to query_offset + i0 + rows - 1; no later key is read.
+        let key_end = self.query_offset + i0 + rows;
         for j0 in (0..key_end).step_by(KEY_BLOCK) {
             let cols = KEY_BLOCK.min(key_end - j0);
             for (t, h) in group.clone().enumerate() {
@@ -368,7 +377,7 @@ impl Problem<'_> {
                     rescale: &mut s.rescale[stat],
                 };
                 let o = &mut out[t * d * seq + i0..];
-                self.tile_update(h, kv, i0, j0, tile, stats, o);
+                self.tile_update(TileAt { h, kv, i0, j0 }, tile, stats, o);
             }
         }
         // Divide by the softmax denominators, now complete.
@@ -388,17 +397,8 @@ impl Problem<'_> {
     /// One tile: query rows `i0 ..` of head `h` against keys `j0 ..` of KV head `kv`.
     /// `tile` has room for `rows × cols` scores; `out` starts at row `i0` of head `h`'s columns.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    fn tile_update(
-        &self,
-        h: usize,
-        kv: usize,
-        i0: usize,
-        j0: usize,
-        tile: &mut [f32],
-        stats: RowStats,
-        out: &mut [f32],
-    ) {
+    fn tile_update(&self, at: TileAt, tile: &mut [f32], stats: RowStats, out: &mut [f32]) {
+        let TileAt { h, kv, i0, j0 } = at;
         let (d, seq, n_keys) = (self.head_dim, self.seq, self.n_keys);
         let rows = stats.max.len();
         let cols = tile.len() / rows;
@@ -409,11 +409,11 @@ impl Problem<'_> {
         let scores = StridedMut { data: tile, row_stride: 1, col_stride: rows };
         product((rows, d, cols), 1.0 / (d as f32).sqrt(), q_tile, k_tile_t, 0.0, scores);
         // Causal mask, on the tiles that cross the diagonal only: key j0 + j is in the future of
-        // the first (j0 + j) - (start_pos + i0) rows of column j.
-        let first_pos = self.start_pos + i0;
-        if j0 + cols > first_pos + 1 {
+        // the first (j0 + j) - (query_offset + i0) rows of column j.
+        let first_own_key = self.query_offset + i0;
+        if j0 + cols > first_own_key + 1 {
             for (j, column) in tile.chunks_exact_mut(rows).enumerate() {
-                let hidden = (j0 + j).saturating_sub(first_pos).min(rows);
+                let hidden = (j0 + j).saturating_sub(first_own_key).min(rows);
                 column[..hidden].fill(f32::NEG_INFINITY);
             }
         }

@@ -1,82 +1,116 @@
 //! Grouped-query attention (GQA), Llama 3's attention: many query heads share a few key/value heads.
+//!
+//! [`GroupedQueryAttention`] is the crate's one production layer: chapters 4-8 build it up, and its
+//! single [`GroupedQueryAttention::forward`] runs a sequence with or without a KV cache, choosing the
+//! kernel (straightforward, tiled "flash", or decode) by the shape of the work.
 
-use nalgebra::DMatrix;
+use nalgebra::{DMatrix, DMatrixView};
 use rand::Rng;
 
 use crate::batch::Batch;
 use crate::config::AttentionConfig;
-use crate::error::{AttnError, Result, divisible, shape_err};
+use crate::decode::DecodeAttention;
+use crate::error::{AttnError, Result, check_range, shape_err};
+use crate::flash::FlashAttention;
 use crate::kv_cache::LayerKvCache;
 use crate::linear::Linear;
 use crate::rope::Rope;
-use crate::sdpa::grouped_attention;
-use crate::self_attention::Attention;
+use crate::sdpa::{HeadLayout, grouped_attention};
+
+/// The four projections of an attention layer, by name, so that two cannot be swapped by position.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QkvoWeights {
+    /// `W_q`: `(n_heads · head_dim, d_in)`.
+    pub w_query: Linear,
+    /// `W_k`: `(n_kv_heads · head_dim, d_in)`.
+    pub w_key: Linear,
+    /// `W_v`: `(n_kv_heads · head_dim, d_in)`.
+    pub w_value: Linear,
+    /// `W_o`: `(d_out, n_heads · head_dim)`.
+    pub out_proj: Linear,
+}
+
+/// Which attention kernel [`GroupedQueryAttention::forward`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum KernelChoice {
+    /// Pick by the shape of the work: [`KernelChoice::Decode`] for a few queries over many keys,
+    /// [`KernelChoice::Flash`] for long prefills, [`KernelChoice::Straightforward`] otherwise.
+    #[default]
+    Auto,
+    /// [`grouped_attention`]: the chapters' code, one `(n_queries, n_keys)` score matrix per head.
+    Straightforward,
+    /// [`crate::flash_attention`]: tiles and an online softmax, no `(seq, seq)` matrix.
+    Flash,
+    /// [`crate::decode_attention`]: reads each cached key and value once per KV head.
+    Decode,
+}
+
+impl KernelChoice {
+    /// Keys above which [`KernelChoice::Auto`] leaves the straightforward kernel: its score matrix
+    /// (`n_queries × n_keys` per head) stops fitting the caches, and the fast kernels win.
+    pub const AUTO_MIN_KEYS: usize = 256;
+    /// Queries up to which [`KernelChoice::Auto`] uses the decode kernel over a long cache.
+    pub const AUTO_MAX_DECODE_QUERIES: usize = 8;
+
+    /// The kernel this choice runs for `n_queries` queries over `n_keys` keys.
+    pub fn resolve(self, n_queries: usize, n_keys: usize) -> KernelChoice {
+        match self {
+            KernelChoice::Auto if n_keys <= Self::AUTO_MIN_KEYS => KernelChoice::Straightforward,
+            KernelChoice::Auto if n_queries <= Self::AUTO_MAX_DECODE_QUERIES => KernelChoice::Decode,
+            KernelChoice::Auto => KernelChoice::Flash,
+            other => other,
+        }
+    }
+}
 
 // ANCHOR: gqa
 /// Grouped-query causal self-attention with optional RoPE: `(seq, d_in) -> (seq, d_out)`.
 ///
-/// `n_heads` query heads of `head_dim = d_out / n_heads` share `n_kv_heads` key/value heads in groups
-/// of `group_size = n_heads / n_kv_heads`. Multi-query attention is `n_kv_heads == 1`; multi-head
-/// attention is `n_kv_heads == n_heads`. Llama uses no biases, so none of the projections has one here
-/// (a bias loaded into a [`Linear`] is applied all the same).
+/// `n_heads` query heads of `head_dim` share `n_kv_heads` key/value heads in groups of
+/// `group_size = n_heads / n_kv_heads` (see [`HeadLayout`]). Multi-query attention is
+/// `n_kv_heads == 1`; multi-head attention is `n_kv_heads == n_heads`. Llama uses no biases; a bias
+/// loaded into a [`Linear`] is applied all the same.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GroupedQueryAttention {
-    /// `(n_heads · head_dim, d_in)`.
-    pub w_query: Linear,
-    /// `(n_kv_heads · head_dim, d_in)`: `group_size` times narrower than `w_query`.
-    pub w_key: Linear,
-    /// `(n_kv_heads · head_dim, d_in)`.
-    pub w_value: Linear,
-    /// `(d_out, n_heads · head_dim)`.
-    pub out_proj: Linear,
-    n_heads: usize,
-    n_kv_heads: usize,
+    weights: QkvoWeights,
+    heads: HeadLayout,
     rope: Option<Rope>,
+    kernel: KernelChoice,
+    threads: usize,
 }
 // ANCHOR_END: gqa
 
 impl GroupedQueryAttention {
-    /// A module from its projections; checks every shape against `n_heads`, `n_kv_heads` and the RoPE
-    /// tables' `head_dim`.
-    pub fn new(
-        w_query: Linear,
-        w_key: Linear,
-        w_value: Linear,
-        out_proj: Linear,
-        n_heads: usize,
-        n_kv_heads: usize,
-        rope: Option<Rope>,
-    ) -> Result<Self> {
-        divisible("n_heads", n_heads, "n_kv_heads", n_kv_heads)?;
+    /// A layer from its projections and head counts; checks every shape against `n_heads`,
+    /// `n_kv_heads` and the RoPE tables' `head_dim` (`head_dim = w_query rows / n_heads`).
+    pub fn new(weights: QkvoWeights, n_heads: usize, n_kv_heads: usize, rope: Option<Rope>) -> Result<Self> {
+        let QkvoWeights { w_query, w_key, w_value, out_proj } = &weights;
         let (q_out, d_in) = w_query.weight.shape();
-        divisible("w_query out_features", q_out, "n_heads", n_heads)?;
-        let head_dim = q_out / n_heads;
-        let kv_out = n_kv_heads * head_dim;
-        for (name, w, want) in [("w_key", &w_key, (kv_out, d_in)), ("w_value", &w_value, (kv_out, d_in))] {
-            if w.weight.shape() != want {
-                return Err(shape_err(
-                    format!("GroupedQueryAttention {name} weight ({n_kv_heads} KV heads of {head_dim})"),
-                    format!("({}, {})", want.0, want.1),
-                    &[w.out_features(), w.in_features()],
-                ));
+        let heads = HeadLayout::from_q_dim(q_out, n_heads, n_kv_heads)?;
+        let kv = heads.kv_dim();
+        for (name, w) in [("w_key", w_key), ("w_value", w_value)] {
+            if w.weight.shape() != (kv, d_in) {
+                let what = format!(
+                    "GroupedQueryAttention {name} weight ({n_kv_heads} KV heads of {})",
+                    heads.head_dim()
+                );
+                return Err(shape_err(what, &[Some(kv), Some(d_in)], &[w.out_features(), w.in_features()]));
             }
         }
         if out_proj.in_features() != q_out {
-            return Err(shape_err(
-                "GroupedQueryAttention out_proj weight",
-                format!("(_, {q_out})"),
-                &[out_proj.out_features(), out_proj.in_features()],
-            ));
+            let got = [out_proj.out_features(), out_proj.in_features()];
+            return Err(shape_err("GroupedQueryAttention out_proj weight", &[None, Some(q_out)], &got));
         }
         if let Some(r) = &rope
-            && r.head_dim() != head_dim
+            && r.head_dim() != heads.head_dim()
         {
             return Err(AttnError::Config(format!(
-                "RoPE tables are for head_dim {}, but the projections give head_dim {head_dim}",
-                r.head_dim()
+                "RoPE tables are for head_dim {}, but the projections give head_dim {}",
+                r.head_dim(),
+                heads.head_dim()
             )));
         }
-        Ok(Self { w_query, w_key, w_value, out_proj, n_heads, n_kv_heads, rope })
+        Ok(Self { weights, heads, rope, kernel: KernelChoice::Auto, threads: 1 })
     }
 
     /// Random weights like Raschka's `GroupedQueryAttention(d_in, d_out, num_heads, num_kv_groups)`:
@@ -89,18 +123,14 @@ impl GroupedQueryAttention {
         rope: Option<Rope>,
         rng: &mut impl Rng,
     ) -> Result<Self> {
-        divisible("d_out", d_out, "n_heads", n_heads)?;
-        divisible("n_heads", n_heads, "n_kv_heads", n_kv_heads)?;
-        let kv_out = n_kv_heads * (d_out / n_heads);
-        Self::new(
-            Linear::random(d_in, d_out, false, rng)?,
-            Linear::random(d_in, kv_out, false, rng)?,
-            Linear::random(d_in, kv_out, false, rng)?,
-            Linear::random(d_out, d_out, false, rng)?,
-            n_heads,
-            n_kv_heads,
-            rope,
-        )
+        let heads = HeadLayout::from_q_dim(d_out, n_heads, n_kv_heads)?;
+        let weights = QkvoWeights {
+            w_query: Linear::random(d_in, d_out, false, rng)?,
+            w_key: Linear::random(d_in, heads.kv_dim(), false, rng)?,
+            w_value: Linear::random(d_in, heads.kv_dim(), false, rng)?,
+            out_proj: Linear::random(d_out, d_out, false, rng)?,
+        };
+        Self::new(weights, n_heads, n_kv_heads, rope)
     }
 
     /// Random weights for a validated [`AttentionConfig`] (`d_in = d_out = d_model`), with RoPE tables
@@ -111,29 +141,80 @@ impl GroupedQueryAttention {
         Self::random(cfg.d_model, cfg.d_model, cfg.n_heads, cfg.n_kv_heads, Some(rope), rng)
     }
 
+    /// The same weights with other RoPE tables (or none): e.g. Meta's interleaved layout
+    /// ([`Rope::with_layout`]), or unscaled tables to see what a scaling changes.
+    pub fn with_rope(self, rope: Option<Rope>) -> Result<Self> {
+        let Self { weights, heads, kernel, threads, .. } = self;
+        let layer = Self::new(weights, heads.n_heads(), heads.n_kv_heads(), rope)?;
+        Ok(Self { kernel, threads, ..layer })
+    }
+
+    /// The same layer running `kernel` (to compare kernels, or to pin one for a benchmark).
+    pub fn with_kernel(mut self, kernel: KernelChoice) -> Self {
+        self.kernel = kernel;
+        self
+    }
+
+    /// The same layer splitting the fast kernels' work over `threads` threads (at least 1).
+    pub fn with_threads(mut self, threads: usize) -> Result<Self> {
+        crate::error::nonzero("threads", threads)?;
+        self.threads = threads;
+        Ok(self)
+    }
+
+    /// The head layout: `n_heads`, `n_kv_heads`, `head_dim`.
+    pub fn heads(&self) -> HeadLayout {
+        self.heads
+    }
+
     /// Number of query heads.
     pub fn n_heads(&self) -> usize {
-        self.n_heads
+        self.heads.n_heads()
     }
 
     /// Number of key/value heads.
     pub fn n_kv_heads(&self) -> usize {
-        self.n_kv_heads
+        self.heads.n_kv_heads()
     }
 
     /// Query heads per key/value head.
     pub fn group_size(&self) -> usize {
-        self.n_heads / self.n_kv_heads
+        self.heads.group_size()
     }
 
     /// Width of each head.
     pub fn head_dim(&self) -> usize {
-        self.w_query.out_features() / self.n_heads
+        self.heads.head_dim()
     }
 
-    /// The RoPE tables, if this module rotates its queries and keys.
+    /// The four projections.
+    pub fn weights(&self) -> &QkvoWeights {
+        &self.weights
+    }
+
+    /// Width of the input rows.
+    pub fn d_in(&self) -> usize {
+        self.weights.w_query.in_features()
+    }
+
+    /// Width of the output rows.
+    pub fn d_out(&self) -> usize {
+        self.weights.out_proj.out_features()
+    }
+
+    /// The RoPE tables, if this layer rotates its queries and keys.
     pub fn rope(&self) -> Option<&Rope> {
         self.rope.as_ref()
+    }
+
+    /// The kernel choice [`GroupedQueryAttention::forward`] uses.
+    pub fn kernel(&self) -> KernelChoice {
+        self.kernel
+    }
+
+    /// An empty KV cache for `batch` sequences of up to `capacity` positions, shaped for this layer.
+    pub fn new_cache(&self, batch: usize, capacity: usize) -> Result<LayerKvCache> {
+        LayerKvCache::for_heads(batch, capacity, self.heads)
     }
 
     // ANCHOR: gqa_project
@@ -145,9 +226,9 @@ impl GroupedQueryAttention {
         x: &DMatrix<f32>,
         start_pos: usize,
     ) -> Result<(DMatrix<f32>, DMatrix<f32>, DMatrix<f32>)> {
-        let mut queries = self.w_query.forward(x)?;
-        let mut keys = self.w_key.forward(x)?;
-        let values = self.w_value.forward(x)?;
+        let mut queries = self.weights.w_query.forward(x)?;
+        let mut keys = self.weights.w_key.forward(x)?;
+        let values = self.weights.w_value.forward(x)?;
         if let Some(rope) = &self.rope {
             // Rotate before caching and before sharing: keys are rotated once, per KV head.
             rope.apply(&mut queries, start_pos)?;
@@ -157,99 +238,98 @@ impl GroupedQueryAttention {
     }
     // ANCHOR_END: gqa_project
 
-    /// One sequence whose first token sits at position `start_pos`, without a cache: RoPE uses the
-    /// absolute positions, and the tokens attend causally among themselves.
-    pub fn forward_at(&self, x: &DMatrix<f32>, start_pos: usize) -> Result<DMatrix<f32>> {
-        self.check_input(x)?;
-        let (queries, keys, values) = self.project(x, start_pos)?;
-        // (seq, n_heads·head_dim), the keys being this chunk only: mask relative to its first token
-        let context =
-            grouped_attention(&queries, keys.as_view(), values.as_view(), self.n_heads, self.n_kv_heads, 0)?;
-        // (seq, n_heads·head_dim) -> (seq, d_out)
-        self.out_proj.forward(&context)
-    }
-
-    // ANCHOR: gqa_forward_cached
-    /// A batch of new tokens at positions `start_pos ..`, attending over everything in `cache`.
+    // ANCHOR: gqa_forward
+    /// The layer on a batch `(batch, seq, d_in) -> (batch, seq, d_out)` whose first token sits at
+    /// absolute position `start_pos` (what RoPE rotates by).
     ///
-    /// `start_pos` must equal `cache.len()`: passing the position explicitly catches the classic bug of
-    /// a RoPE offset that was not advanced (or advanced twice). The work is
-    /// [`GroupedQueryAttention::forward_cached_window`] for a cache whose row `r` is position `r`.
-    pub fn forward_cached(&self, x: &Batch, cache: &mut LayerKvCache, start_pos: usize) -> Result<Batch> {
-        if start_pos != cache.len() {
-            return Err(AttnError::CachePosition { start_pos, cache_len: cache.len() });
+    /// Without a cache the tokens attend causally among themselves. With one, their keys and values
+    /// are appended first (`start_pos` must continue the cache: [`LayerKvCache::append`]) and the
+    /// queries attend over everything cached: query `i` sees cache rows `0 ..= query_offset + i`,
+    /// where `query_offset` is the number of rows cached before it. RoPE counts in positions, the
+    /// mask counts in cache rows; a cache whose first position is `p` has row `r` at position `p + r`.
+    pub fn forward(&self, x: &Batch, start_pos: usize, cache: Option<&mut LayerKvCache>) -> Result<Batch> {
+        if x.dim() != self.d_in() {
+            return Err(shape_err(
+                "GroupedQueryAttention input",
+                &[None, None, Some(self.d_in())],
+                &x.shape(),
+            ));
         }
-        self.forward_cached_window(x, cache, 0)
-    }
-    // ANCHOR_END: gqa_forward_cached
-
-    // ANCHOR: gqa_forward_cached_window
-    /// A batch of new tokens attending over everything in `cache`, where cache row `r` holds the token
-    /// at position `first_pos + r` (`first_pos = 0` for a whole sequence; larger to check a window
-    /// far into a long context without running the tokens before it).
-    ///
-    /// The new tokens go to cache rows `cache.len() ..` and positions `first_pos + cache.len() ..`.
-    /// Their keys and values (after RoPE, `n_kv_heads` wide) are appended first; then query `i`
-    /// attends over cache rows `0 ..= cache.len() + i`.
-    pub fn forward_cached_window(
-        &self,
-        x: &Batch,
-        cache: &mut LayerKvCache,
-        first_pos: usize,
-    ) -> Result<Batch> {
-        let first_row = cache.len(); // cache row of the first new token
+        check_range(start_pos, x.seq_len(), usize::MAX)?; // every token has a position
+        let Some(cache) = cache else {
+            return x.try_map(|item| {
+                let (q, k, v) = self.project(item, start_pos)?;
+                self.attend(&q, k.as_view(), v.as_view(), 0)
+            });
+        };
+        if cache.batch_size() != x.batch_size() || cache.kv_dim() != self.heads.kv_dim() {
+            return Err(AttnError::CacheMismatch(format!(
+                "the cache holds {} sequences of width {}, the layer needs {} of width {}",
+                cache.batch_size(),
+                cache.kv_dim(),
+                x.batch_size(),
+                self.heads.kv_dim()
+            )));
+        }
+        let query_offset = cache.len(); // rows cached before the first new token
         let mut queries = Vec::with_capacity(x.batch_size());
         let (mut new_keys, mut new_values) = (Vec::new(), Vec::new());
         for item in x.items() {
-            self.check_input(item)?;
-            // RoPE at the tokens' positions, which are their cache rows shifted by first_pos
-            let (q, k, v) = self.project(item, first_pos + first_row)?;
+            let (q, k, v) = self.project(item, start_pos)?;
             queries.push(q);
             new_keys.push(k);
             new_values.push(v);
         }
-        cache.append(&new_keys, &new_values)?; // CacheFull before anything is written
+        cache.append(start_pos, &new_keys, &new_values)?; // checked before anything is written
         let outputs = queries
             .iter()
             .enumerate()
-            .map(|(b, q)| {
-                // keys/values: (first_row + seq, n_kv_heads·head_dim) views of the cache;
-                // the mask counts in cache rows: query i sees rows 0 ..= first_row + i
-                let context = grouped_attention(
-                    q,
-                    cache.keys(b)?,
-                    cache.values(b)?,
-                    self.n_heads,
-                    self.n_kv_heads,
-                    first_row,
-                )?;
-                self.out_proj.forward(&context)
-            })
+            .map(|(b, q)| self.attend(q, cache.keys(b)?, cache.values(b)?, query_offset))
             .collect::<Result<Vec<_>>>()?;
         Batch::new(outputs)
     }
-    // ANCHOR_END: gqa_forward_cached_window
+    // ANCHOR_END: gqa_forward
 
-    fn check_input(&self, x: &DMatrix<f32>) -> Result<()> {
-        if x.ncols() != self.w_query.in_features() {
-            return Err(shape_err(
-                "GroupedQueryAttention input",
-                format!("(_, {})", self.w_query.in_features()),
-                &[x.nrows(), x.ncols()],
-            ));
+    /// Attention of `q` over `k`, `v` with the chosen kernel, then the output projection.
+    fn attend(
+        &self,
+        q: &DMatrix<f32>,
+        k: DMatrixView<f32>,
+        v: DMatrixView<f32>,
+        query_offset: usize,
+    ) -> Result<DMatrix<f32>> {
+        let context = match self.kernel.resolve(q.nrows(), k.nrows()) {
+            KernelChoice::Flash => {
+                FlashAttention::with_threads(self.threads)?.forward(q, k, v, self.heads, query_offset)?
+            }
+            KernelChoice::Decode => {
+                DecodeAttention::with_threads(self.threads)?.forward(q, k, v, self.heads, query_offset)?
+            }
+            _ => grouped_attention(q, k, v, self.heads, query_offset)?,
+        };
+        // (seq, n_heads·head_dim) -> (seq, d_out)
+        self.weights.out_proj.forward(&context)
+    }
+
+    // ANCHOR: forward_prefill_decode
+    /// Runs `x` `(batch, seq, d_in)`, whose first token sits at position `start_pos`, through a
+    /// fresh KV cache: the first `prefill` tokens as one chunk, then the rest one token at a time.
+    /// Equals [`GroupedQueryAttention::forward`] without a cache (same positions, same causal mask).
+    /// `prefill` may be 0 (every token one by one).
+    pub fn forward_prefill_decode(&self, x: &Batch, start_pos: usize, prefill: usize) -> Result<Batch> {
+        let seq = x.seq_len();
+        if prefill > seq {
+            return Err(AttnError::PositionOutOfRange { start_pos: 0, len: prefill, max_positions: seq });
         }
-        Ok(())
+        check_range(start_pos, seq, usize::MAX)?;
+        let mut cache = self.new_cache(x.batch_size(), seq)?;
+        // chunks (first token, length): [0, prefill) and then single tokens
+        let chunks = (prefill > 0).then_some((0, prefill)).into_iter().chain((prefill..seq).map(|t| (t, 1)));
+        let mut outputs = Vec::new();
+        for (first, len) in chunks {
+            outputs.push(self.forward(&x.narrow_seq(first, len)?, start_pos + first, Some(&mut cache))?);
+        }
+        Batch::concat_seq(&outputs)
     }
-}
-
-impl Attention for GroupedQueryAttention {
-    fn d_in(&self) -> usize {
-        self.w_query.in_features()
-    }
-    fn d_out(&self) -> usize {
-        self.out_proj.out_features()
-    }
-    fn forward_one(&self, x: &DMatrix<f32>) -> Result<DMatrix<f32>> {
-        self.forward_at(x, 0)
-    }
+    // ANCHOR_END: forward_prefill_decode
 }

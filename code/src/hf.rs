@@ -16,12 +16,10 @@ use std::path::{Path, PathBuf};
 use nalgebra::DMatrix;
 use serde_json::{Map, Value};
 
-use crate::batch::Batch;
 use crate::config::AttentionConfig;
-use crate::error::{AttnError, Result, divisible, fmt_shape, nonzero};
-use crate::gqa::GroupedQueryAttention;
+use crate::error::{AttnError, Dims, Result, divisible, nonzero};
+use crate::gqa::{GroupedQueryAttention, QkvoWeights};
 use crate::io::TensorFile;
-use crate::kv_cache::LayerKvCache;
 use crate::linear::Linear;
 use crate::rope::{Llama3Scaling, Rope};
 
@@ -126,8 +124,7 @@ impl HfLlamaConfig {
     /// Reads and validates a `config.json` file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let source = path.as_ref().display().to_string();
-        let text = std::fs::read_to_string(path.as_ref())
-            .map_err(|e| AttnError::Io { path: source.clone(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(path.as_ref()).map_err(|e| AttnError::io(&source, e))?;
         Self::from_json_str(&text, &source)
     }
 
@@ -279,7 +276,7 @@ impl HfLlamaConfig {
         if n_positions > self.max_position_embeddings {
             return Err(AttnError::PositionOutOfRange {
                 start_pos: 0,
-                end: n_positions,
+                len: n_positions,
                 max_positions: self.max_position_embeddings,
             });
         }
@@ -343,7 +340,8 @@ impl HfLlamaConfig {
             "hidden_size, num_attention_heads·head_dim",
         )?;
         let rope = self.rope(n_positions)?;
-        GroupedQueryAttention::new(q, k, v, o, self.num_attention_heads, self.num_key_value_heads, Some(rope))
+        let weights = QkvoWeights { w_query: q, w_key: k, w_value: v, out_proj: o };
+        GroupedQueryAttention::new(weights, self.num_attention_heads, self.num_key_value_heads, Some(rope))
     }
 
     // ANCHOR_END: hf_load_attention
@@ -361,9 +359,9 @@ impl HfLlamaConfig {
         let w = file.float_tensor(&weight_name)?;
         if w.shape != [want.0, want.1] {
             return Err(AttnError::Shape {
-                context: format!("{}: tensor `{weight_name}`", file.path()),
-                expected: format!("{} = ({meaning})", fmt_shape(&[want.0, want.1])),
-                got: fmt_shape(&w.shape),
+                what: format!("{}: tensor `{weight_name}` ({meaning})", file.path()),
+                expected: Dims::exact(&[want.0, want.1]),
+                got: Dims::exact(&w.shape),
             });
         }
         let weight: DMatrix<f32> = w.to_matrix()?;
@@ -374,9 +372,9 @@ impl HfLlamaConfig {
                 let b = file.float_tensor(&bias_name)?;
                 if b.shape != [want.0] {
                     return Err(AttnError::Shape {
-                        context: format!("{}: tensor `{bias_name}`", file.path()),
-                        expected: fmt_shape(&[want.0]),
-                        got: fmt_shape(&b.shape),
+                        what: format!("{}: tensor `{bias_name}`", file.path()),
+                        expected: Dims::exact(&[want.0]),
+                        got: Dims::exact(&b.shape),
                     });
                 }
                 Some(b.to_vector()?)
@@ -401,36 +399,6 @@ impl HfLlamaConfig {
     }
 }
 
-// ANCHOR: forward_prefill_decode
-/// Runs `x` `(batch, seq, d_in)`, whose first token sits at position `start_pos`, through a KV cache:
-/// the first `prefill` tokens as one chunk, then the rest one token at a time. Equals
-/// [`GroupedQueryAttention::forward_at`] on each sequence (same positions, same causal mask).
-///
-/// The cache starts empty at any `start_pos` ([`GroupedQueryAttention::forward_cached_window`]):
-/// cache row `r` holds the token at position `start_pos + r` (a window of a long sequence, as
-/// `llama-attn --start-pos N --decode-from K` runs it). `prefill` may be 0 (all tokens one by one).
-pub fn forward_prefill_decode(
-    attn: &GroupedQueryAttention,
-    x: &Batch,
-    start_pos: usize,
-    prefill: usize,
-) -> Result<Batch> {
-    let seq = x.seq_len();
-    if prefill > seq {
-        return Err(AttnError::Config(format!("cannot prefill {prefill} tokens of a sequence of {seq}")));
-    }
-    let mut cache = LayerKvCache::new(x.batch_size(), seq, attn.n_kv_heads(), attn.head_dim())?;
-    // chunks (first token, length): [0, prefill) and then single tokens
-    let chunks = (prefill > 0).then_some((0, prefill)).into_iter().chain((prefill..seq).map(|t| (t, 1)));
-    let mut outputs = Vec::new();
-    for (first, len) in chunks {
-        // cache row r holds the token at position start_pos + r
-        outputs.push(attn.forward_cached_window(&x.narrow_seq(first, len)?, &mut cache, start_pos)?);
-    }
-    Batch::concat_seq(&outputs)
-}
-// ANCHOR_END: forward_prefill_decode
-
 /// Opens only the tensors of a checkpoint whose names start with `prefix`, without reading the rest.
 ///
 /// `path` is a `.safetensors` file or a sharded checkpoint's `model.safetensors.index.json` (its
@@ -440,8 +408,7 @@ pub fn open_layer_tensors(path: impl AsRef<Path>, prefix: &str) -> Result<Tensor
     let path = path.as_ref();
     let label = path.display().to_string();
     if path.extension().is_some_and(|e| e == "json") {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| AttnError::Io { path: label.clone(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|e| AttnError::io(&label, e))?;
         let bad = |message: String| AttnError::Format { path: label.clone(), message };
         let index: Value = serde_json::from_str(&text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
         let map = index.get("weight_map").and_then(Value::as_object).ok_or_else(|| {
@@ -480,7 +447,7 @@ fn read_tensor_subset(files: &[PathBuf], prefix: &str, label: &str) -> Result<Te
     let mut tensors: Vec<RawTensor> = Vec::new();
     for path in files {
         let name = path.display().to_string();
-        let io = |e: std::io::Error| AttnError::Io { path: name.clone(), message: e.to_string() };
+        let io = |e: std::io::Error| AttnError::io(&name, e);
         let bad = |message: String| AttnError::Format { path: name.clone(), message };
         let mut f = File::open(path).map_err(io)?;
         let file_len = f.metadata().map_err(io)?.len();

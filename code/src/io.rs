@@ -10,7 +10,7 @@ use nalgebra::{DMatrix, DVector};
 use safetensors::{Dtype, SafeTensors};
 
 use crate::batch::{Batch, matrix_from_row_major};
-use crate::error::{AttnError, Result, fmt_shape};
+use crate::error::{AttnError, Dims, Result, checked_len};
 use crate::linear::Linear;
 
 /// A tensor read from a file: row-major `data` of shape `shape`, as f32.
@@ -25,16 +25,10 @@ pub struct Tensor {
 impl Tensor {
     /// A tensor from its shape and row-major data; errors when the sizes disagree.
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Result<Self> {
-        if shape.iter().product::<usize>() != data.len() {
-            return Err(AttnError::Shape {
-                context: "Tensor::new".into(),
-                expected: format!(
-                    "{} values for shape {}",
-                    shape.iter().product::<usize>(),
-                    fmt_shape(&shape)
-                ),
-                got: format!("{} values", data.len()),
-            });
+        let expected = checked_len("Tensor::new", &shape)?;
+        if expected != data.len() {
+            let shape = Dims::exact(&shape);
+            return Err(AttnError::Length { what: "Tensor::new".into(), shape, expected, got: data.len() });
         }
         Ok(Self { shape, data })
     }
@@ -52,9 +46,9 @@ impl Tensor {
     fn want_rank(&self, rank: usize, what: &str) -> Result<()> {
         if self.shape.len() != rank {
             return Err(AttnError::Shape {
-                context: format!("{what}: a tensor of rank {rank}"),
-                expected: format!("{rank} dimensions"),
-                got: fmt_shape(&self.shape),
+                what: format!("{what}: a tensor of rank {rank}"),
+                expected: Dims(vec![None; rank]),
+                got: Dims::exact(&self.shape),
             });
         }
         Ok(())
@@ -90,8 +84,7 @@ impl TensorFile {
     /// Reads and checks a safetensors file (a missing file or a corrupt header is an error here).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path_str = path.as_ref().display().to_string();
-        let bytes = std::fs::read(path.as_ref())
-            .map_err(|e| AttnError::Io { path: path_str.clone(), message: e.to_string() })?;
+        let bytes = std::fs::read(path.as_ref()).map_err(|e| AttnError::io(&path_str, e))?;
         let file = Self { path: path_str, bytes };
         file.parse()?;
         Ok(file)
@@ -189,9 +182,9 @@ impl TensorFile {
         let t = self.tensor(name)?;
         if t.shape != shape {
             return Err(AttnError::Shape {
-                context: format!("{}: tensor `{name}`", self.path),
-                expected: fmt_shape(shape),
-                got: fmt_shape(&t.shape),
+                what: format!("{}: tensor `{name}`", self.path),
+                expected: Dims::exact(shape),
+                got: Dims::exact(&t.shape),
             });
         }
         Ok(t)
@@ -237,5 +230,5 @@ pub fn save_tensors(path: impl AsRef<Path>, tensors: &[(&str, &Tensor)]) -> Resu
         .collect::<Result<Vec<_>>>()?;
     let out = safetensors::serialize(views, None::<HashMap<String, String>>)
         .map_err(|e| AttnError::Format { path: path_str.clone(), message: e.to_string() })?;
-    std::fs::write(path.as_ref(), out).map_err(|e| AttnError::Io { path: path_str, message: e.to_string() })
+    std::fs::write(path.as_ref(), out).map_err(|e| AttnError::io(path_str, e))
 }

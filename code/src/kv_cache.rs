@@ -2,13 +2,16 @@
 
 use nalgebra::{DMatrix, DMatrixView};
 
-use crate::error::{AttnError, Result, fmt_shape, nonzero};
+use crate::error::{AttnError, Result, nonzero, shape_err, try_zero_matrix};
+use crate::sdpa::HeadLayout;
 
 // ANCHOR: layer_kv_cache
 /// One layer's cache: for every sequence of the batch, the keys and values of the positions seen so
 /// far, **after RoPE** and **before** the GQA expansion (`n_kv_heads` heads, not `n_heads`).
 ///
-/// Allocated once to `capacity` positions; appending moves a fill mark, never reallocates.
+/// Allocated once to `capacity` positions; appending moves a fill mark, never reallocates. Row `r`
+/// holds the token at absolute position `first_pos + r`, where `first_pos` is the position of the
+/// first tokens appended (0 for a whole sequence).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LayerKvCache {
     /// Per sequence: `(capacity, n_kv_heads · head_dim)`, rows `0 .. len` filled.
@@ -18,27 +21,39 @@ pub struct LayerKvCache {
     len: usize,
     capacity: usize,
     kv_dim: usize,
+    /// The absolute position of row 0, fixed by the first append.
+    first_pos: usize,
 }
 // ANCHOR_END: layer_kv_cache
 
 impl LayerKvCache {
     /// A cache for `batch` sequences of up to `capacity` positions, rows of `n_kv_heads · head_dim`.
+    ///
+    /// The size `2 · batch · capacity · n_kv_heads · head_dim · 4` bytes is checked before anything is
+    /// allocated: a size that overflows or cannot be allocated is [`AttnError::TooLarge`], not an abort.
     pub fn new(batch: usize, capacity: usize, n_kv_heads: usize, head_dim: usize) -> Result<Self> {
         nonzero("batch", batch)?;
         nonzero("capacity", capacity)?;
         nonzero("n_kv_heads", n_kv_heads)?;
         nonzero("head_dim", head_dim)?;
-        let kv_dim = n_kv_heads * head_dim;
-        Ok(Self {
-            keys: vec![DMatrix::zeros(capacity, kv_dim); batch],
-            values: vec![DMatrix::zeros(capacity, kv_dim); batch],
-            len: 0,
-            capacity,
-            kv_dim,
-        })
+        let what = format!("LayerKvCache for {batch} sequences (2 × batch, capacity, n_kv_heads × head_dim)");
+        crate::error::checked_len(&what, &[2, batch, capacity, n_kv_heads, head_dim])?;
+        let kv_dim = n_kv_heads * head_dim; // fits: checked above
+        let mut keys = Vec::with_capacity(batch);
+        let mut values = Vec::with_capacity(batch);
+        for _ in 0..batch {
+            keys.push(try_zero_matrix(&what, capacity, kv_dim)?);
+            values.push(try_zero_matrix(&what, capacity, kv_dim)?);
+        }
+        Ok(Self { keys, values, len: 0, capacity, kv_dim, first_pos: 0 })
     }
 
-    /// Positions filled so far; the next token goes to position `len()`.
+    /// A cache shaped for `heads`' keys and values.
+    pub fn for_heads(batch: usize, capacity: usize, heads: HeadLayout) -> Result<Self> {
+        Self::new(batch, capacity, heads.n_kv_heads(), heads.head_dim())
+    }
+
+    /// Rows filled so far; the next token goes to row `len()`.
     pub fn len(&self) -> usize {
         self.len
     }
@@ -48,7 +63,7 @@ impl LayerKvCache {
         self.len == 0
     }
 
-    /// Positions allocated.
+    /// Rows allocated.
     pub fn capacity(&self) -> usize {
         self.capacity
     }
@@ -58,36 +73,60 @@ impl LayerKvCache {
         self.keys.len()
     }
 
+    /// Width of a cached row: `n_kv_heads · head_dim`.
+    pub fn kv_dim(&self) -> usize {
+        self.kv_dim
+    }
+
+    /// The absolute position of row 0 (0 until the first append says otherwise).
+    pub fn first_pos(&self) -> usize {
+        self.first_pos
+    }
+
+    /// The absolute position the next token must have: `first_pos() + len()`.
+    pub fn next_pos(&self) -> usize {
+        self.first_pos + self.len // both bounded: first_pos + capacity was checked at the first append
+    }
+
     // ANCHOR: kv_cache_append
-    /// Appends the keys and values of new tokens, one `(n_new, n_kv_heads · head_dim)` matrix per
-    /// sequence. Checks everything first: on error the cache is unchanged, and appending past the
-    /// capacity is [`AttnError::CacheFull`], never an overwrite of old positions.
-    pub fn append(&mut self, keys: &[DMatrix<f32>], values: &[DMatrix<f32>]) -> Result<()> {
+    /// Appends the keys and values of new tokens at absolute positions `start_pos ..`, one
+    /// `(n_new, n_kv_heads · head_dim)` matrix per sequence.
+    ///
+    /// The first append fixes the cache's first position; later ones must continue it
+    /// (`start_pos == next_pos()`), which catches the classic bug of a RoPE offset that was not
+    /// advanced, or advanced twice ([`AttnError::CachePosition`]). Checks everything first: on error
+    /// the cache is unchanged, and appending past the capacity is [`AttnError::CacheFull`], never an
+    /// overwrite of old positions.
+    pub fn append(&mut self, start_pos: usize, keys: &[DMatrix<f32>], values: &[DMatrix<f32>]) -> Result<()> {
         let batch = self.keys.len();
         let n_new = keys.first().map_or(0, |k| k.nrows());
         for (name, part) in [("keys", keys), ("values", values)] {
             if part.len() != batch {
-                return Err(AttnError::Shape {
-                    context: format!("LayerKvCache::append {name}"),
-                    expected: format!("{batch} matrices (one per sequence)"),
-                    got: format!("{} matrices", part.len()),
-                });
+                return Err(shape_err(
+                    format!("LayerKvCache::append {name}: one matrix per sequence"),
+                    &[Some(batch)],
+                    &[part.len()],
+                ));
             }
             if let Some(m) = part.iter().find(|m| m.shape() != (n_new, self.kv_dim)) {
-                return Err(AttnError::Shape {
-                    context: format!("LayerKvCache::append {name}"),
-                    expected: fmt_shape(&[n_new, self.kv_dim]),
-                    got: fmt_shape(&[m.nrows(), m.ncols()]),
-                });
+                let what = format!("LayerKvCache::append {name}");
+                return Err(shape_err(what, &[Some(n_new), Some(self.kv_dim)], &[m.nrows(), m.ncols()]));
             }
         }
-        if self.len + n_new > self.capacity {
+        if !self.is_empty() && start_pos != self.next_pos() {
+            return Err(AttnError::CachePosition { start_pos, next_pos: self.next_pos() });
+        }
+        if n_new > self.capacity - self.len {
             return Err(AttnError::CacheFull { capacity: self.capacity, len: self.len, adding: n_new });
         }
+        // every position the cache will hold must exist: start_pos + n_new may not overflow
+        let first_pos = if self.is_empty() { start_pos } else { self.first_pos };
+        crate::error::check_range(first_pos, self.len + n_new, usize::MAX)?;
         for b in 0..batch {
             self.keys[b].rows_mut(self.len, n_new).copy_from(&keys[b]);
             self.values[b].rows_mut(self.len, n_new).copy_from(&values[b]);
         }
+        self.first_pos = first_pos;
         self.len += n_new;
         Ok(())
     }
@@ -107,10 +146,10 @@ impl LayerKvCache {
 
     fn check_batch(&self, b: usize) -> Result<()> {
         if b >= self.keys.len() {
-            return Err(AttnError::Shape {
-                context: "LayerKvCache sequence index".into(),
-                expected: format!("an index below the batch size {}", self.keys.len()),
-                got: b.to_string(),
+            return Err(AttnError::IndexOutOfRange {
+                what: "LayerKvCache sequence",
+                index: b,
+                len: self.keys.len(),
             });
         }
         Ok(())
@@ -119,46 +158,6 @@ impl LayerKvCache {
     /// Forgets every position (keeps the allocation), ready for a new sequence.
     pub fn reset(&mut self) {
         self.len = 0;
-    }
-}
-
-/// A model's cache: one [`LayerKvCache`] per layer, all of the same shape.
-#[derive(Clone, Debug, PartialEq)]
-pub struct KvCache {
-    layers: Vec<LayerKvCache>,
-}
-
-impl KvCache {
-    /// `n_layers` caches for `batch` sequences of up to `capacity` positions.
-    pub fn new(
-        n_layers: usize,
-        batch: usize,
-        capacity: usize,
-        n_kv_heads: usize,
-        head_dim: usize,
-    ) -> Result<Self> {
-        nonzero("n_layers", n_layers)?;
-        let layer = LayerKvCache::new(batch, capacity, n_kv_heads, head_dim)?;
-        Ok(Self { layers: vec![layer; n_layers] })
-    }
-
-    /// The cache of layer `i`.
-    pub fn layer_mut(&mut self, i: usize) -> Result<&mut LayerKvCache> {
-        let n = self.layers.len();
-        self.layers.get_mut(i).ok_or_else(|| AttnError::Shape {
-            context: "KvCache layer index".into(),
-            expected: format!("an index below n_layers {n}"),
-            got: i.to_string(),
-        })
-    }
-
-    /// Number of layers.
-    pub fn n_layers(&self) -> usize {
-        self.layers.len()
-    }
-
-    /// Resets every layer.
-    pub fn reset(&mut self) {
-        self.layers.iter_mut().for_each(LayerKvCache::reset);
+        self.first_pos = 0;
     }
 }

@@ -8,10 +8,10 @@
 //! | first dot products | [`simplified_self_attention`], [`softmax_rows`] |
 //! | trainable Q/K/V, causal masking | [`SelfAttention`], [`causal_mask`], [`scaled_dot_product_attention`] |
 //! | multi-head attention | [`MultiHeadAttention`], [`MultiHeadAttentionWrapper`] |
-//! | grouped-query attention | [`GroupedQueryAttention`], [`grouped_attention`] |
+//! | grouped-query attention | [`HeadLayout`], [`grouped_attention`], [`GroupedQueryAttention`] |
 //! | rotary position embeddings | [`Rope`], [`Llama3Scaling`] |
-//! | KV cache | [`LayerKvCache`], [`KvCache`], [`GroupedQueryAttention::forward_cached`] |
-//! | Llama 3 in practice | [`HfLlamaConfig`], [`apply_interleaved`], [`permute_meta_to_hf`], [`forward_prefill_decode`], the `llama-attn` binary |
+//! | KV cache | [`LayerKvCache`], [`GroupedQueryAttention::forward`] with a cache, [`GroupedQueryAttention::new_cache`] |
+//! | Llama 3 in practice | [`HfLlamaConfig`], [`RopeLayout`], [`permute_meta_to_hf`], [`GroupedQueryAttention::forward_prefill_decode`], the `llama-attn` binary |
 //! | shapes and memory | [`AttentionConfig`], [`Preset`], [`kv_cache_bytes`], [`gqa_kv_saving`] |
 //! | fast attention | [`flash_attention`], [`FlashAttention`], [`decode_attention`], [`DecodeAttention`], [`fast_exp`] |
 //!
@@ -21,6 +21,13 @@
 //! `(seq, n_heads · head_dim)`, head `h` owning columns `h·head_dim .. (h+1)·head_dim`; nalgebra is
 //! column-major, so such a block of columns is contiguous and viewing one head copies nothing.
 //! Weights follow PyTorch's `nn.Linear` layout `(out_features, in_features)`.
+//!
+//! ## One layer, one forward
+//! [`GroupedQueryAttention::forward`]`(x, start_pos, cache)` is the production path: `start_pos` is
+//! the absolute position of the first token (what RoPE rotates by), the optional cache holds the
+//! keys and values of earlier tokens, and the layer picks the kernel ([`KernelChoice`]). The
+//! chapters' step-by-step functions ([`scaled_dot_product_attention`], [`grouped_attention`], ...)
+//! stay available to read and to compare with.
 //!
 //! ## Errors
 //! Functions that can receive a bad shape, config, position or file return [`Result`] with an
@@ -63,20 +70,22 @@ pub use batch::{Batch, matrix_from_row_major, matrix_to_row_major};
 pub use compare::{Mismatch, Tolerance, assert_batch_close, assert_matrix_close, compare};
 pub use config::{AttentionConfig, Preset};
 pub use decode::{DecodeAttention, decode_attention};
-pub use error::{AttnError, Result};
+pub use error::{AttnError, Dims, Result};
 pub use fixtures::Fixture;
 pub use flash::{FlashAttention, flash_attention};
-pub use gqa::GroupedQueryAttention;
-pub use hf::{HfLlamaConfig, forward_prefill_decode, open_layer_tensors};
+pub use gqa::{GroupedQueryAttention, KernelChoice, QkvoWeights};
+pub use hf::{HfLlamaConfig, open_layer_tensors};
 pub use io::{Tensor, TensorFile};
-pub use kv_cache::{KvCache, LayerKvCache};
+pub use kv_cache::LayerKvCache;
 pub use linear::Linear;
 pub use mask::{apply_causal_mask, causal_mask};
 pub use memory::{DType, gqa_kv_saving, kv_cache_bytes, kv_cache_bytes_per_layer};
 pub use mha::{MultiHeadAttention, MultiHeadAttentionWrapper};
-pub use rope::{Llama3Scaling, Rope, rope_inv_freq};
-pub use rope_layout::{apply_interleaved, forward_interleaved, permute_hf_to_meta, permute_meta_to_hf};
-pub use sdpa::{HeadOutput, Mask, attention_weights, grouped_attention, scaled_dot_product_attention};
+pub use rope::{Llama3Scaling, Rope, RopeLayout, rope_inv_freq};
+pub use rope_layout::{permute_hf_to_meta, permute_meta_to_hf};
+pub use sdpa::{
+    HeadLayout, HeadOutput, Mask, attention_weights, grouped_attention, scaled_dot_product_attention,
+};
 pub use self_attention::{Attention, SelfAttention, SimplifiedSelfAttention, simplified_self_attention};
 pub use softmax::{softmax_rows, softmax_rows_in_place};
 

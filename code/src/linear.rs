@@ -4,7 +4,7 @@ use nalgebra::{DMatrix, DVector};
 use rand::{Rng, RngExt};
 
 use crate::batch::Batch;
-use crate::error::{AttnError, Result, fmt_shape, nonzero, shape_err};
+use crate::error::{Result, nonzero, shape_err};
 
 // ANCHOR: linear
 /// A linear layer `y = x · Wᵀ + b`, stored like PyTorch's `nn.Linear`.
@@ -28,11 +28,7 @@ impl Linear {
         if let Some(b) = &bias
             && b.len() != weight.nrows()
         {
-            return Err(AttnError::Shape {
-                context: "Linear bias".into(),
-                expected: fmt_shape(&[weight.nrows()]),
-                got: fmt_shape(&[b.len()]),
-            });
+            return Err(shape_err("Linear bias", &[Some(weight.nrows())], &[b.len()]));
         }
         Ok(Self { weight, bias })
     }
@@ -65,11 +61,8 @@ impl Linear {
     /// `(n, in_features) -> (n, out_features)`: `x · Wᵀ (+ b)`.
     pub fn forward(&self, x: &DMatrix<f32>) -> Result<DMatrix<f32>> {
         if x.ncols() != self.in_features() {
-            return Err(shape_err(
-                "Linear::forward input",
-                format!("(_, {})", self.in_features()),
-                &[x.nrows(), x.ncols()],
-            ));
+            let got = [x.nrows(), x.ncols()];
+            return Err(shape_err("Linear::forward input", &[None, Some(self.in_features())], &got));
         }
         // `x * Wᵀ` with an owned transpose goes to nalgebra's fast matrix product; `x.tr_mul`-style
         // shortcuts would fall back to a loop 15-20x slower.

@@ -28,13 +28,12 @@ impl DType {
 /// position of the context, every KV head and every dimension of a head.
 ///
 /// `2 · batch · context · n_kv_heads · head_dim · bytes`. The query heads do not appear: with GQA
-/// only the `n_kv_heads` shared heads are cached.
-pub fn kv_cache_bytes_per_layer(cfg: &AttentionConfig, batch: usize, context: usize, dtype: DType) -> u64 {
-    2 * batch as u64
-        * context as u64
-        * cfg.n_kv_heads as u64
-        * cfg.head_dim as u64
-        * dtype.size_bytes() as u64
+/// only the `n_kv_heads` shared heads are cached. Computed in `u128`, saturating: no sizes, however
+/// large, wrap around to a small number.
+pub fn kv_cache_bytes_per_layer(cfg: &AttentionConfig, batch: usize, context: usize, dtype: DType) -> u128 {
+    [batch, context, cfg.n_kv_heads, cfg.head_dim, dtype.size_bytes()]
+        .iter()
+        .fold(2u128, |acc, &n| acc.saturating_mul(n as u128))
 }
 // ANCHOR_END: kv_cache_bytes
 
@@ -45,8 +44,8 @@ pub fn kv_cache_bytes(
     batch: usize,
     context: usize,
     dtype: DType,
-) -> u64 {
-    n_layers as u64 * kv_cache_bytes_per_layer(cfg, batch, context, dtype)
+) -> u128 {
+    (n_layers as u128).saturating_mul(kv_cache_bytes_per_layer(cfg, batch, context, dtype))
 }
 
 // ANCHOR: gqa_saving

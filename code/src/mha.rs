@@ -5,7 +5,7 @@ use rand::Rng;
 
 use crate::error::{Result, divisible, shape_err};
 use crate::linear::Linear;
-use crate::sdpa::grouped_attention;
+use crate::sdpa::{HeadLayout, grouped_attention};
 use crate::self_attention::{Attention, SelfAttention};
 
 // ANCHOR: mha_wrapper
@@ -28,11 +28,8 @@ impl MultiHeadAttentionWrapper {
         let (d_in, d_out) = (heads[0].d_in(), heads[0].d_out());
         for (i, h) in heads.iter().enumerate() {
             if (h.d_in(), h.d_out()) != (d_in, d_out) {
-                return Err(shape_err(
-                    format!("MultiHeadAttentionWrapper head {i} (d_out, d_in)"),
-                    format!("({d_out}, {d_in})"),
-                    &[h.d_out(), h.d_in()],
-                ));
+                let what = format!("MultiHeadAttentionWrapper head {i} (d_out, d_in)");
+                return Err(shape_err(what, &[Some(d_out), Some(d_in)], &[h.d_out(), h.d_in()]));
             }
         }
         Ok(Self { heads })
@@ -111,10 +108,11 @@ impl MultiHeadAttention {
             ("out_proj", &out_proj, (d_out, d_out)),
         ] {
             if w.weight.shape() != want {
+                let got = [w.out_features(), w.in_features()];
                 return Err(shape_err(
                     format!("MultiHeadAttention {name} weight"),
-                    format!("({}, {})", want.0, want.1),
-                    &[w.out_features(), w.in_features()],
+                    &[Some(want.0), Some(want.1)],
+                    &got,
                 ));
             }
         }
@@ -152,7 +150,8 @@ impl MultiHeadAttention {
         let keys = self.w_key.forward(x)?;
         let values = self.w_value.forward(x)?;
         // multi-head attention is grouped-query attention where every query head has its own K/V head
-        grouped_attention(&queries, keys.as_view(), values.as_view(), self.n_heads, self.n_heads, 0)
+        let heads = HeadLayout::from_q_dim(queries.ncols(), self.n_heads, self.n_heads)?;
+        grouped_attention(&queries, keys.as_view(), values.as_view(), heads, 0)
     }
     // ANCHOR_END: mha_context
 }

@@ -17,13 +17,15 @@
 
 use nalgebra::DMatrix;
 
-use crate::error::{AttnError, Result, divisible, nonzero};
+use crate::error::{AttnError, Result, check_range, divisible, nonzero};
 
 /// Llama 3.1 / 3.2 frequency scaling ("rope_type": "llama3" in a Hugging Face config).
 ///
 /// Long wavelengths (low frequencies) are divided by `factor`, short ones kept, and the band in between
-/// blended smoothly, so that a model trained on `original_max_position_embeddings` tokens reaches
-/// `factor` times further without disturbing its short-range, high-frequency pairs.
+/// blended smoothly, so that the slow pairs of a model trained on `original_max_position_embeddings`
+/// tokens keep turning through angles it has seen, over a longer context, without disturbing its
+/// short-range, high-frequency pairs. (The long context of Llama 3.1 also came from continued
+/// training at long lengths: the scaling alone does not make a model reach `factor` times further.)
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Llama3Scaling {
     /// How much the low frequencies are slowed down (8 for Llama 3.1, 32 for Llama 3.2).
@@ -88,9 +90,11 @@ impl Llama3Scaling {
 // ANCHOR: rope_inv_freq
 /// The RoPE inverse frequencies `θ_i = base^(-2i/head_dim)` for `i in 0..head_dim/2`, in f32 like PyTorch.
 ///
-/// Pair 0 turns by one radian per position; the last pair turns `base` times slower.
+/// Pair 0 turns by one radian per position; the last pair turns `base^((head_dim−2)/head_dim)` times
+/// slower (almost `base` times for wide heads).
 pub fn rope_inv_freq(head_dim: usize, base: f32) -> Result<Vec<f32>> {
     check_rope_params(head_dim, base)?;
+    crate::error::checked_len("RoPE inverse frequencies", &[head_dim / 2])?;
     Ok((0..head_dim / 2)
         .map(|i| {
             let exponent = (2 * i) as f32 / head_dim as f32; // f32, as PyTorch's arange(...).float() / d
@@ -117,12 +121,23 @@ fn check_rope_params(head_dim: usize, base: f32) -> Result<()> {
     Ok(())
 }
 
+/// Which dimensions of a head RoPE rotates together (chapter 7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RopeLayout {
+    /// Pair `i` is dimensions `(i, i + head_dim/2)`: Hugging Face's `rotate_half`, Raschka, candle.
+    #[default]
+    SplitHalves,
+    /// Pair `i` is dimensions `(2i, 2i + 1)`: Meta's original code, llama.cpp's GGUF, llama2.c.
+    Interleaved,
+}
+
 // ANCHOR: rope_struct
 /// Precomputed RoPE tables for positions `0 .. max_positions`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rope {
     head_dim: usize,
     max_positions: usize,
+    layout: RopeLayout,
     inv_freq: Vec<f32>,
     /// `cos(pos · θ_i)`, row-major `(max_positions, head_dim / 2)`: pair `i` of position `pos`.
     cos: Vec<f32>,
@@ -142,25 +157,42 @@ impl Rope {
         scaling: Option<Llama3Scaling>,
     ) -> Result<Self> {
         nonzero("max_positions", max_positions)?;
+        // the tables' size first: nothing is allocated for a size that cannot be
+        crate::error::checked_len(
+            "RoPE cos and sin tables (2, max_positions, head_dim/2)",
+            &[2, max_positions, head_dim / 2],
+        )?;
         let mut inv_freq = rope_inv_freq(head_dim, base)?;
         if let Some(s) = scaling {
             s.validate()?;
             inv_freq.iter_mut().for_each(|f| *f = s.scale(*f));
         }
         let half = head_dim / 2;
-        let mut cos = Vec::with_capacity(max_positions * half);
-        let mut sin = Vec::with_capacity(max_positions * half);
+        // (max_positions, head_dim/2) each; the size is checked before anything is allocated
+        let mut cos = crate::error::try_zeros("RoPE cos table", &[max_positions, half])?;
+        let mut sin = crate::error::try_zeros("RoPE sin table", &[max_positions, half])?;
         for pos in 0..max_positions {
-            for &f in &inv_freq {
+            for (i, &f) in inv_freq.iter().enumerate() {
                 // the f32 product, as PyTorch forms `positions.float() * inv_freq`
                 let angle = pos as f32 * f;
-                cos.push(angle.cos());
-                sin.push(angle.sin());
+                cos[pos * half + i] = angle.cos();
+                sin[pos * half + i] = angle.sin();
             }
         }
-        Ok(Self { head_dim, max_positions, inv_freq, cos, sin })
+        Ok(Self { head_dim, max_positions, layout: RopeLayout::SplitHalves, inv_freq, cos, sin })
     }
     // ANCHOR_END: rope_new
+
+    /// The same tables, rotating pairs in `layout`.
+    pub fn with_layout(mut self, layout: RopeLayout) -> Self {
+        self.layout = layout;
+        self
+    }
+
+    /// Which dimensions are rotated together.
+    pub fn layout(&self) -> RopeLayout {
+        self.layout
+    }
 
     /// Width of the heads these tables rotate.
     pub fn head_dim(&self) -> usize {
@@ -179,37 +211,31 @@ impl Rope {
 
     /// `(cos, sin)` of pair `i` at position `pos`, or an error past the tables.
     pub fn cos_sin(&self, pos: usize, i: usize) -> Result<(f32, f32)> {
-        self.check_positions(pos, 1)?;
+        check_range(pos, 1, self.max_positions)?;
         let half = self.head_dim / 2;
         if i >= half {
-            return Err(AttnError::Config(format!(
-                "pair index {i} out of range for head_dim {}",
-                self.head_dim
-            )));
+            return Err(AttnError::IndexOutOfRange { what: "RoPE dimension pair", index: i, len: half });
         }
         Ok((self.cos[pos * half + i], self.sin[pos * half + i]))
     }
 
-    fn check_positions(&self, start_pos: usize, len: usize) -> Result<()> {
-        if start_pos + len > self.max_positions {
-            return Err(AttnError::PositionOutOfRange {
-                start_pos,
-                end: start_pos + len,
-                max_positions: self.max_positions,
-            });
+    /// Rotates every head of `x` in place, in this table's [`RopeLayout`]: `x` is
+    /// `(seq, n_heads · head_dim)`, row `t` is the token at position `start_pos + t`, and head `h`
+    /// owns columns `h·head_dim .. (h+1)·head_dim`.
+    pub fn apply(&self, x: &mut DMatrix<f32>, start_pos: usize) -> Result<()> {
+        divisible("columns of the RoPE input", x.ncols(), "head_dim", self.head_dim)?;
+        check_range(start_pos, x.nrows(), self.max_positions)?;
+        match self.layout {
+            RopeLayout::SplitHalves => self.rotate_split_halves(x, start_pos),
+            RopeLayout::Interleaved => self.rotate_interleaved(x, start_pos),
         }
         Ok(())
     }
 
     // ANCHOR: rope_apply
-    /// Rotates every head of `x` in place: `x` is `(seq, n_heads · head_dim)`, row `t` is the token at
-    /// position `start_pos + t`, and head `h` owns columns `h·head_dim .. (h+1)·head_dim`.
-    ///
-    /// Pair `(i, i + head_dim/2)` of each head turns by the angle `pos · θ_i`:
-    /// `x1' = x1·cos − x2·sin`, `x2' = x2·cos + x1·sin`.
-    pub fn apply(&self, x: &mut DMatrix<f32>, start_pos: usize) -> Result<()> {
-        divisible("columns of the RoPE input", x.ncols(), "head_dim", self.head_dim)?;
-        self.check_positions(start_pos, x.nrows())?;
+    /// The split-halves rotation (checked by [`Rope::apply`]): pair `(i, i + head_dim/2)` of each
+    /// head turns by the angle `pos · θ_i`: `x1' = x1·cos − x2·sin`, `x2' = x2·cos + x1·sin`.
+    fn rotate_split_halves(&self, x: &mut DMatrix<f32>, start_pos: usize) {
         let half = self.head_dim / 2;
         for head in 0..x.ncols() / self.head_dim {
             let first = head * self.head_dim;
@@ -224,7 +250,26 @@ impl Rope {
                 }
             }
         }
-        Ok(())
     }
     // ANCHOR_END: rope_apply
+
+    // ANCHOR: rope_apply_interleaved
+    /// Meta's **interleaved** rotation (checked by [`Rope::apply`]): pair `(2i, 2i + 1)` of each
+    /// head turns by the angle `pos · θ_i`. Same tables, and so the same angles, as split-halves.
+    fn rotate_interleaved(&self, x: &mut DMatrix<f32>, start_pos: usize) {
+        let half = self.head_dim / 2;
+        for t in 0..x.nrows() {
+            let row = (start_pos + t) * half;
+            for i in 0..half {
+                let (c, s) = (self.cos[row + i], self.sin[row + i]);
+                for head in 0..x.ncols() / self.head_dim {
+                    let (a, b) = (head * self.head_dim + 2 * i, head * self.head_dim + 2 * i + 1);
+                    let (x1, x2) = (x[(t, a)], x[(t, b)]);
+                    x[(t, a)] = x1 * c - x2 * s;
+                    x[(t, b)] = x2 * c + x1 * s;
+                }
+            }
+        }
+    }
+    // ANCHOR_END: rope_apply_interleaved
 }

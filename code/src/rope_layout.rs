@@ -2,10 +2,13 @@
 //!
 //! RoPE rotates pairs of dimensions of each head. *Which* dimensions form a pair is a convention:
 //!
-//! - **split-halves** (Hugging Face, Raschka, candle's `rope`; [`Rope::apply`]): pair `i` is
-//!   dimensions `(i, i + head_dim/2)`;
-//! - **interleaved** (Meta's original `model.py`, llama.cpp's GGUF, llama2.c; [`apply_interleaved`]):
-//!   pair `i` is dimensions `(2i, 2i + 1)`.
+//! - **split-halves** (Hugging Face, Raschka, candle's `rope`; [`RopeLayout::SplitHalves`]): pair `i`
+//!   is dimensions `(i, i + head_dim/2)`;
+//! - **interleaved** (Meta's original `model.py`, llama.cpp's GGUF, llama2.c;
+//!   [`RopeLayout::Interleaved`]): pair `i` is dimensions `(2i, 2i + 1)`.
+//!
+//! The layout is a field of [`Rope`](crate::Rope) ([`Rope::with_layout`](crate::Rope::with_layout)):
+//! a layer with interleaved tables runs Meta's weights as they are.
 //!
 //! Both rotate pair `i` by `pos · θ_i`. For the same weights they give different numbers. But a query
 //! is a projection `x · W_qᵀ`: reordering the **rows** of `W_q` reorders the query's dimensions, so
@@ -16,40 +19,10 @@
 
 use nalgebra::DMatrix;
 
-use crate::error::{AttnError, Result, divisible, shape_err};
-use crate::gqa::GroupedQueryAttention;
+use crate::error::{AttnError, Result, divisible};
 use crate::linear::Linear;
-use crate::rope::Rope;
-use crate::sdpa::grouped_attention;
-
-// ANCHOR: rope_apply_interleaved
-/// Rotates every head of `x` `(seq, n_heads · head_dim)` in place in Meta's **interleaved** layout:
-/// pair `(2i, 2i + 1)` of each head turns by the angle `pos · θ_i`, row `t` being position
-/// `start_pos + t`. Same tables (and so the same angles, scaled or not) as [`Rope::apply`].
-pub fn apply_interleaved(rope: &Rope, x: &mut DMatrix<f32>, start_pos: usize) -> Result<()> {
-    let head_dim = rope.head_dim();
-    divisible("columns of the RoPE input", x.ncols(), "head_dim", head_dim)?;
-    if start_pos + x.nrows() > rope.max_positions() {
-        return Err(AttnError::PositionOutOfRange {
-            start_pos,
-            end: start_pos + x.nrows(),
-            max_positions: rope.max_positions(),
-        });
-    }
-    for t in 0..x.nrows() {
-        for i in 0..head_dim / 2 {
-            let (c, s) = rope.cos_sin(start_pos + t, i)?;
-            for head in 0..x.ncols() / head_dim {
-                let (a, b) = (head * head_dim + 2 * i, head * head_dim + 2 * i + 1);
-                let (x1, x2) = (x[(t, a)], x[(t, b)]);
-                x[(t, a)] = x1 * c - x2 * s;
-                x[(t, b)] = x2 * c + x1 * s;
-            }
-        }
-    }
-    Ok(())
-}
-// ANCHOR_END: rope_apply_interleaved
+#[cfg(doc)]
+use crate::rope::RopeLayout;
 
 /// Reorders the output rows (weight rows and bias entries) of a q or k projection head by head:
 /// new row `head·head_dim + r` is old row `head·head_dim + from(r)`.
@@ -90,37 +63,10 @@ pub fn permute_hf_to_meta(lin: &Linear, n_heads: usize) -> Result<Linear> {
     })
 }
 
-// ANCHOR: forward_interleaved
-/// Causal attention of one sequence `(seq, d_in)` at positions `start_pos ..` with Meta's interleaved
-/// RoPE: `attn` holds the projections in Meta's row order and no RoPE tables of its own; `rope` gives
-/// the angles. Returns `(seq, d_out)`.
-pub fn forward_interleaved(
-    attn: &GroupedQueryAttention,
-    rope: &Rope,
-    x: &DMatrix<f32>,
-    start_pos: usize,
-) -> Result<DMatrix<f32>> {
-    if attn.rope().is_some() {
-        return Err(AttnError::Config(
-            "forward_interleaved needs a module without RoPE tables (it would rotate twice)".into(),
-        ));
-    }
-    if x.ncols() != attn.w_query.in_features() {
-        let want = format!("(_, {})", attn.w_query.in_features());
-        return Err(shape_err("forward_interleaved input", want, &[x.nrows(), x.ncols()]));
-    }
-    let (mut queries, mut keys, values) = attn.project(x, start_pos)?; // no rotation yet
-    apply_interleaved(rope, &mut queries, start_pos)?;
-    apply_interleaved(rope, &mut keys, start_pos)?;
-    let context =
-        grouped_attention(&queries, keys.as_view(), values.as_view(), attn.n_heads(), attn.n_kv_heads(), 0)?;
-    attn.out_proj.forward(&context)
-}
-// ANCHOR_END: forward_interleaved
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rope::{Rope, RopeLayout};
     use rand::{SeedableRng, rngs::StdRng};
 
     #[test]
@@ -139,20 +85,18 @@ mod tests {
     #[test]
     fn interleaved_rotation_is_split_halves_rotation_of_permuted_dimensions() {
         let rope = Rope::new(8, 40, 10_000.0, None).unwrap();
+        let meta = rope.clone().with_layout(RopeLayout::Interleaved);
         let mut rng = StdRng::seed_from_u64(3);
         // rows of an identity "projection" are the dimensions themselves
         let x = Linear::random(3, 16, false, &mut rng).unwrap().weight.transpose(); // (3, 16): 2 heads of 8
         let mut interleaved = x.clone();
-        apply_interleaved(&rope, &mut interleaved, 31).unwrap();
+        meta.apply(&mut interleaved, 31).unwrap();
         let eye = Linear::new(DMatrix::identity(16, 16), None).unwrap();
         let p = permute_meta_to_hf(&eye, 2).unwrap().weight; // x · Pᵀ reorders the columns like the rows
         let mut split = &x * p.transpose();
         rope.apply(&mut split, 31).unwrap();
         let back = split * p; // P is a permutation: its inverse is its transpose
         assert!((back - interleaved).abs().max() < 1e-6);
-        assert!(matches!(
-            apply_interleaved(&rope, &mut x.clone(), 38),
-            Err(AttnError::PositionOutOfRange { .. })
-        ));
+        assert!(matches!(meta.apply(&mut x.clone(), 38), Err(AttnError::PositionOutOfRange { .. })));
     }
 }

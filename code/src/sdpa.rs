@@ -2,7 +2,7 @@
 
 use nalgebra::{DMatrix, DMatrixView};
 
-use crate::error::{AttnError, Result, divisible, shape_err};
+use crate::error::{Result, divisible, nonzero, shape_err};
 use crate::mask::{apply_causal_mask, check_causal};
 use crate::softmax::softmax_rows_in_place;
 
@@ -12,10 +12,10 @@ use crate::softmax::softmax_rows_in_place;
 pub enum Mask {
     /// Every query sees every key (the book's first, un-masked self-attention).
     None,
-    /// Query `i` is the token at position `start_pos + i` and sees keys `0 ..= start_pos + i`.
+    /// Query `i` sees keys `0 ..= query_offset + i`.
     Causal {
-        /// Position of the first query; `0` unless a KV cache holds earlier tokens.
-        start_pos: usize,
+        /// Keys before the first query's own key: `0` unless a KV cache holds earlier tokens.
+        query_offset: usize,
     },
 }
 // ANCHOR_END: mask_enum
@@ -35,11 +35,8 @@ pub struct HeadOutput {
 /// `q` is `(n_queries, head_dim)`, `k` is `(n_keys, head_dim)`: one row per token.
 pub fn attention_weights(q: DMatrixView<f32>, k: DMatrixView<f32>, mask: Mask) -> Result<DMatrix<f32>> {
     if q.ncols() != k.ncols() {
-        return Err(AttnError::Shape {
-            context: "attention_weights: queries and keys need the same head_dim".into(),
-            expected: format!("k of shape (_, {})", q.ncols()),
-            got: format!("({}, {})", k.nrows(), k.ncols()),
-        });
+        let what = "attention_weights: keys need the queries' head_dim";
+        return Err(shape_err(what, &[None, Some(q.ncols())], &[k.nrows(), k.ncols()]));
     }
     let head_dim = q.ncols();
     // (n_queries, head_dim) · (head_dim, n_keys) -> (n_queries, n_keys)
@@ -47,8 +44,8 @@ pub fn attention_weights(q: DMatrixView<f32>, k: DMatrixView<f32>, mask: Mask) -
     // Scale *before* the softmax: with head_dim terms in each dot product the scores grow like
     // √head_dim, and large scores push the softmax to one-hot, where gradients vanish.
     scores /= (head_dim as f32).sqrt();
-    if let Mask::Causal { start_pos } = mask {
-        apply_causal_mask(&mut scores, start_pos)?;
+    if let Mask::Causal { query_offset } = mask {
+        apply_causal_mask(&mut scores, query_offset)?;
     }
     softmax_rows_in_place(&mut scores);
     Ok(scores)
@@ -68,11 +65,8 @@ pub fn scaled_dot_product_attention(
     mask: Mask,
 ) -> Result<HeadOutput> {
     if v.nrows() != k.nrows() {
-        return Err(shape_err(
-            "scaled_dot_product_attention: one value row per key",
-            format!("v of shape ({}, _)", k.nrows()),
-            &[v.nrows(), v.ncols()],
-        ));
+        let what = "scaled_dot_product_attention: one value row per key";
+        return Err(shape_err(what, &[Some(k.nrows()), None], &[v.nrows(), v.ncols()]));
     }
     let weights = attention_weights(q, k, mask)?;
     // (n_queries, n_keys) · (n_keys, d_v) -> (n_queries, d_v)
@@ -81,6 +75,73 @@ pub fn scaled_dot_product_attention(
 }
 // ANCHOR_END: scaled_dot_product_attention
 
+// ANCHOR: head_layout
+/// How the heads of a grouped-query layer are laid out: `n_heads` query heads of width
+/// `head_dim`, sharing `n_kv_heads` key/value heads in groups of `group_size = n_heads / n_kv_heads`.
+///
+/// Multi-head attention is `n_kv_heads == n_heads`; multi-query attention is `n_kv_heads == 1`.
+/// The fields are private: a `HeadLayout` exists only once [`HeadLayout::new`] has checked it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeadLayout {
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+}
+// ANCHOR_END: head_layout
+
+impl HeadLayout {
+    /// Checks that every size is at least 1, that `n_kv_heads` divides `n_heads`, and that the
+    /// query and key widths `n_heads · head_dim` fit in a `usize`.
+    pub fn new(n_heads: usize, n_kv_heads: usize, head_dim: usize) -> Result<Self> {
+        nonzero("n_heads", n_heads)?;
+        nonzero("head_dim", head_dim)?;
+        divisible("n_heads", n_heads, "n_kv_heads", n_kv_heads)?;
+        crate::error::checked_len("query row", &[n_heads, head_dim])?;
+        Ok(Self { n_heads, n_kv_heads, head_dim })
+    }
+
+    /// The layout of `n_heads` query heads over a query width `q_dim` (`head_dim = q_dim / n_heads`).
+    pub fn from_q_dim(q_dim: usize, n_heads: usize, n_kv_heads: usize) -> Result<Self> {
+        divisible("query width (n_heads * head_dim)", q_dim, "n_heads", n_heads)?;
+        Self::new(n_heads, n_kv_heads, q_dim / n_heads)
+    }
+
+    /// Query heads.
+    pub fn n_heads(&self) -> usize {
+        self.n_heads
+    }
+
+    /// Key/value heads.
+    pub fn n_kv_heads(&self) -> usize {
+        self.n_kv_heads
+    }
+
+    /// Width of each head.
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+    }
+
+    /// Query heads per key/value head: `n_heads / n_kv_heads`.
+    pub fn group_size(&self) -> usize {
+        self.n_heads / self.n_kv_heads
+    }
+
+    /// Width of the queries: `n_heads · head_dim`.
+    pub fn q_dim(&self) -> usize {
+        self.n_heads * self.head_dim
+    }
+
+    /// Width of the keys and of the values: `n_kv_heads · head_dim`.
+    pub fn kv_dim(&self) -> usize {
+        self.n_kv_heads * self.head_dim
+    }
+
+    /// The key/value head that query head `h` reads: `h / group_size` (`repeat_interleave` order).
+    pub fn kv_head(&self, h: usize) -> usize {
+        h / self.group_size()
+    }
+}
+
 // ANCHOR: grouped_attention
 /// Causal attention of `n_heads` query heads over `n_kv_heads` key/value heads: the core of
 /// multi-head attention (`n_kv_heads == n_heads`), grouped-query attention, and multi-query attention
@@ -88,60 +149,61 @@ pub fn scaled_dot_product_attention(
 ///
 /// Shapes, one row per token, heads side by side in the columns:
 /// `q (n_queries, n_heads·head_dim)`, `k` and `v (n_keys, n_kv_heads·head_dim)`;
-/// returns `(n_queries, n_heads·head_dim)`, the heads' contexts side by side.
+/// returns `(n_queries, n_heads·head_dim)`, the heads' contexts side by side. Query `i` sees keys
+/// `0 ..= query_offset + i`.
 ///
-/// Query head `h` reads key/value head `h / group_size` with `group_size = n_heads / n_kv_heads`.
-/// That is PyTorch's `repeat_interleave` order `[K1, K1, K2, K2]`, never `repeat`'s `[K1, K2, K1, K2]`;
-/// and no head is copied: each is a column view of `k` and `v`.
+/// Query head `h` reads key/value head `h / group_size`. That is PyTorch's `repeat_interleave`
+/// order `[K0, K0, K1, K1]`, never `repeat`'s `[K0, K1, K0, K1]`; and no head is copied: each is a
+/// column view of `k` and `v`.
 pub fn grouped_attention(
     q: &DMatrix<f32>,
     k: DMatrixView<f32>,
     v: DMatrixView<f32>,
-    n_heads: usize,
-    n_kv_heads: usize,
-    start_pos: usize,
+    heads: HeadLayout,
+    query_offset: usize,
 ) -> Result<DMatrix<f32>> {
-    let head_dim =
-        check_grouped_args("grouped_attention", q.shape(), &k, &v, n_heads, n_kv_heads, start_pos)?;
-    let group_size = n_heads / n_kv_heads;
+    check_grouped_args("grouped_attention", q.shape(), &k, &v, heads, query_offset)?;
+    let d = heads.head_dim();
     let mut context = DMatrix::zeros(q.nrows(), q.ncols());
-    for h in 0..n_heads {
-        let kv = h / group_size; // repeat_interleave order: heads 0..group_size share KV head 0
+    for h in 0..heads.n_heads() {
+        let kv = heads.kv_head(h); // heads 0 .. group_size share KV head 0
         // (n, n_heads·head_dim) -> head h: (n, head_dim), a view of columns, no copy
-        let q_h = q.columns(h * head_dim, head_dim);
-        let k_h = k.columns(kv * head_dim, head_dim);
-        let v_h = v.columns(kv * head_dim, head_dim);
-        let out = scaled_dot_product_attention(q_h, k_h, v_h, Mask::Causal { start_pos })?;
-        context.columns_mut(h * head_dim, head_dim).copy_from(&out.context);
+        let q_h = q.columns(h * d, d);
+        let (k_h, v_h) = (k.columns(kv * d, d), v.columns(kv * d, d));
+        let out = scaled_dot_product_attention(q_h, k_h, v_h, Mask::Causal { query_offset })?;
+        context.columns_mut(h * d, d).copy_from(&out.context);
     }
     Ok(context)
 }
 // ANCHOR_END: grouped_attention
 
 /// Checks the arguments of a grouped attention call (`grouped_attention`, and the fast paths
-/// `flash_attention` and `decode_attention`, which take the same ones) and returns `head_dim`:
-/// `n_kv_heads` divides `n_heads`, `n_heads` divides the query width, `k` and `v` are
-/// `(n_keys, n_kv_heads·head_dim)`, and the queries at `start_pos ..` have their keys.
+/// `flash_attention` and `decode_attention`, which take the same ones): `q` is
+/// `(n_queries, n_heads·head_dim)`, `k` and `v` are `(n_keys, n_kv_heads·head_dim)`, and the
+/// queries at `query_offset ..` have their keys.
 pub(crate) fn check_grouped_args(
     who: &str,
     q_shape: (usize, usize),
     k: &DMatrixView<f32>,
     v: &DMatrixView<f32>,
-    n_heads: usize,
-    n_kv_heads: usize,
-    start_pos: usize,
-) -> Result<usize> {
-    divisible("n_heads", n_heads, "n_kv_heads", n_kv_heads)?;
-    divisible("q columns (n_heads * head_dim)", q_shape.1, "n_heads", n_heads)?;
-    let head_dim = q_shape.1 / n_heads;
-    let kv_cols = n_kv_heads * head_dim;
-    if k.ncols() != kv_cols || v.ncols() != kv_cols || k.nrows() != v.nrows() {
-        return Err(AttnError::Shape {
-            context: format!("{who} with {n_kv_heads} KV heads of head_dim {head_dim}"),
-            expected: format!("k and v of shape (n_keys, {kv_cols})"),
-            got: format!("k ({}, {}), v ({}, {})", k.nrows(), k.ncols(), v.nrows(), v.ncols()),
-        });
+    heads: HeadLayout,
+    query_offset: usize,
+) -> Result<()> {
+    let (q_dim, kv_dim) = (heads.q_dim(), heads.kv_dim());
+    let what = |name: &str| {
+        format!(
+            "{who} {name} ({} heads over {} KV heads of head_dim {})",
+            heads.n_heads, heads.n_kv_heads, heads.head_dim
+        )
+    };
+    if q_shape.1 != q_dim {
+        return Err(shape_err(what("queries"), &[None, Some(q_dim)], &[q_shape.0, q_shape.1]));
     }
-    check_causal(q_shape.0, k.nrows(), start_pos)?;
-    Ok(head_dim)
+    if k.ncols() != kv_dim {
+        return Err(shape_err(what("keys"), &[None, Some(kv_dim)], &[k.nrows(), k.ncols()]));
+    }
+    if v.shape() != k.shape() {
+        return Err(shape_err(what("values"), &[Some(k.nrows()), Some(kv_dim)], &[v.nrows(), v.ncols()]));
+    }
+    check_causal(q_shape.0, k.nrows(), query_offset)
 }

@@ -23,11 +23,7 @@ pub trait Attention {
     /// A batch: `(batch, seq, d_in) -> (batch, seq, d_out)`.
     fn forward(&self, x: &Batch) -> Result<Batch> {
         if x.dim() != self.d_in() {
-            return Err(shape_err(
-                "Attention::forward input",
-                format!("(_, _, {})", self.d_in()),
-                &x.shape(),
-            ));
+            return Err(shape_err("Attention::forward input", &[None, None, Some(self.d_in())], &x.shape()));
         }
         x.try_map(|m| self.forward_one(m))
     }
@@ -63,11 +59,8 @@ impl Attention for SimplifiedSelfAttention {
     }
     fn forward_one(&self, x: &DMatrix<f32>) -> Result<DMatrix<f32>> {
         if x.ncols() != self.d {
-            return Err(shape_err(
-                "SimplifiedSelfAttention input",
-                format!("(_, {})", self.d),
-                &[x.nrows(), x.ncols()],
-            ));
+            let got = [x.nrows(), x.ncols()];
+            return Err(shape_err("SimplifiedSelfAttention input", &[None, Some(self.d)], &got));
         }
         Ok(simplified_self_attention(x))
     }
@@ -94,11 +87,9 @@ impl SelfAttention {
     pub fn new(w_query: Linear, w_key: Linear, w_value: Linear, causal: bool) -> Result<Self> {
         for (name, w) in [("w_key", &w_key), ("w_value", &w_value)] {
             if w.weight.shape() != w_query.weight.shape() {
-                return Err(shape_err(
-                    format!("SelfAttention {name} weight"),
-                    format!("({}, {}) like w_query", w_query.out_features(), w_query.in_features()),
-                    &[w.out_features(), w.in_features()],
-                ));
+                let want = [Some(w_query.out_features()), Some(w_query.in_features())];
+                let got = [w.out_features(), w.in_features()];
+                return Err(shape_err(format!("SelfAttention {name} weight (like w_query)"), &want, &got));
             }
         }
         Ok(Self { w_query, w_key, w_value, causal })
@@ -127,7 +118,7 @@ impl SelfAttention {
         let queries = self.w_query.forward(x)?;
         let keys = self.w_key.forward(x)?;
         let values = self.w_value.forward(x)?;
-        let mask = if self.causal { Mask::Causal { start_pos: 0 } } else { Mask::None };
+        let mask = if self.causal { Mask::Causal { query_offset: 0 } } else { Mask::None };
         scaled_dot_product_attention(queries.as_view(), keys.as_view(), values.as_view(), mask)
     }
     // ANCHOR_END: self_attention_forward

@@ -10,7 +10,9 @@ use nalgebra::DMatrix;
 ///
 /// A row whose entries are all `-inf` (every key masked) becomes all zeros, as PyTorch's
 /// `_safe_softmax` does, instead of the `NaN`s that `exp(-inf - (-inf))` would give. A purely causal
-/// mask never produces such a row; padding or sliding windows can.
+/// mask never produces such a row; padding or sliding windows can. Any other trouble shows, as in
+/// PyTorch: a row holding a `NaN` or a `+inf` becomes all `NaN` (`exp(inf - inf)` is `NaN`), never a
+/// finite number that hides it.
 pub fn softmax_rows_in_place(scores: &mut DMatrix<f32>) {
     // Each row is one query: normalise across the keys (the columns), never down a column.
     // nalgebra stores the matrix column by column, so the loops walk whole columns in memory order
@@ -19,21 +21,24 @@ pub fn softmax_rows_in_place(scores: &mut DMatrix<f32>) {
     let mut max = vec![f32::NEG_INFINITY; scores.nrows()];
     for column in scores.column_iter() {
         for (m, &s) in max.iter_mut().zip(column.as_slice()) {
-            *m = m.max(s);
+            *m = m.max(s); // ignores a NaN: the sum below catches it
         }
     }
     let mut sum = vec![0.0_f32; scores.nrows()];
     for mut column in scores.column_iter_mut() {
         for ((s, &m), total) in column.as_mut_slice().iter_mut().zip(&max).zip(sum.iter_mut()) {
-            // A masked score gives weight 0 without calling exp. A row whose maximum is -inf has
-            // every key masked: zeros, not exp(-inf - (-inf)) = NaN.
-            *s = if *s == f32::NEG_INFINITY || m == f32::NEG_INFINITY { 0.0 } else { (*s - m).exp() };
+            // A masked score gives weight 0 without calling exp (half the scores of a causal
+            // mask, and no exp(-inf - (-inf)) = NaN in a fully masked row). A NaN score, or a
+            // +inf one (exp(inf - inf)), makes the row's total NaN.
+            *s = if *s == f32::NEG_INFINITY { 0.0 } else { (*s - m).exp() };
             *total += *s;
         }
     }
     for mut column in scores.column_iter_mut() {
         for (s, &total) in column.as_mut_slice().iter_mut().zip(&sum) {
-            *s = if total > 0.0 { *s / total } else { 0.0 };
+            // A total of 0 means every key was masked: zeros, as PyTorch's `_safe_softmax`.
+            // Not `total > 0.0`, which would also turn a NaN total into zeros and hide it.
+            *s = if total == 0.0 { 0.0 } else { *s / total };
         }
     }
 }

@@ -41,7 +41,7 @@ fn every_preset_is_valid_and_matches_its_model() {
         p.config.validate().unwrap_or_else(|e| panic!("{}: {e}", p.name));
         assert_eq!(p.config.n_heads * p.config.head_dim, p.config.d_model, "{}", p.name);
     }
-    let seed = Preset::SEED_DEFAULT.config;
+    let seed = Preset::SMALL.config;
     assert_eq!(
         (seed.d_model, seed.n_heads, seed.n_kv_heads, seed.head_dim, seed.context_length),
         (768, 12, 4, 64, 1024)
@@ -51,7 +51,7 @@ fn every_preset_is_valid_and_matches_its_model() {
 
 #[test]
 fn memory_arithmetic_matches_the_starting_project() {
-    let seed = Preset::SEED_DEFAULT.config;
+    let seed = Preset::SMALL.config;
     // "~2 MB KV cache" for one layer, f32, context 1024: 2 · 1024 · 4 · 64 · 4 bytes = 2 MiB
     assert_eq!(kv_cache_bytes_per_layer(&seed, 1, 1024, DType::F32), 2 * 1024 * 1024);
     // "67 % memory reduction" for 12 query heads sharing 4 KV heads
@@ -93,16 +93,8 @@ fn impossible_module_shapes_are_rejected() {
     assert_eq!(Rope::new(5, 32, 10_000.0, None).unwrap_err(), AttnError::OddHeadDim { head_dim: 5 });
     // K/V projections of the wrong width
     let gqa = GroupedQueryAttention::random(12, 16, 4, 2, None, &mut r).unwrap();
-    let err = GroupedQueryAttention::new(
-        gqa.w_query.clone(),
-        gqa.w_query.clone(),
-        gqa.w_value.clone(),
-        gqa.out_proj.clone(),
-        4,
-        2,
-        None,
-    )
-    .unwrap_err();
+    let swapped = QkvoWeights { w_key: gqa.weights().w_query.clone(), ..gqa.weights().clone() };
+    let err = GroupedQueryAttention::new(swapped, 4, 2, None).unwrap_err();
     assert!(err.to_string().contains("expected (8, 12), got (16, 12)"), "{err}");
     assert!(Linear::new(DMatrix::zeros(4, 3), Some(nalgebra::DVector::zeros(3))).is_err());
     assert!(Batch::new(vec![DMatrix::zeros(2, 3), DMatrix::zeros(3, 2)]).is_err());
@@ -115,14 +107,14 @@ fn full_cache_is_an_error_and_leaves_the_cache_unchanged() {
     let rope = Rope::new(4, 64, 10_000.0, None).unwrap();
     let gqa = GroupedQueryAttention::random(12, 16, 4, 2, Some(rope), &mut r).unwrap();
     let mut cache = LayerKvCache::new(1, 6, 2, 4).unwrap();
-    gqa.forward_cached(&Batch::zeros(1, 5, 12).unwrap(), &mut cache, 0).unwrap();
+    gqa.forward(&Batch::zeros(1, 5, 12).unwrap(), 0, Some(&mut cache)).unwrap();
     let before = cache.clone();
-    let err = gqa.forward_cached(&Batch::zeros(1, 2, 12).unwrap(), &mut cache, 5).unwrap_err();
+    let err = gqa.forward(&Batch::zeros(1, 2, 12).unwrap(), 5, Some(&mut cache)).unwrap_err();
     assert_eq!(err, AttnError::CacheFull { capacity: 6, len: 5, adding: 2 });
     assert_eq!(err.to_string(), "KV cache full: holds 5 of 6 positions, cannot append 2 more");
     assert_eq!(cache, before);
     // the last free slot still works, then reset empties the cache
-    gqa.forward_cached(&Batch::zeros(1, 1, 12).unwrap(), &mut cache, 5).unwrap();
+    gqa.forward(&Batch::zeros(1, 1, 12).unwrap(), 5, Some(&mut cache)).unwrap();
     assert_eq!(cache.len(), 6);
     cache.reset();
     assert!(cache.is_empty());
@@ -135,15 +127,16 @@ fn cache_position_and_rope_range_are_checked() {
     let gqa = GroupedQueryAttention::random(12, 16, 4, 2, Some(rope), &mut r).unwrap();
     let mut cache = LayerKvCache::new(1, 32, 2, 4).unwrap();
     // start_pos must follow the cache: a RoPE offset not advanced is caught, not silently wrong
-    gqa.forward_cached(&Batch::zeros(1, 3, 12).unwrap(), &mut cache, 0).unwrap();
-    let err = gqa.forward_cached(&Batch::zeros(1, 1, 12).unwrap(), &mut cache, 0).unwrap_err();
-    assert_eq!(err, AttnError::CachePosition { start_pos: 0, cache_len: 3 });
+    gqa.forward(&Batch::zeros(1, 3, 12).unwrap(), 0, Some(&mut cache)).unwrap();
+    let err = gqa.forward(&Batch::zeros(1, 1, 12).unwrap(), 0, Some(&mut cache)).unwrap_err();
+    assert_eq!(err, AttnError::CachePosition { start_pos: 0, next_pos: 3 });
     // positions past the RoPE tables
-    let err = gqa.forward_at(&DMatrix::zeros(4, 12), 6).unwrap_err();
-    assert_eq!(err, AttnError::PositionOutOfRange { start_pos: 6, end: 10, max_positions: 8 });
+    let err = gqa.forward(&Batch::zeros(1, 4, 12).unwrap(), 6, None).unwrap_err();
+    assert_eq!(err, AttnError::PositionOutOfRange { start_pos: 6, len: 4, max_positions: 8 });
+    assert_eq!(err.to_string(), "positions 6..10 exceed the maximum of 8 positions");
     // a batch of another size than the cache's
-    let err = gqa.forward_cached(&Batch::zeros(2, 1, 12).unwrap(), &mut cache, 3).unwrap_err();
-    assert!(matches!(err, AttnError::Shape { .. }), "{err}");
+    let err = gqa.forward(&Batch::zeros(2, 1, 12).unwrap(), 3, Some(&mut cache)).unwrap_err();
+    assert!(matches!(err, AttnError::CacheMismatch(_)), "{err}");
     assert_eq!(cache.len(), 3);
 }
 

@@ -35,17 +35,20 @@ fn check_shape(n_queries: usize, start_pos: usize, n_heads: usize, n_kv_heads: u
     let n_keys = start_pos + n_queries;
     let seed = (n_queries * 1000 + start_pos * 10 + n_kv_heads) as u64;
     let (q, k, v) = inputs(n_queries, n_keys, n_heads, n_kv_heads, head_dim, seed);
-    let want = grouped_attention(&q, k.as_view(), v.as_view(), n_heads, n_kv_heads, start_pos).unwrap();
+    let want =
+        grouped_attention(&q, k.as_view(), v.as_view(), hl(&q, n_heads, n_kv_heads), start_pos).unwrap();
     let shape = format!("{n_queries} queries at {start_pos}, {n_heads}/{n_kv_heads} heads of {head_dim}");
     for threads in [1, 2, 3] {
         let mut flash = FlashAttention::with_threads(threads).unwrap();
-        let got = flash.forward(&q, k.as_view(), v.as_view(), n_heads, n_kv_heads, start_pos).unwrap();
+        let got =
+            flash.forward(&q, k.as_view(), v.as_view(), hl(&q, n_heads, n_kv_heads), start_pos).unwrap();
         if let Err(m) = compare(got.as_slice(), want.as_slice(), &[got.ncols(), got.nrows()], TOL) {
             panic!("flash, {threads} threads, {shape}: {m}");
         }
     }
     if n_queries <= 3 {
-        let got = decode_attention(&q, k.as_view(), v.as_view(), n_heads, n_kv_heads, start_pos).unwrap();
+        let got =
+            decode_attention(&q, k.as_view(), v.as_view(), hl(&q, n_heads, n_kv_heads), start_pos).unwrap();
         if let Err(m) = compare(got.as_slice(), want.as_slice(), &[got.ncols(), got.nrows()], TOL) {
             panic!("decode, {shape}: {m}");
         }
@@ -84,9 +87,9 @@ fn flash_and_decode_match_with_a_cache_in_front() {
 fn extra_keys_after_the_last_query_are_never_seen() {
     // keys beyond start_pos + n_queries exist (a cache with spare rows): both paths ignore them
     let (q, k, v) = inputs(5, 40, 4, 2, 8, 99);
-    let want = grouped_attention(&q, k.as_view(), v.as_view(), 4, 2, 10).unwrap();
-    let flash = flash_attention(&q, k.as_view(), v.as_view(), 4, 2, 10).unwrap();
-    let decode = decode_attention(&q, k.as_view(), v.as_view(), 4, 2, 10).unwrap();
+    let want = grouped_attention(&q, k.as_view(), v.as_view(), hl(&q, 4, 2), 10).unwrap();
+    let flash = flash_attention(&q, k.as_view(), v.as_view(), hl(&q, 4, 2), 10).unwrap();
+    let decode = decode_attention(&q, k.as_view(), v.as_view(), hl(&q, 4, 2), 10).unwrap();
     assert_matrix_close(&flash, &want, TOL);
     assert_matrix_close(&decode, &want, TOL);
 }
@@ -98,10 +101,10 @@ fn buffers_are_reused_across_calls_of_different_shapes() {
     let mut out = DMatrix::zeros(0, 0);
     for (n, start_pos, heads, kv) in [(100, 0, 4, 2), (3, 50, 6, 3), (300, 7, 4, 4), (100, 0, 4, 2)] {
         let (q, k, v) = inputs(n, start_pos + n, heads, kv, 8, n as u64);
-        let want = grouped_attention(&q, k.as_view(), v.as_view(), heads, kv, start_pos).unwrap();
-        flash.forward_into(&q, k.as_view(), v.as_view(), heads, kv, start_pos, &mut out).unwrap();
+        let want = grouped_attention(&q, k.as_view(), v.as_view(), hl(&q, heads, kv), start_pos).unwrap();
+        flash.forward_into(&q, k.as_view(), v.as_view(), hl(&q, heads, kv), start_pos, &mut out).unwrap();
         assert_matrix_close(&out, &want, TOL);
-        decode.forward_into(&q, k.as_view(), v.as_view(), heads, kv, start_pos, &mut out).unwrap();
+        decode.forward_into(&q, k.as_view(), v.as_view(), hl(&q, heads, kv), start_pos, &mut out).unwrap();
         assert_matrix_close(&out, &want, TOL);
     }
 }
@@ -111,8 +114,8 @@ fn large_scores_do_not_overflow() {
     // scores of several hundred: exp would overflow without the running maximum
     let (mut q, k, v) = inputs(300, 300, 2, 1, 16, 5);
     q *= 40.0;
-    let want = grouped_attention(&q, k.as_view(), v.as_view(), 2, 1, 0).unwrap();
-    let got = flash_attention(&q, k.as_view(), v.as_view(), 2, 1, 0).unwrap();
+    let want = grouped_attention(&q, k.as_view(), v.as_view(), hl(&q, 2, 1), 0).unwrap();
+    let got = flash_attention(&q, k.as_view(), v.as_view(), hl(&q, 2, 1), 0).unwrap();
     assert!(got.iter().all(|x| x.is_finite()));
     assert_matrix_close(&got, &want, TOL);
 }
@@ -121,20 +124,24 @@ fn large_scores_do_not_overflow() {
 fn bad_inputs_give_the_same_errors_as_grouped_attention() {
     let (q, k, v) = inputs(5, 5, 4, 2, 8, 1);
     let (k4, v4) = (k.rows(0, 4).into_owned(), v.rows(0, 4).into_owned());
-    type Case<'a> = (&'a str, usize, usize, usize, &'a DMatrix<f32>, &'a DMatrix<f32>);
+    // impossible layouts are refused before any kernel runs
+    assert!(matches!(HeadLayout::new(4, 0, 8), Err(AttnError::ZeroSize { .. })));
+    assert!(matches!(HeadLayout::new(4, 3, 8), Err(AttnError::NotDivisible { .. })));
+    assert!(matches!(HeadLayout::from_q_dim(32, 5, 1), Err(AttnError::NotDivisible { .. })));
+    type Case<'a> = (&'a str, HeadLayout, usize, &'a DMatrix<f32>, &'a DMatrix<f32>);
+    let l = |n_heads, n_kv_heads, head_dim| HeadLayout::new(n_heads, n_kv_heads, head_dim).unwrap();
     let cases: Vec<Case> = vec![
-        ("zero kv heads", 4, 0, 0, &k, &v),
-        ("heads not divisible", 4, 3, 0, &k, &v),
-        ("q columns not divisible", 5, 1, 0, &k, &v),
-        ("k too narrow", 2, 2, 0, &k, &v),
-        ("v rows differ", 4, 2, 0, &k, &v4),
-        ("too few keys", 4, 2, 0, &k4, &v4),
-        ("start_pos too far", 4, 2, 1, &k, &v),
+        ("q of another width", l(4, 2, 4), 0, &k, &v),
+        ("k too narrow", l(2, 2, 16), 0, &k, &v),
+        ("v rows differ", l(4, 2, 8), 0, &k, &v4),
+        ("too few keys", l(4, 2, 8), 0, &k4, &v4),
+        ("query_offset too far", l(4, 2, 8), 1, &k, &v),
+        ("query_offset overflows", l(4, 2, 8), usize::MAX, &k, &v),
     ];
-    for (what, heads, kv, start_pos, k, v) in cases {
-        let want = grouped_attention(&q, k.as_view(), v.as_view(), heads, kv, start_pos).unwrap_err();
-        let flash = flash_attention(&q, k.as_view(), v.as_view(), heads, kv, start_pos).unwrap_err();
-        let decode = decode_attention(&q, k.as_view(), v.as_view(), heads, kv, start_pos).unwrap_err();
+    for (what, heads, query_offset, k, v) in cases {
+        let want = grouped_attention(&q, k.as_view(), v.as_view(), heads, query_offset).unwrap_err();
+        let flash = flash_attention(&q, k.as_view(), v.as_view(), heads, query_offset).unwrap_err();
+        let decode = decode_attention(&q, k.as_view(), v.as_view(), heads, query_offset).unwrap_err();
         for got in [flash, decode] {
             assert_eq!(
                 std::mem::discriminant(&got),
@@ -144,6 +151,7 @@ fn bad_inputs_give_the_same_errors_as_grouped_attention() {
             if !matches!(want, AttnError::Shape { .. }) {
                 assert_eq!(got, want, "{what}");
             }
+            assert!(!want.to_string().contains("18446744073709551615 +"), "{what}: {want}");
         }
     }
     assert!(matches!(FlashAttention::with_threads(0), Err(AttnError::ZeroSize { what: "threads" })));
@@ -153,21 +161,21 @@ fn bad_inputs_give_the_same_errors_as_grouped_attention() {
 #[test]
 fn empty_inputs_give_empty_outputs() {
     let (q, k, v) = inputs(0, 3, 2, 1, 4, 1);
-    assert_eq!(flash_attention(&q, k.as_view(), v.as_view(), 2, 1, 3).unwrap().shape(), (0, 8));
-    assert_eq!(decode_attention(&q, k.as_view(), v.as_view(), 2, 1, 0).unwrap().shape(), (0, 8));
+    assert_eq!(flash_attention(&q, k.as_view(), v.as_view(), hl(&q, 2, 1), 3).unwrap().shape(), (0, 8));
+    assert_eq!(decode_attention(&q, k.as_view(), v.as_view(), hl(&q, 2, 1), 0).unwrap().shape(), (0, 8));
 }
 
 /// Runs a GQA fixture through `project`, a fast attention path, and `out_proj`.
 fn fixture_through(
     name: &str,
-    attend: impl Fn(&DMatrix<f32>, &DMatrix<f32>, &DMatrix<f32>, usize, usize) -> DMatrix<f32>,
+    attend: impl Fn(&DMatrix<f32>, &DMatrix<f32>, &DMatrix<f32>, HeadLayout) -> DMatrix<f32>,
 ) -> Result<()> {
     let fx = Fixture::load(name)?;
     let gqa = fx.gqa()?;
     let x = fx.batch("x")?;
     let outs = x.try_map(|xb| {
         let (q, k, v) = gqa.project(xb, 0)?;
-        gqa.out_proj.forward(&attend(&q, &k, &v, gqa.n_heads(), gqa.n_kv_heads()))
+        gqa.weights().out_proj.forward(&attend(&q, &k, &v, gqa.heads()))
     })?;
     let want_name = if name == "kv_cache" { "out_full" } else { "out" };
     assert_batch_close(&outs, &fx.batch(want_name)?, TOL);
@@ -178,8 +186,8 @@ fn fixture_through(
 #[test]
 fn flash_reproduces_pytorch_fixtures() -> Result<()> {
     for name in ["small_gqa", "small_mqa", "small_gqa_norope", "kv_cache"] {
-        fixture_through(name, |q, k, v, h, kv| {
-            flash_attention(q, k.as_view(), v.as_view(), h, kv, 0).unwrap()
+        fixture_through(name, |q, k, v, heads| {
+            flash_attention(q, k.as_view(), v.as_view(), heads, 0).unwrap()
         })?;
     }
     Ok(())
@@ -196,21 +204,20 @@ fn flash_reproduces_the_default_config_fixture() -> Result<()> {
         let (seed, bound) = (seeds[name].as_u64().unwrap(), bounds[name].as_f64().unwrap());
         Linear::new(splitmix_matrix(seed, rows, 768, bound), None).unwrap()
     };
-    let cfg = Preset::SEED_DEFAULT.config;
+    let cfg = Preset::SMALL.config;
     let kv = cfg.n_kv_heads * cfg.head_dim;
-    let gqa = GroupedQueryAttention::new(
-        lin("W_query.weight", 768),
-        lin("W_key.weight", kv),
-        lin("W_value.weight", kv),
-        lin("out_proj.weight", 768),
-        cfg.n_heads,
-        cfg.n_kv_heads,
-        Some(Rope::new(cfg.head_dim, cfg.context_length, cfg.rope_theta, None)?),
-    )?;
+    let weights = QkvoWeights {
+        w_query: lin("W_query.weight", 768),
+        w_key: lin("W_key.weight", kv),
+        w_value: lin("W_value.weight", kv),
+        out_proj: lin("out_proj.weight", 768),
+    };
+    let rope = Rope::new(cfg.head_dim, cfg.context_length, cfg.rope_theta, None)?;
+    let gqa = GroupedQueryAttention::new(weights, cfg.n_heads, cfg.n_kv_heads, Some(rope))?;
     let x = fx.batch("x")?;
     let (q, k, v) = gqa.project(&x.items()[0], 0)?;
-    let context = flash_attention(&q, k.as_view(), v.as_view(), 12, 4, 0)?;
-    assert_matrix_close(&gqa.out_proj.forward(&context)?, &fx.batch("out")?.items()[0], TOL);
+    let context = flash_attention(&q, k.as_view(), v.as_view(), hl(&q, 12, 4), 0)?;
+    assert_matrix_close(&gqa.weights().out_proj.forward(&context)?, &fx.batch("out")?.items()[0], TOL);
     Ok(())
 }
 
@@ -222,28 +229,15 @@ fn cached_generation_with_the_fast_paths_reproduces_pytorch() -> Result<()> {
     let fx = Fixture::load("kv_cache")?;
     let gqa = fx.gqa()?;
     let x = fx.batch("x")?;
-    let (n_heads, n_kv) = (gqa.n_heads(), gqa.n_kv_heads());
+    let flash = gqa.clone().with_kernel(KernelChoice::Flash);
+    let decode = gqa.with_kernel(KernelChoice::Decode);
     for (chunks, want) in [(&[5, 1, 1, 1, 1][..], "out_decode"), (&[3, 4, 2][..], "out_chunked")] {
-        let mut cache = LayerKvCache::new(x.batch_size(), fx.usize("context_length")?, n_kv, gqa.head_dim())?;
-        let mut decode = DecodeAttention::new();
+        let mut cache = flash.new_cache(x.batch_size(), fx.usize("context_length")?)?;
         let mut outs = Vec::new();
         let mut pos = 0;
         for &n in chunks {
-            let part = x.narrow_seq(pos, n)?;
-            let projected = part.items().iter().map(|xb| gqa.project(xb, pos)).collect::<Result<Vec<_>>>()?;
-            let keys: Vec<_> = projected.iter().map(|p| p.1.clone()).collect();
-            let values: Vec<_> = projected.iter().map(|p| p.2.clone()).collect();
-            cache.append(&keys, &values)?;
-            let mut items = Vec::new();
-            for (b, (q, _, _)) in projected.iter().enumerate() {
-                let context = if n == 1 {
-                    decode.forward_cache(q, &cache, b, n_heads, n_kv)?
-                } else {
-                    flash_attention(q, cache.keys(b)?, cache.values(b)?, n_heads, n_kv, pos)?
-                };
-                items.push(gqa.out_proj.forward(&context)?);
-            }
-            outs.push(Batch::new(items)?);
+            let layer = if n == 1 { &decode } else { &flash };
+            outs.push(layer.forward(&x.narrow_seq(pos, n)?, pos, Some(&mut cache))?);
             pos += n;
         }
         assert_batch_close(&Batch::concat_seq(&outs)?, &fx.batch(want)?, TOL);
@@ -255,10 +249,10 @@ fn cached_generation_with_the_fast_paths_reproduces_pytorch() -> Result<()> {
 fn decode_on_a_long_cache_matches_the_straightforward_path() {
     // more keys than one decode block (512), GQA 12/4 at head_dim 64, 1 and 2 threads
     let (q, k, v) = inputs(1, 1500, 12, 4, 64, 7);
-    let want = grouped_attention(&q, k.as_view(), v.as_view(), 12, 4, 1499).unwrap();
+    let want = grouped_attention(&q, k.as_view(), v.as_view(), hl(&q, 12, 4), 1499).unwrap();
     for threads in [1, 2] {
         let mut decode = DecodeAttention::with_threads(threads).unwrap();
-        let got = decode.forward(&q, k.as_view(), v.as_view(), 12, 4, 1499).unwrap();
+        let got = decode.forward(&q, k.as_view(), v.as_view(), hl(&q, 12, 4), 1499).unwrap();
         assert_matrix_close(&got, &want, TOL);
     }
 }
@@ -326,4 +320,9 @@ fn online_softmax_tiles_give_the_ordinary_softmax() {
     let mut direct = [1.0_f32, 3.0, 2.0];
     let total = exp_sub_sum(&mut direct, 3.0);
     assert!((l - total).abs() < 1e-6);
+}
+
+/// The head layout of `n_heads` query heads over `n_kv_heads` KV heads for queries `q`.
+fn hl(q: &nalgebra::DMatrix<f32>, n_heads: usize, n_kv_heads: usize) -> attention::HeadLayout {
+    attention::HeadLayout::from_q_dim(q.ncols(), n_heads, n_kv_heads).expect("a valid head layout")
 }

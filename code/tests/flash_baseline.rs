@@ -16,10 +16,15 @@ fn baseline_code_paths_match_the_straightforward_path() {
         let q = splitmix_matrix(1, n, heads * head_dim, 1.0);
         let k = splitmix_matrix(2, start_pos + n, kv * head_dim, 1.0);
         let v = splitmix_matrix(3, start_pos + n, kv * head_dim, 1.0);
-        let want = grouped_attention(&q, k.as_view(), v.as_view(), heads, kv, start_pos).unwrap();
-        let flash = flash_attention(&q, k.as_view(), v.as_view(), heads, kv, start_pos).unwrap();
-        let decode = decode_attention(&q, k.as_view(), v.as_view(), heads, kv, start_pos).unwrap();
+        let want = grouped_attention(&q, k.as_view(), v.as_view(), hl(&q, heads, kv), start_pos).unwrap();
+        let flash = flash_attention(&q, k.as_view(), v.as_view(), hl(&q, heads, kv), start_pos).unwrap();
+        let decode = decode_attention(&q, k.as_view(), v.as_view(), hl(&q, heads, kv), start_pos).unwrap();
         assert_matrix_close(&flash, &want, Tolerance::F32);
         assert_matrix_close(&decode, &want, Tolerance::F32);
     }
+}
+
+/// The head layout of `n_heads` query heads over `n_kv_heads` KV heads for queries `q`.
+fn hl(q: &nalgebra::DMatrix<f32>, n_heads: usize, n_kv_heads: usize) -> attention::HeadLayout {
+    attention::HeadLayout::from_q_dim(q.ncols(), n_heads, n_kv_heads).expect("a valid head layout")
 }

@@ -73,7 +73,7 @@ impl Case {
 
     /// `attn` on every sequence at the case's positions, the rows the expected tensors hold.
     fn forward(&self, attn: &GroupedQueryAttention) -> Result<Batch> {
-        self.tail(&self.x.try_map(|m| attn.forward_at(m, self.start_pos))?)
+        self.tail(&attn.forward(&self.x, self.start_pos, None)?)
     }
 }
 
@@ -173,16 +173,7 @@ fn long_positions_and_distances_make_the_scaling_matter() -> Result<()> {
         }
         assert!(table_diff > 0.1, "{name}: tables differ by only {table_diff}");
         if name == "llama32_long_span" {
-            let a = &c.attn;
-            let unscaled = GroupedQueryAttention::new(
-                a.w_query.clone(),
-                a.w_key.clone(),
-                a.w_value.clone(),
-                a.out_proj.clone(),
-                a.n_heads(),
-                a.n_kv_heads(),
-                Some(plain),
-            )?;
+            let unscaled = c.attn.clone().with_rope(Some(plain))?;
             let want = c.expected.batch("attn_output")?.to_row_major();
             let diff = compare::max_abs_diff(&c.forward(&unscaled)?.to_row_major(), &want);
             assert!(diff > 100.0 * TOL.atol, "{name}: unscaled RoPE is only {diff:e} away");
@@ -203,7 +194,7 @@ fn prefill_then_decode_matches_the_full_forward() -> Result<()> {
         // the long span: prefill all but the 8 checked rows, decode those (4096 steps would be slow)
         let prefills = if seq > 100 { vec![seq - 8] } else { vec![0, 1, seq / 2, seq] };
         for prefill in prefills {
-            let got = c.tail(&forward_prefill_decode(&c.attn, &c.x, c.start_pos, prefill)?)?;
+            let got = c.tail(&c.attn.forward_prefill_decode(&c.x, c.start_pos, prefill)?)?;
             if let Err(m) = compare(&got.to_row_major(), &want.to_row_major(), &want.shape(), TOL) {
                 panic!("{name}, prefill {prefill}: {m}");
             }
@@ -212,17 +203,19 @@ fn prefill_then_decode_matches_the_full_forward() -> Result<()> {
     Ok(())
 }
 
-/// At `start_pos` 0, [`forward_prefill_decode`] is the crate's own cached forward.
+/// From the case's start position, `forward_prefill_decode` is the layer's cached forward called
+/// chunk by chunk on a cache whose first position is `start_pos`.
 #[test]
-fn prefill_decode_from_zero_equals_forward_cached() -> Result<()> {
-    let c = Case::load("mha")?;
-    assert_eq!(c.start_pos, 0);
-    let mut cache = LayerKvCache::new(c.x.batch_size(), 64, c.attn.n_kv_heads(), c.attn.head_dim())?;
-    let mut parts = vec![c.attn.forward_cached(&c.x.narrow_seq(0, 3)?, &mut cache, 0)?];
+fn prefill_decode_equals_the_cached_forward_by_hand() -> Result<()> {
+    let c = Case::load("llama31_mid")?;
+    assert!(c.start_pos > 0);
+    let mut cache = c.attn.new_cache(c.x.batch_size(), 64)?;
+    let mut parts = vec![c.attn.forward(&c.x.narrow_seq(0, 3)?, c.start_pos, Some(&mut cache))?];
     for t in 3..c.x.seq_len() {
-        parts.push(c.attn.forward_cached(&c.x.narrow_seq(t, 1)?, &mut cache, t)?);
+        parts.push(c.attn.forward(&c.x.narrow_seq(t, 1)?, c.start_pos + t, Some(&mut cache))?);
     }
-    let ours = forward_prefill_decode(&c.attn, &c.x, 0, 3)?;
+    assert_eq!(cache.first_pos(), c.start_pos);
+    let ours = c.attn.forward_prefill_decode(&c.x, c.start_pos, 3)?;
     assert_batch_close(&ours, &Batch::concat_seq(&parts)?, Tolerance::new(0.0, 0.0));
     Ok(())
 }
@@ -236,32 +229,23 @@ fn meta_interleaved_layout_matches_meta_style_reference() -> Result<()> {
     let meta = TensorFile::open(case_dir("gqa").join("meta_layout.safetensors"))?;
     let w = |n: &str| meta.linear(&format!("layers.0.attention.{n}."));
     let (wq, wk) = (w("wq")?, w("wk")?);
-    assert_eq!(permute_hf_to_meta(&c.attn.w_query, c.cfg.num_attention_heads)?, wq);
-    assert_eq!(permute_hf_to_meta(&c.attn.w_key, c.cfg.num_key_value_heads)?, wk);
-    assert_eq!(permute_meta_to_hf(&wq, c.cfg.num_attention_heads)?, c.attn.w_query);
+    let hf = c.attn.weights();
+    assert_eq!(permute_hf_to_meta(&hf.w_query, c.cfg.num_attention_heads)?, wq);
+    assert_eq!(permute_hf_to_meta(&hf.w_key, c.cfg.num_key_value_heads)?, wk);
+    assert_eq!(permute_meta_to_hf(&wq, c.cfg.num_attention_heads)?, hf.w_query);
+    let rope = c.attn.rope().unwrap();
+    let meta_weights = QkvoWeights { w_query: wq, w_key: wk, w_value: w("wv")?, out_proj: w("wo")? };
     let meta_attn = GroupedQueryAttention::new(
-        wq,
-        wk,
-        w("wv")?,
-        w("wo")?,
+        meta_weights,
         c.cfg.num_attention_heads,
         c.cfg.num_key_value_heads,
-        None,
+        Some(rope.clone().with_layout(RopeLayout::Interleaved)),
     )?;
-    let rope = c.attn.rope().unwrap();
-    let ours = c.x.try_map(|m| forward_interleaved(&meta_attn, rope, m, c.start_pos))?;
+    let ours = meta_attn.forward(&c.x, c.start_pos, None)?;
     assert_batch_close(&ours, &c.expected.batch("meta_attn_output")?, TOL);
     assert_batch_close(&ours, &c.expected.batch("attn_output")?, TOL);
     // and the layouts are not interchangeable: Meta's weights with split-halves RoPE are wrong
-    let wrong = GroupedQueryAttention::new(
-        meta_attn.w_query.clone(),
-        meta_attn.w_key.clone(),
-        meta_attn.w_value.clone(),
-        meta_attn.out_proj.clone(),
-        meta_attn.n_heads(),
-        meta_attn.n_kv_heads(),
-        Some(rope.clone()),
-    )?;
+    let wrong = meta_attn.clone().with_rope(Some(rope.clone()))?;
     let diff = compare::max_abs_diff(&c.forward(&wrong)?.to_row_major(), &ours.to_row_major());
     assert!(diff > 100.0 * TOL.atol, "mixing layouts changed the output by only {diff:e}");
     Ok(())

@@ -23,6 +23,11 @@ fn gqa_shapes() -> impl Strategy<Value = (usize, usize, usize, usize, usize, u64
         .prop_map(|(kv, g, hd2, d_in, seq, seed)| (kv, g, 2 * hd2, d_in, seq, seed))
 }
 
+/// One sequence through the layer, without a cache: `(seq, d_in) -> (seq, d_out)`.
+fn one(gqa: &GroupedQueryAttention, x: &DMatrix<f32>) -> attention::Result<DMatrix<f32>> {
+    Ok(gqa.forward(&Batch::single(x.clone()), 0, None)?.items()[0].clone())
+}
+
 fn random_gqa(
     kv: usize,
     group: usize,
@@ -48,8 +53,8 @@ proptest! {
         let t = ((seq - 1) as f64 * t_frac) as usize + 1; // 1..seq: change token t
         let mut changed = x.items()[0].clone();
         changed.row_mut(t).iter_mut().for_each(|v| *v = -3.0 * *v + 1.0);
-        let before = gqa.forward_one(&x.items()[0]).unwrap();
-        let after = gqa.forward_one(&changed).unwrap();
+        let before = one(&gqa, &x.items()[0]).unwrap();
+        let after = one(&gqa, &changed).unwrap();
         prop_assert_eq!(before.rows(0, t).into_owned(), after.rows(0, t).into_owned());
         prop_assert!(before.row(t) != after.row(t), "token t's own output must change");
     }
@@ -59,9 +64,9 @@ proptest! {
     fn gqa_with_as_many_kv_heads_as_heads_is_mha((n_heads, _, hd, d_in, seq, seed) in gqa_shapes()) {
         let mut rng = StdRng::seed_from_u64(seed);
         let gqa = random_gqa(n_heads, 1, hd, d_in, false, &mut rng);
-        let mha = MultiHeadAttention::new(gqa.w_query.clone(), gqa.w_key.clone(), gqa.w_value.clone(), gqa.out_proj.clone(), n_heads).unwrap();
+        let mha = MultiHeadAttention::new(gqa.weights().w_query.clone(), gqa.weights().w_key.clone(), gqa.weights().w_value.clone(), gqa.weights().out_proj.clone(), n_heads).unwrap();
         let x = random_batch(&mut rng, 2, seq, d_in);
-        assert_batch_close(&gqa.forward(&x).unwrap(), &mha.forward(&x).unwrap(), TOL);
+        assert_batch_close(&gqa.forward(&x, 0, None).unwrap(), &mha.forward(&x).unwrap(), TOL);
     }
 
     /// GQA equals MHA whose K/V weights are repeated in `repeat_interleave` order, and (for group
@@ -78,9 +83,9 @@ proptest! {
             }).map(|r| w.weight.row(r).into_owned()).collect();
             Linear::new(DMatrix::from_rows(&rows), None).unwrap()
         };
-        let mha = |interleave: bool| MultiHeadAttention::new(gqa.w_query.clone(), expand(&gqa.w_key, interleave), expand(&gqa.w_value, interleave), gqa.out_proj.clone(), n_heads).unwrap();
+        let mha = |interleave: bool| MultiHeadAttention::new(gqa.weights().w_query.clone(), expand(&gqa.weights().w_key, interleave), expand(&gqa.weights().w_value, interleave), gqa.weights().out_proj.clone(), n_heads).unwrap();
         let x = random_batch(&mut rng, 1, seq, d_in);
-        let ours = gqa.forward(&x).unwrap();
+        let ours = gqa.forward(&x, 0, None).unwrap();
         assert_batch_close(&ours, &mha(true).forward(&x).unwrap(), TOL);
         if kv > 1 && g > 1 {
             let wrong = mha(false).forward(&x).unwrap();
@@ -104,23 +109,29 @@ proptest! {
         assert_batch_close(&wrapper.forward(&x).unwrap(), &x.try_map(|m| mha.context(m)).unwrap(), TOL);
     }
 
-    /// Cached decode in random chunk sizes equals the full forward pass.
+    /// Cached decode in random chunk sizes, from a random first position, with every kernel,
+    /// equals the full forward pass with the straightforward kernel.
     #[test]
-    fn cached_decode_equals_full_forward((kv, g, hd, d_in, seq, seed) in gqa_shapes(), cuts in proptest::collection::vec(1usize..=4, 1..8)) {
+    fn cached_decode_equals_full_forward((kv, g, hd, d_in, seq, seed) in gqa_shapes(), cuts in proptest::collection::vec(1usize..=4, 1..8), first in 0usize..20) {
         let mut rng = StdRng::seed_from_u64(seed);
-        let gqa = random_gqa(kv, g, hd, d_in, true, &mut rng);
+        let gqa = random_gqa(kv, g, hd, d_in, true, &mut rng).with_kernel(KernelChoice::Straightforward);
         let x = random_batch(&mut rng, 2, seq, d_in);
-        let mut cache = LayerKvCache::new(2, seq + 3, kv, hd).unwrap();
-        let mut outs = Vec::new();
-        let (mut pos, mut i) = (0, 0);
-        while pos < seq {
-            let n = cuts[i % cuts.len()].min(seq - pos);
-            outs.push(gqa.forward_cached(&x.narrow_seq(pos, n).unwrap(), &mut cache, pos).unwrap());
-            pos += n;
-            i += 1;
+        let full = gqa.forward(&x, first, None).unwrap();
+        for kernel in [KernelChoice::Auto, KernelChoice::Straightforward, KernelChoice::Flash, KernelChoice::Decode] {
+            let layer = gqa.clone().with_kernel(kernel);
+            let mut cache = layer.new_cache(2, seq + 3).unwrap();
+            let mut outs = Vec::new();
+            let (mut pos, mut i) = (0, 0);
+            while pos < seq {
+                let n = cuts[i % cuts.len()].min(seq - pos);
+                outs.push(layer.forward(&x.narrow_seq(pos, n).unwrap(), first + pos, Some(&mut cache)).unwrap());
+                pos += n;
+                i += 1;
+            }
+            prop_assert_eq!((cache.len(), cache.first_pos()), (seq, first));
+            assert_batch_close(&Batch::concat_seq(&outs).unwrap(), &full, TOL);
+            assert_batch_close(&layer.forward(&x, first, None).unwrap(), &full, TOL);
         }
-        assert_eq!(cache.len(), seq);
-        assert_batch_close(&Batch::concat_seq(&outs).unwrap(), &gqa.forward(&x).unwrap(), TOL);
     }
 
     /// RoPE is a rotation: it keeps every head's norm, and q·k depends only on the distance between positions.
@@ -146,14 +157,14 @@ proptest! {
         use rand::RngExt;
         let mut rng = StdRng::seed_from_u64(seed);
         let n_k = n_q + extra;
-        let start_pos = extra;
+        let query_offset = extra;
         let q = DMatrix::from_fn(n_q, hd, |_, _| rng.random_range(-4.0f32..4.0));
         let k = DMatrix::from_fn(n_k, hd, |_, _| rng.random_range(-4.0f32..4.0));
-        let w = attention_weights(q.as_view(), k.as_view(), Mask::Causal { start_pos }).unwrap();
+        let w = attention_weights(q.as_view(), k.as_view(), Mask::Causal { query_offset }).unwrap();
         for i in 0..n_q {
             prop_assert!((w.row(i).sum() - 1.0).abs() <= 1e-5);
             for j in 0..n_k {
-                if j > start_pos + i { prop_assert_eq!(w[(i, j)], 0.0); } else { prop_assert!(w[(i, j)] > 0.0); }
+                if j > query_offset + i { prop_assert_eq!(w[(i, j)], 0.0); } else { prop_assert!(w[(i, j)] > 0.0); }
             }
         }
     }

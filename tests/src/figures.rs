@@ -112,7 +112,7 @@ pub fn toy_attention_weights(path: &Path) -> FigResult {
             .forward_with_weights(&x)?
             .weights;
     heatmap(&root, &simplified, (90, 80), 52, "softmax(x·xᵀ): no trainable weights")?;
-    heatmap(&root, &trained, (540, 80), 52, "softmax(q·kᵀ/√2): trained W_q, W_k")?;
+    heatmap(&root, &trained, (540, 80), 52, "softmax(q·kᵀ/√2): random, untrained W_q, W_k")?;
     text(&root, "row = query token, column = key token; each row sums to 1", (450, 400), 13, centered())?;
     root.present()?;
     Ok(())
@@ -269,7 +269,10 @@ pub fn gqa_sharing(path: &Path) -> FigResult {
         }
         text(
             &root,
-            &format!("group_size {group_size}; cached K/V: {n_kv_heads} heads"),
+            &format!(
+                "group_size {group_size}; cached K/V: {n_kv_heads} {}",
+                if n_kv_heads == 1 { "head" } else { "heads" }
+            ),
             (x0 + 120, 270),
             12,
             centered(),
@@ -363,7 +366,7 @@ pub fn kv_cache_filling(path: &Path) -> FigResult {
     for (s, &n) in steps.iter().enumerate() {
         let before = cache.len();
         let rows = DMatrix::zeros(n, n_kv_heads * head_dim);
-        cache.append(std::slice::from_ref(&rows), std::slice::from_ref(&rows))?;
+        cache.append(before, std::slice::from_ref(&rows), std::slice::from_ref(&rows))?;
         let y = oy + s as i32 * (cell + 8);
         let label = if s == 0 {
             format!("prefill {n} tokens")

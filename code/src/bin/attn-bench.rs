@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use attention::decode::DecodeAttention;
 use attention::init::splitmix_matrix;
-use attention::{FlashAttention, Result, grouped_attention};
+use attention::{FlashAttention, HeadLayout, Result, grouped_attention};
 use nalgebra::DMatrix;
 use serde_json::Value;
 
@@ -172,7 +172,8 @@ fn inputs(n_queries: usize, n_keys: usize, n_kv_heads: usize) -> (DMatrix<f32>, 
 fn measure(shape: &Shape, budget: &Budget) -> Result<f64> {
     let n_queries = if shape.case == Case::Decode { 1 } else { shape.seq };
     let (q, k, v) = inputs(n_queries, shape.seq, shape.n_kv_heads);
-    let start_pos = shape.seq - n_queries;
+    let query_offset = shape.seq - n_queries;
+    let heads = HeadLayout::new(N_HEADS, shape.n_kv_heads, HEAD_DIM)?;
     let mut out = DMatrix::zeros(n_queries, N_HEADS * HEAD_DIM);
     let mut flash = FlashAttention::with_threads(shape.threads)?;
     let mut decode = DecodeAttention::with_threads(shape.threads)?;
@@ -180,13 +181,11 @@ fn measure(shape: &Shape, budget: &Budget) -> Result<f64> {
     let mut call = || -> Result<()> {
         match shape.case {
             Case::PrefillNaive => {
-                out = grouped_attention(&q, kv, vv, N_HEADS, shape.n_kv_heads, start_pos)?;
+                out = grouped_attention(&q, kv, vv, heads, query_offset)?;
                 Ok(())
             }
-            Case::PrefillFlash => {
-                flash.forward_into(&q, kv, vv, N_HEADS, shape.n_kv_heads, start_pos, &mut out)
-            }
-            Case::Decode => decode.forward_into(&q, kv, vv, N_HEADS, shape.n_kv_heads, start_pos, &mut out),
+            Case::PrefillFlash => flash.forward_into(&q, kv, vv, heads, query_offset, &mut out),
+            Case::Decode => decode.forward_into(&q, kv, vv, heads, query_offset, &mut out),
         }
     };
     call()?; // warm-up: caches, page faults, scratch buffers
@@ -211,7 +210,8 @@ fn memory_run(seq: usize) -> Result<()> {
     let inputs_bytes = (q.len() + k.len() + v.len()) * 4;
     let before = peak_rss_bytes();
     let t = Instant::now();
-    let out = FlashAttention::new().forward(&q, k.as_view(), v.as_view(), N_HEADS, n_kv_heads, 0)?;
+    let heads = HeadLayout::new(N_HEADS, n_kv_heads, HEAD_DIM)?;
+    let out = FlashAttention::new().forward(&q, k.as_view(), v.as_view(), heads, 0)?;
     let ms = t.elapsed().as_secs_f64() * 1e3;
     std::hint::black_box(&out);
     let peak = peak_rss_bytes();

@@ -16,7 +16,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use attention::hf::{DEFAULT_PREFIX, forward_prefill_decode, open_layer_tensors};
+use attention::hf::{DEFAULT_PREFIX, open_layer_tensors};
 use attention::io::save_tensors;
 use attention::{AttnError, HfLlamaConfig, Tensor, TensorFile};
 
@@ -169,8 +169,8 @@ fn run(args: &Args) -> Result<String, Failure> {
     let attn = cfg.load_attention_for_positions(&weights, &args.prefix, end)?;
     let x = hidden_states.to_batch()?;
     let out = match args.decode_from {
-        Some(k) => forward_prefill_decode(&attn, &x, args.start_pos, k)?,
-        None => x.try_map(|m| attn.forward_at(m, args.start_pos))?,
+        Some(k) => attn.forward_prefill_decode(&x, args.start_pos, k)?,
+        None => attn.forward(&x, args.start_pos, None)?,
     };
     save_tensors(&args.output, &[("attn_output", &Tensor::from_batch(&out))])?;
     let mode = match args.decode_from {
