@@ -8,7 +8,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use attention::init::splitmix_matrix;
+use attention::support::init::splitmix_matrix;
 use attention::{DecodeAttention, FlashAttention, HeadLayout, grouped_attention};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use nalgebra::DMatrix;

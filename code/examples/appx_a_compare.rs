@@ -1,7 +1,7 @@
 //! Appendix A: how a result is compared with PyTorch's, and what a failure looks like.
 extern crate attention;
 // ANCHOR: example
-use attention::{Attention, Fixture, SelfAttention, Tolerance, compare, compare::max_abs_diff};
+use attention::{Attention, Fixture, SelfAttention, Tolerance, compare, max_abs_diff};
 
 fn main() -> Result<(), attention::AttnError> {
     // PyTorch: torch.manual_seed(123); CausalAttention(3, 2, ...) on the toy batch (2, 6, 3)

@@ -3,7 +3,7 @@ extern crate attention;
 extern crate nalgebra;
 // ANCHOR: example
 use attention::{
-    Fixture, Mask, Preset, Tolerance, assert_matrix_close, attention_weights, init, softmax_rows,
+    Fixture, Mask, Preset, Tolerance, assert_matrix_close, attention_weights, softmax_rows, splitmix_matrix,
 };
 use nalgebra::DMatrix;
 
@@ -28,8 +28,8 @@ fn main() -> Result<(), attention::AttnError> {
     let llama = Preset::LLAMA_3_8B; // head_dim 128
     for head_dim in [2, 16, llama.config.head_dim, 1024] {
         let bound = 3f64.sqrt(); // uniform in [-√3, √3): variance 1
-        let q = init::splitmix_matrix(1, 16, head_dim, bound); // 16 queries
-        let k = init::splitmix_matrix(2, 64, head_dim, bound); // 64 keys
+        let q = splitmix_matrix(1, 16, head_dim, bound); // 16 queries
+        let k = splitmix_matrix(2, 64, head_dim, bound); // 64 keys
         // 3 decimals: summed in f32 over up to 1024 products, in an order that depends on the CPU,
         // the scores (and so the weights) can differ in their last digits from machine to machine
         let scores = &q * k.transpose(); // (16, 64)

@@ -2,7 +2,7 @@
 //! `MultiHeadAttention`'s weight rows, head by head.
 extern crate attention;
 // ANCHOR: example
-use attention::compare::max_abs_diff;
+use attention::support::compare::max_abs_diff;
 use attention::{
     Attention, Fixture, Linear, MultiHeadAttention, MultiHeadAttentionWrapper, SelfAttention, Tolerance,
 };

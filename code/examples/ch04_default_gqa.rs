@@ -2,7 +2,7 @@
 //! PyTorch, and the parameters its narrower W_key and W_value save.
 extern crate attention;
 // ANCHOR: example
-use attention::init::splitmix_matrix;
+use attention::support::init::splitmix_matrix;
 use attention::{Fixture, GroupedQueryAttention, Linear, Preset, QkvoWeights, Rope, Tolerance};
 
 fn main() -> Result<(), attention::AttnError> {

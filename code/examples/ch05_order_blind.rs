@@ -3,8 +3,8 @@ extern crate attention;
 extern crate nalgebra;
 // ANCHOR: example
 use attention::{
-    Attention, Fixture, Mask, Rope, SelfAttention, Tolerance, assert_matrix_close, compare::max_abs_diff,
-    matrix_to_row_major, scaled_dot_product_attention,
+    Attention, Fixture, Mask, Rope, SelfAttention, Tolerance, assert_matrix_close, matrix_to_row_major,
+    max_abs_diff, scaled_dot_product_attention,
 };
 use nalgebra::DMatrix;
 

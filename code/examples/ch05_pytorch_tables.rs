@@ -2,7 +2,7 @@
 extern crate attention;
 extern crate nalgebra;
 // ANCHOR: example
-use attention::{Fixture, Rope, Tolerance, assert_matrix_close, compare::max_abs_diff, matrix_to_row_major};
+use attention::{Fixture, Rope, Tolerance, assert_matrix_close, matrix_to_row_major, max_abs_diff};
 use nalgebra::DMatrix;
 
 fn main() -> Result<(), attention::AttnError> {

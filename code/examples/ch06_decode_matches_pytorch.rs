@@ -1,7 +1,7 @@
 //! Chapter 6: cached decoding and chunked prefill give the full forward pass's numbers, PyTorch's.
 extern crate attention;
 // ANCHOR: example
-use attention::{Batch, Fixture, LayerKvCache, Tolerance, assert_batch_close, compare::max_abs_diff};
+use attention::{Batch, Fixture, LayerKvCache, Tolerance, assert_batch_close, max_abs_diff};
 
 fn main() -> Result<(), attention::AttnError> {
     // PyTorch: torch.manual_seed(47); GroupedQueryAttention(12, 16, n_heads=4, n_kv_heads=2,

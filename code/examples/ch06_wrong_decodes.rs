@@ -1,7 +1,7 @@
 //! Chapter 6: one decode step done right, and the two classic bugs that silently change its numbers.
 extern crate attention;
 // ANCHOR: example
-use attention::{AttnError, Fixture, compare::max_abs_diff, grouped_attention, matrix_to_row_major};
+use attention::{AttnError, Fixture, grouped_attention, matrix_to_row_major, max_abs_diff};
 
 fn main() -> Result<(), AttnError> {
     let fx = Fixture::load("kv_cache")?; // GQA(12, 16, 4 heads, 2 KV heads, RoPE 10 000), seed 47

@@ -3,9 +3,8 @@ extern crate attention;
 extern crate nalgebra;
 // ANCHOR: example
 use attention::{
-    Batch, GroupedQueryAttention, HfLlamaConfig, Linear, QkvoWeights, RopeLayout, TensorFile, Tolerance,
-    assert_batch_close, compare::max_abs_diff, fixtures::FIXTURE_DIR, open_layer_tensors, permute_hf_to_meta,
-    permute_meta_to_hf,
+    Batch, FIXTURE_DIR, GroupedQueryAttention, HfLlamaConfig, Linear, QkvoWeights, RopeLayout, TensorFile,
+    Tolerance, assert_batch_close, max_abs_diff, open_layer_tensors, permute_hf_to_meta, permute_meta_to_hf,
 };
 use nalgebra::DMatrix;
 

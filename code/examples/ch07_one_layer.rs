@@ -2,8 +2,8 @@
 extern crate attention;
 // ANCHOR: example
 use attention::{
-    Batch, HfLlamaConfig, TensorFile, Tolerance, assert_batch_close, compare::max_abs_diff,
-    fixtures::FIXTURE_DIR, open_layer_tensors,
+    Batch, FIXTURE_DIR, HfLlamaConfig, TensorFile, Tolerance, assert_batch_close, max_abs_diff,
+    open_layer_tensors,
 };
 
 fn main() -> Result<(), attention::AttnError> {

@@ -1,7 +1,7 @@
 //! Chapter 7: how far f32 RoPE angles are from the exact ones at long positions, and why we keep them.
 extern crate attention;
 // ANCHOR: example
-use attention::{HfLlamaConfig, Llama3Scaling, Rope, TensorFile, fixtures::FIXTURE_DIR};
+use attention::{FIXTURE_DIR, HfLlamaConfig, Llama3Scaling, Rope, TensorFile};
 
 /// Llama 3.x scaling of one frequency, in f64 (the same formula as `Llama3Scaling::scale`).
 fn scale_f64(s: &Llama3Scaling, f: f64) -> f64 {

@@ -1,7 +1,7 @@
 //! Chapter 7: Llama 3.x RoPE scaling sorts the pairs into three bands; the crate's frequencies are transformers'.
 extern crate attention;
 // ANCHOR: example
-use attention::{Llama3Scaling, TensorFile, fixtures::FIXTURE_DIR, rope_inv_freq};
+use attention::{FIXTURE_DIR, Llama3Scaling, TensorFile, rope_inv_freq};
 
 /// Prints the three bands of one configuration and checks every frequency against transformers'.
 fn bands(label: &str, head_dim: usize, s: Llama3Scaling, case: &str) -> Result<(), attention::AttnError> {

@@ -3,8 +3,8 @@ extern crate attention;
 extern crate serde_json;
 // ANCHOR: example
 use attention::{
-    Batch, GroupedQueryAttention, HfLlamaConfig, Rope, TensorFile, Tolerance, assert_batch_close,
-    compare::max_abs_diff, fixtures::FIXTURE_DIR, open_layer_tensors,
+    Batch, FIXTURE_DIR, GroupedQueryAttention, HfLlamaConfig, Rope, TensorFile, Tolerance,
+    assert_batch_close, max_abs_diff, open_layer_tensors,
 };
 
 /// A case's layer with its own (scaled) tables and with plain RoPE; outputs of the expected rows.

@@ -1,7 +1,7 @@
 //! Chapter 8: the polynomial exp against the exact one.
 extern crate attention;
 // ANCHOR: example
-use attention::fast_exp::{EXP_MAX_REL_ERROR, exp_approx};
+use attention::fast::fast_exp::{EXP_MAX_REL_ERROR, exp_approx};
 
 fn main() {
     println!("{:>8} {:>16} {:>16} {:>10}", "x", "exp_approx(x)", "exact exp(x)", "rel. error");

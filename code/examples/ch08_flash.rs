@@ -1,10 +1,10 @@
 //! Chapter 8: the flash path gives PyTorch's output on the small model's config.
 extern crate attention;
 // ANCHOR: example
-use attention::init::splitmix_matrix;
+use attention::support::init::splitmix_matrix;
 use attention::{
-    Fixture, FlashAttention, HeadLayout, Tolerance, assert_matrix_close, compare::max_abs_diff,
-    flash_attention, grouped_attention,
+    Fixture, FlashAttention, HeadLayout, Tolerance, assert_matrix_close, flash_attention, grouped_attention,
+    max_abs_diff,
 };
 
 fn main() -> Result<(), attention::AttnError> {

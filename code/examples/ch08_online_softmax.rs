@@ -2,7 +2,7 @@
 extern crate attention;
 // ANCHOR: example
 use attention::Fixture;
-use attention::flash::online_softmax_step;
+use attention::fast::online_softmax::online_softmax_step;
 
 fn main() -> Result<(), attention::AttnError> {
     // PyTorch: torch.manual_seed(43); GroupedQueryAttention(12, 16, num_heads=4, num_kv_groups=2)

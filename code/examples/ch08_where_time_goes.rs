@@ -1,8 +1,8 @@
 //! Chapter 8: what causal attention costs at 12 heads of head_dim 64, and what the flash path keeps.
 extern crate attention;
 // ANCHOR: example
-use attention::decode::DECODE_BLOCK;
-use attention::flash::{KEY_BLOCK, QUERY_BLOCK};
+use attention::fast::decode::DECODE_BLOCK;
+use attention::fast::flash::{KEY_BLOCK, QUERY_BLOCK};
 use attention::{AttentionConfig, DType, kv_cache_bytes_per_layer};
 
 const MIB: f64 = (1u64 << 20) as f64;

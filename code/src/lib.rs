@@ -42,52 +42,38 @@
 
 #![warn(missing_docs)]
 
-pub mod batch;
-pub mod compare;
-pub mod config;
-pub mod decode;
-pub mod error;
-pub mod fast_exp;
-pub mod fixtures;
-pub mod flash;
-pub mod gqa;
+pub mod fast;
 pub mod hf;
-pub mod init;
-pub mod io;
-pub mod kv_cache;
-pub mod linear;
-pub mod mask;
-pub mod memory;
-pub mod mha;
-pub mod rope;
-pub mod rope_layout;
-pub mod sdpa;
-pub mod self_attention;
-pub mod simd;
-pub mod softmax;
+pub mod mechanisms;
+pub mod support;
 
-pub use batch::{Batch, matrix_from_row_major, matrix_to_row_major};
-pub use compare::{Mismatch, Tolerance, assert_batch_close, assert_matrix_close, compare};
-pub use config::{AttentionConfig, Preset};
-pub use decode::{DecodeAttention, decode_attention};
-pub use error::{AttnError, Dims, Result};
-pub use fixtures::Fixture;
-pub use flash::{FlashAttention, flash_attention};
-pub use gqa::{GroupedQueryAttention, KernelChoice, QkvoWeights};
+pub use fast::decode::{DecodeAttention, decode_attention};
+pub use fast::flash::{FlashAttention, flash_attention};
+pub use hf::meta_layout::{permute_hf_to_meta, permute_meta_to_hf};
 pub use hf::{HfLlamaConfig, open_layer_tensors};
-pub use io::{Tensor, TensorFile};
-pub use kv_cache::LayerKvCache;
-pub use linear::Linear;
-pub use mask::{apply_causal_mask, causal_mask};
-pub use memory::{DType, gqa_kv_saving, kv_cache_bytes, kv_cache_bytes_per_layer};
-pub use mha::{MultiHeadAttention, MultiHeadAttentionWrapper};
-pub use rope::{Llama3Scaling, Rope, RopeLayout, rope_inv_freq};
-pub use rope_layout::{permute_hf_to_meta, permute_meta_to_hf};
-pub use sdpa::{
+pub use mechanisms::config::{AttentionConfig, Preset};
+pub use mechanisms::gqa::{GroupedQueryAttention, KernelChoice, QkvoWeights};
+pub use mechanisms::kv_cache::LayerKvCache;
+pub use mechanisms::linear::Linear;
+pub use mechanisms::mask::{apply_causal_mask, causal_mask};
+pub use mechanisms::memory::{DType, gqa_kv_saving, kv_cache_bytes, kv_cache_bytes_per_layer};
+pub use mechanisms::mha::{MultiHeadAttention, MultiHeadAttentionWrapper};
+pub use mechanisms::rope::{Llama3Scaling, Rope, RopeLayout, rope_inv_freq};
+pub use mechanisms::sdpa::{
     HeadLayout, HeadOutput, Mask, attention_weights, grouped_attention, scaled_dot_product_attention,
 };
-pub use self_attention::{Attention, SelfAttention, SimplifiedSelfAttention, simplified_self_attention};
-pub use softmax::{softmax_rows, softmax_rows_in_place};
+pub use mechanisms::self_attention::{
+    Attention, SelfAttention, SimplifiedSelfAttention, simplified_self_attention,
+};
+pub use mechanisms::softmax::{softmax_rows, softmax_rows_in_place};
+pub use support::batch::{Batch, matrix_from_row_major, matrix_to_row_major};
+pub use support::compare::{
+    Mismatch, Tolerance, assert_batch_close, assert_matrix_close, compare, max_abs_diff,
+};
+pub use support::error::{AttnError, Dims, Result};
+pub use support::fixtures::{FIXTURE_DIR, Fixture};
+pub use support::init::splitmix_matrix;
+pub use support::io::{Tensor, TensorFile, save_tensors};
 
 /// The README's code, compiled and run as a doctest so the front page cannot drift from the crate.
 #[doc = include_str!("../../README.md")]

@@ -165,7 +165,7 @@ fn missing_and_corrupt_files_are_errors() {
     // a valid file without the tensor asked for
     let good = dir.join("good.safetensors");
     let t = Tensor::new(vec![2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
-    io::save_tensors(&good, &[("w", &t)]).unwrap();
+    save_tensors(&good, &[("w", &t)]).unwrap();
     let f = TensorFile::open(&good).unwrap();
     assert_eq!(f.tensor("w").unwrap(), t);
     assert_eq!(f.matrix("w").unwrap()[(1, 0)], 4.0, "row-major round trip");

@@ -7,9 +7,10 @@
 
 mod common;
 
-use attention::fast_exp::{EXP_MAX_REL_ERROR, exp_approx, exp_in_place, exp_sub_sum};
-use attention::flash::{KEY_BLOCK, QUERY_BLOCK, online_softmax_step, online_softmax_tile};
-use attention::init::splitmix_matrix;
+use attention::fast::fast_exp::{EXP_MAX_REL_ERROR, exp_approx, exp_in_place, exp_sub_sum};
+use attention::fast::flash::{KEY_BLOCK, QUERY_BLOCK};
+use attention::fast::online_softmax::{online_softmax_step, online_softmax_tile};
+use attention::support::init::splitmix_matrix;
 use attention::*;
 use common::TOL;
 use nalgebra::DMatrix;

@@ -2,8 +2,8 @@
 //! `ATTENTION_SIMD=baseline` caps the runtime dispatch, so this file's one test runs the same
 //! loops as plain SSE2 code. (One test per file: the level is read once per process.)
 
-use attention::init::splitmix_matrix;
-use attention::simd::{SimdLevel, simd_level};
+use attention::fast::simd::{SimdLevel, simd_level};
+use attention::support::init::splitmix_matrix;
 use attention::{Tolerance, assert_matrix_close, decode_attention, flash_attention, grouped_attention};
 
 #[test]

@@ -175,7 +175,7 @@ fn long_positions_and_distances_make_the_scaling_matter() -> Result<()> {
         if name == "llama32_long_span" {
             let unscaled = c.attn.clone().with_rope(Some(plain))?;
             let want = c.expected.batch("attn_output")?.to_row_major();
-            let diff = compare::max_abs_diff(&c.forward(&unscaled)?.to_row_major(), &want);
+            let diff = max_abs_diff(&c.forward(&unscaled)?.to_row_major(), &want);
             assert!(diff > 100.0 * TOL.atol, "{name}: unscaled RoPE is only {diff:e} away");
         }
     }
@@ -246,7 +246,7 @@ fn meta_interleaved_layout_matches_meta_style_reference() -> Result<()> {
     assert_batch_close(&ours, &c.expected.batch("attn_output")?, TOL);
     // and the layouts are not interchangeable: Meta's weights with split-halves RoPE are wrong
     let wrong = meta_attn.clone().with_rope(Some(rope.clone()))?;
-    let diff = compare::max_abs_diff(&c.forward(&wrong)?.to_row_major(), &ours.to_row_major());
+    let diff = max_abs_diff(&c.forward(&wrong)?.to_row_major(), &ours.to_row_major());
     assert!(diff > 100.0 * TOL.atol, "mixing layouts changed the output by only {diff:e}");
     Ok(())
 }

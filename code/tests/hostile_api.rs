@@ -2,7 +2,7 @@
 //! NaN and infinity. Every call returns a typed error or PyTorch's answer: never a panic, an
 //! abort (allocation failure), an out-of-bounds read, or a finite number that hides a NaN.
 
-use attention::init::splitmix_matrix;
+use attention::support::init::splitmix_matrix;
 use attention::*;
 use nalgebra::DMatrix;
 use proptest::prelude::*;

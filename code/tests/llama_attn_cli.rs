@@ -246,7 +246,7 @@ fn bad_data_exits_with_1_and_names_the_problem() {
     let no_o = s(dir.join("no_o_proj.safetensors"));
     let whole = TensorFile::open(case_dir("gqa").join("model.safetensors")).unwrap();
     let q = whole.tensor("model.layers.0.self_attn.q_proj.weight").unwrap();
-    attention::io::save_tensors(&no_o, &[("model.layers.0.self_attn.q_proj.weight", &q)]).unwrap();
+    attention::support::io::save_tensors(&no_o, &[("model.layers.0.self_attn.q_proj.weight", &q)]).unwrap();
     fails(args(&cfg, &no_o, &x), &[], &["missing tensor `model.layers.0.self_attn.k_proj.weight`"]);
     // wrong shapes: another case's weights, another case's input, a 2-D input
     let mha_w = s(case_dir("mha").join("model.safetensors"));

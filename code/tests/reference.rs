@@ -4,7 +4,7 @@
 
 mod common;
 
-use attention::init::splitmix_matrix;
+use attention::support::init::splitmix_matrix;
 use attention::*;
 use common::{TOL, qkv, slice4};
 use nalgebra::DMatrix;

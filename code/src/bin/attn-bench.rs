@@ -18,8 +18,8 @@
 
 use std::time::{Duration, Instant};
 
-use attention::decode::DecodeAttention;
-use attention::init::splitmix_matrix;
+use attention::fast::decode::DecodeAttention;
+use attention::support::init::splitmix_matrix;
 use attention::{FlashAttention, HeadLayout, Result, grouped_attention};
 use nalgebra::DMatrix;
 use serde_json::Value;

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use attention::hf::{DEFAULT_PREFIX, open_layer_tensors};
-use attention::io::save_tensors;
+use attention::support::io::save_tensors;
 use attention::{AttnError, HfLlamaConfig, Tensor, TensorFile};
 
 const HELP: &str = "\

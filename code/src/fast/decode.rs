@@ -9,10 +9,12 @@ use std::ops::Range;
 
 use nalgebra::{DMatrix, DMatrixView};
 
-use crate::error::{Result, nonzero};
-use crate::flash::{online_softmax_step, prepare_output};
-use crate::sdpa::HeadLayout;
-use crate::simd::{Kernel, dispatch};
+use crate::fast::flash::prepare_output;
+use crate::fast::online_softmax::online_softmax_step;
+use crate::fast::simd::{Kernel, dispatch};
+use crate::fast::{split_over_threads, worth_threads};
+use crate::mechanisms::sdpa::HeadLayout;
+use crate::support::error::{Result, nonzero};
 
 /// Cached positions per block: the scores of a block for a whole group stay in the fastest caches,
 /// while each key or value column is read in long contiguous stretches.
@@ -32,7 +34,7 @@ pub const DECODE_BLOCK: usize = 2048;
 /// [`flash_attention`](crate::flash_attention).
 ///
 /// ```
-/// use attention::{HeadLayout, decode_attention, grouped_attention, init::splitmix_matrix};
+/// use attention::{HeadLayout, decode_attention, grouped_attention, splitmix_matrix};
 /// let heads = HeadLayout::new(4, 2, 8)?; // 4 query heads over 2 KV heads, head_dim 8
 /// let k = splitmix_matrix(2, 300, 2 * 8, 1.0); // 300 cached positions
 /// let v = splitmix_matrix(3, 300, 2 * 8, 1.0);
@@ -111,30 +113,13 @@ impl DecodeAttention {
             Decode { q: q.as_slice(), n_queries: q.nrows(), k, v, group_size, head_dim, query_offset };
         // Threads only pay when each gets a few hundred microseconds of work: 2 MiB of keys and values.
         let bytes = 2 * (query_offset + q.nrows()) * k.ncols() * 4;
-        let threads = self.threads.min(n_kv_heads).min(1 + bytes / (2 << 20));
+        let threads = worth_threads(self.threads, n_kv_heads, bytes as f64 / f64::from(2 << 20));
         self.scratch.resize_with(threads, Vec::new);
-        let group_len = group_size * head_dim * q.nrows(); // output columns of one KV head's group
-        if threads == 1 {
-            let scratch = &mut self.scratch[0];
-            dispatch(GroupsJob { problem: &problem, kvs: 0..n_kv_heads, out: out.as_mut_slice(), scratch });
-            return Ok(());
-        }
+        // Whole KV heads (each with its group of query heads) per thread; each thread owns its
+        // groups' output columns.
         let problem = &problem;
-        std::thread::scope(|scope| {
-            let mut rest = out.as_mut_slice();
-            let mut first = 0;
-            for (t, scratch) in self.scratch.iter_mut().enumerate() {
-                let last = n_kv_heads * (t + 1) / threads;
-                let (mine, tail) = rest.split_at_mut((last - first) * group_len);
-                rest = tail;
-                let job = GroupsJob { problem, kvs: first..last, out: mine, scratch };
-                if t + 1 < threads {
-                    scope.spawn(move || dispatch(job));
-                } else {
-                    dispatch(job); // the calling thread takes the last share
-                }
-                first = last;
-            }
+        split_over_threads(out.as_mut_slice(), n_kv_heads, &mut self.scratch, |kvs, out, scratch| {
+            dispatch(GroupsJob { problem, kvs, out, scratch })
         });
         Ok(())
     }
@@ -176,7 +161,7 @@ impl Decode<'_> {
     /// All query heads of KV head `kv` for all queries; `out` holds that group's output columns.
     ///
     /// Keys come in blocks: the block's scores for every row of the group, then one online-softmax
-    /// step per row (as in [`flash`](crate::flash)), then the block's values. Each key and value
+    /// step per row (as in [`flash`](crate::fast::flash)), then the block's values. Each key and value
     /// column segment is read once, for all `group_size · n_queries` rows.
     #[inline(always)]
     fn attend_group(&self, kv: usize, out: &mut [f32], scratch: &mut Vec<f32>) {

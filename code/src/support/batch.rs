@@ -7,7 +7,7 @@
 
 use nalgebra::DMatrix;
 
-use crate::error::{AttnError, Dims, Result, checked_len, nonzero, shape_err};
+use crate::support::error::{AttnError, Dims, Result, checked_len, nonzero, shape_err};
 
 /// A batch of sequences: `batch` matrices of the same shape `(seq, dim)`, one row per token.
 #[derive(Clone, Debug, PartialEq)]
@@ -89,7 +89,7 @@ impl Batch {
         nonzero("dim", dim)?;
         checked_len("Batch::zeros", &[batch, seq, dim])?;
         let items = (0..batch)
-            .map(|_| crate::error::try_zero_matrix("Batch::zeros", seq, dim))
+            .map(|_| crate::support::error::try_zero_matrix("Batch::zeros", seq, dim))
             .collect::<Result<_>>()?;
         Ok(Self { items })
     }

@@ -7,15 +7,15 @@
 use nalgebra::{DMatrix, DMatrixView};
 use rand::Rng;
 
-use crate::batch::Batch;
-use crate::config::AttentionConfig;
-use crate::decode::DecodeAttention;
-use crate::error::{AttnError, Result, check_range, shape_err};
-use crate::flash::FlashAttention;
-use crate::kv_cache::LayerKvCache;
-use crate::linear::Linear;
-use crate::rope::Rope;
-use crate::sdpa::{HeadLayout, grouped_attention};
+use crate::fast::decode::DecodeAttention;
+use crate::fast::flash::FlashAttention;
+use crate::mechanisms::config::AttentionConfig;
+use crate::mechanisms::kv_cache::LayerKvCache;
+use crate::mechanisms::linear::Linear;
+use crate::mechanisms::rope::Rope;
+use crate::mechanisms::sdpa::{HeadLayout, grouped_attention};
+use crate::support::batch::Batch;
+use crate::support::error::{AttnError, Result, check_range, shape_err};
 
 /// The four projections of an attention layer, by name, so that two cannot be swapped by position.
 #[derive(Clone, Debug, PartialEq)]
@@ -157,7 +157,7 @@ impl GroupedQueryAttention {
 
     /// The same layer splitting the fast kernels' work over `threads` threads (at least 1).
     pub fn with_threads(mut self, threads: usize) -> Result<Self> {
-        crate::error::nonzero("threads", threads)?;
+        crate::support::error::nonzero("threads", threads)?;
         self.threads = threads;
         Ok(self)
     }

@@ -4,7 +4,7 @@ use std::fmt;
 
 use nalgebra::DMatrix;
 
-use crate::batch::{Batch, matrix_to_row_major};
+use crate::support::batch::{Batch, matrix_to_row_major};
 
 // ANCHOR: tolerance
 /// An elementwise tolerance: `|got − want| <= atol + rtol · |want|`, as `torch.testing.assert_close`.

@@ -7,7 +7,9 @@
 //! config, so that the layer's output can be compared with transformers' `LlamaAttention`.
 //!
 //! Hugging Face stores q/k weights already permuted for the split-halves RoPE layout, which is the one
-//! [`Rope::apply`] implements (see [`crate::rope_layout`] for Meta's interleaved layout).
+//! [`Rope::apply`] implements (see [`crate::hf::meta_layout`] for Meta's interleaved layout).
+
+pub mod meta_layout;
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -16,12 +18,12 @@ use std::path::{Path, PathBuf};
 use nalgebra::DMatrix;
 use serde_json::{Map, Value};
 
-use crate::config::AttentionConfig;
-use crate::error::{AttnError, Dims, Result, divisible, nonzero};
-use crate::gqa::{GroupedQueryAttention, QkvoWeights};
-use crate::io::TensorFile;
-use crate::linear::Linear;
-use crate::rope::{Llama3Scaling, Rope};
+use crate::mechanisms::config::AttentionConfig;
+use crate::mechanisms::gqa::{GroupedQueryAttention, QkvoWeights};
+use crate::mechanisms::linear::Linear;
+use crate::mechanisms::rope::{Llama3Scaling, Rope};
+use crate::support::error::{AttnError, Dims, Result, divisible, nonzero};
+use crate::support::io::TensorFile;
 
 /// The prefix of layer 0's attention in a Hugging Face Llama checkpoint.
 pub const DEFAULT_PREFIX: &str = "model.layers.0.self_attn.";
@@ -508,7 +510,7 @@ fn read_tensor_subset(files: &[PathBuf], prefix: &str, label: &str) -> Result<Te
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Preset;
+    use crate::mechanisms::config::Preset;
 
     /// meta-llama/Llama-3.2-1B's config.json (attention keys as published; other keys kept for realism).
     const LLAMA_3_2_1B: &str = r#"{"architectures": ["LlamaForCausalLM"], "attention_bias": false,

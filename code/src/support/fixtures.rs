@@ -7,13 +7,13 @@ use std::path::PathBuf;
 
 use nalgebra::DMatrix;
 
-use crate::batch::Batch;
-use crate::error::{AttnError, Result};
-use crate::gqa::{GroupedQueryAttention, QkvoWeights};
-use crate::init::splitmix_matrix;
-use crate::io::{Tensor, TensorFile};
-use crate::linear::Linear;
-use crate::rope::Rope;
+use crate::mechanisms::gqa::{GroupedQueryAttention, QkvoWeights};
+use crate::mechanisms::linear::Linear;
+use crate::mechanisms::rope::Rope;
+use crate::support::batch::Batch;
+use crate::support::error::{AttnError, Result};
+use crate::support::init::splitmix_matrix;
+use crate::support::io::{Tensor, TensorFile};
 
 /// The folder holding the fixtures (an absolute path fixed at compile time, so examples run from any
 /// working directory, as skeptic and `mdbook test` run them).

@@ -3,8 +3,8 @@
 use nalgebra::{DMatrix, DVector};
 use rand::{Rng, RngExt};
 
-use crate::batch::Batch;
-use crate::error::{Result, nonzero, shape_err};
+use crate::support::batch::Batch;
+use crate::support::error::{Result, nonzero, shape_err};
 
 // ANCHOR: linear
 /// A linear layer `y = x · Wᵀ + b`, stored like PyTorch's `nn.Linear`.

@@ -2,9 +2,9 @@
 
 use nalgebra::{DMatrix, DMatrixView};
 
-use crate::error::{Result, divisible, nonzero, shape_err};
-use crate::mask::{apply_causal_mask, check_causal};
-use crate::softmax::softmax_rows_in_place;
+use crate::mechanisms::mask::{apply_causal_mask, check_causal};
+use crate::mechanisms::softmax::softmax_rows_in_place;
+use crate::support::error::{Result, divisible, nonzero, shape_err};
 
 // ANCHOR: mask_enum
 /// Which keys each query may see.
@@ -96,7 +96,7 @@ impl HeadLayout {
         nonzero("n_heads", n_heads)?;
         nonzero("head_dim", head_dim)?;
         divisible("n_heads", n_heads, "n_kv_heads", n_kv_heads)?;
-        crate::error::checked_len("query row", &[n_heads, head_dim])?;
+        crate::support::error::checked_len("query row", &[n_heads, head_dim])?;
         Ok(Self { n_heads, n_kv_heads, head_dim })
     }
 

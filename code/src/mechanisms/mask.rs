@@ -2,7 +2,7 @@
 
 use nalgebra::DMatrix;
 
-use crate::error::{AttnError, Result};
+use crate::support::error::{AttnError, Result};
 
 /// Checks that `n_queries` new tokens whose first sees keys `0 ..= query_offset` fit into `n_keys`
 /// keys: the newest query's own key must be there. The sum is checked, so a `query_offset` near
@@ -27,7 +27,7 @@ pub(crate) fn check_causal(n_queries: usize, n_keys: usize, query_offset: usize)
 /// Errors when `query_offset + n_queries > n_keys`: the newest query's own key would be missing.
 pub fn causal_mask(n_queries: usize, n_keys: usize, query_offset: usize) -> Result<DMatrix<f32>> {
     check_causal(n_queries, n_keys, query_offset)?;
-    let mut mask = crate::error::try_zero_matrix("causal_mask", n_queries, n_keys)?;
+    let mut mask = crate::support::error::try_zero_matrix("causal_mask", n_queries, n_keys)?;
     apply_causal_mask(&mut mask, query_offset)?;
     Ok(mask)
 }

@@ -17,7 +17,7 @@
 
 use nalgebra::DMatrix;
 
-use crate::error::{AttnError, Result, check_range, divisible, nonzero};
+use crate::support::error::{AttnError, Result, check_range, divisible, nonzero};
 
 /// Llama 3.1 / 3.2 frequency scaling ("rope_type": "llama3" in a Hugging Face config).
 ///
@@ -94,7 +94,7 @@ impl Llama3Scaling {
 /// slower (almost `base` times for wide heads).
 pub fn rope_inv_freq(head_dim: usize, base: f32) -> Result<Vec<f32>> {
     check_rope_params(head_dim, base)?;
-    crate::error::checked_len("RoPE inverse frequencies", &[head_dim / 2])?;
+    crate::support::error::checked_len("RoPE inverse frequencies", &[head_dim / 2])?;
     Ok((0..head_dim / 2)
         .map(|i| {
             let exponent = (2 * i) as f32 / head_dim as f32; // f32, as PyTorch's arange(...).float() / d
@@ -158,7 +158,7 @@ impl Rope {
     ) -> Result<Self> {
         nonzero("max_positions", max_positions)?;
         // the tables' size first: nothing is allocated for a size that cannot be
-        crate::error::checked_len(
+        crate::support::error::checked_len(
             "RoPE cos and sin tables (2, max_positions, head_dim/2)",
             &[2, max_positions, head_dim / 2],
         )?;
@@ -169,8 +169,8 @@ impl Rope {
         }
         let half = head_dim / 2;
         // (max_positions, head_dim/2) each; the size is checked before anything is allocated
-        let mut cos = crate::error::try_zeros("RoPE cos table", &[max_positions, half])?;
-        let mut sin = crate::error::try_zeros("RoPE sin table", &[max_positions, half])?;
+        let mut cos = crate::support::error::try_zeros("RoPE cos table", &[max_positions, half])?;
+        let mut sin = crate::support::error::try_zeros("RoPE sin table", &[max_positions, half])?;
         for pos in 0..max_positions {
             for (i, &f) in inv_freq.iter().enumerate() {
                 // the f32 product, as PyTorch forms `positions.float() * inv_freq`

@@ -19,10 +19,10 @@
 
 use nalgebra::DMatrix;
 
-use crate::error::{AttnError, Result, divisible};
-use crate::linear::Linear;
+use crate::mechanisms::linear::Linear;
 #[cfg(doc)]
-use crate::rope::RopeLayout;
+use crate::mechanisms::rope::RopeLayout;
+use crate::support::error::{AttnError, Result, divisible};
 
 /// Reorders the output rows (weight rows and bias entries) of a q or k projection head by head:
 /// new row `head·head_dim + r` is old row `head·head_dim + from(r)`.
@@ -66,7 +66,7 @@ pub fn permute_hf_to_meta(lin: &Linear, n_heads: usize) -> Result<Linear> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rope::{Rope, RopeLayout};
+    use crate::mechanisms::rope::{Rope, RopeLayout};
     use rand::{SeedableRng, rngs::StdRng};
 
     #[test]

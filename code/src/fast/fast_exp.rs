@@ -59,14 +59,14 @@ pub const EXP_MAX_REL_ERROR: f32 = f32::EPSILON;
 ///
 /// ```
 /// let mut xs = [0.0_f32, 1.0, -1.0, -200.0];
-/// attention::fast_exp::exp_in_place(&mut xs);
+/// attention::fast::fast_exp::exp_in_place(&mut xs);
 /// assert_eq!(xs[0], 1.0);
 /// assert!((xs[1] - std::f32::consts::E).abs() < 1e-6);
 /// assert_eq!(xs[3], 0.0);
 /// ```
 pub fn exp_in_place(xs: &mut [f32]) {
     struct ExpAll<'a>(&'a mut [f32]);
-    impl crate::simd::Kernel for ExpAll<'_> {
+    impl crate::fast::simd::Kernel for ExpAll<'_> {
         type Output = ();
         #[inline(always)]
         fn run(self) {
@@ -75,7 +75,7 @@ pub fn exp_in_place(xs: &mut [f32]) {
             }
         }
     }
-    crate::simd::dispatch(ExpAll(xs))
+    crate::fast::simd::dispatch(ExpAll(xs))
 }
 
 // ANCHOR: exp_sub_sum

@@ -9,9 +9,9 @@ use std::path::Path;
 use nalgebra::{DMatrix, DVector};
 use safetensors::{Dtype, SafeTensors};
 
-use crate::batch::{Batch, matrix_from_row_major};
-use crate::error::{AttnError, Dims, Result, checked_len};
-use crate::linear::Linear;
+use crate::mechanisms::linear::Linear;
+use crate::support::batch::{Batch, matrix_from_row_major};
+use crate::support::error::{AttnError, Dims, Result, checked_len};
 
 /// A tensor read from a file: row-major `data` of shape `shape`, as f32.
 #[derive(Clone, Debug, PartialEq)]
@@ -35,7 +35,7 @@ impl Tensor {
 
     /// Wraps a matrix (stored row-major).
     pub fn from_matrix(m: &DMatrix<f32>) -> Self {
-        Self { shape: vec![m.nrows(), m.ncols()], data: crate::batch::matrix_to_row_major(m) }
+        Self { shape: vec![m.nrows(), m.ncols()], data: crate::support::batch::matrix_to_row_major(m) }
     }
 
     /// Wraps a batch (stored row-major, shape `(batch, seq, dim)`).

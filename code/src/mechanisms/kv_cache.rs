@@ -2,8 +2,8 @@
 
 use nalgebra::{DMatrix, DMatrixView};
 
-use crate::error::{AttnError, Result, nonzero, shape_err, try_zero_matrix};
-use crate::sdpa::HeadLayout;
+use crate::mechanisms::sdpa::HeadLayout;
+use crate::support::error::{AttnError, Result, nonzero, shape_err, try_zero_matrix};
 
 // ANCHOR: layer_kv_cache
 /// One layer's cache: for every sequence of the batch, the keys and values of the positions seen so
@@ -37,7 +37,7 @@ impl LayerKvCache {
         nonzero("n_kv_heads", n_kv_heads)?;
         nonzero("head_dim", head_dim)?;
         let what = format!("LayerKvCache for {batch} sequences (2 × batch, capacity, n_kv_heads × head_dim)");
-        crate::error::checked_len(&what, &[2, batch, capacity, n_kv_heads, head_dim])?;
+        crate::support::error::checked_len(&what, &[2, batch, capacity, n_kv_heads, head_dim])?;
         let kv_dim = n_kv_heads * head_dim; // fits: checked above
         let mut keys = Vec::with_capacity(batch);
         let mut values = Vec::with_capacity(batch);
@@ -121,7 +121,7 @@ impl LayerKvCache {
         }
         // every position the cache will hold must exist: start_pos + n_new may not overflow
         let first_pos = if self.is_empty() { start_pos } else { self.first_pos };
-        crate::error::check_range(first_pos, self.len + n_new, usize::MAX)?;
+        crate::support::error::check_range(first_pos, self.len + n_new, usize::MAX)?;
         for b in 0..batch {
             self.keys[b].rows_mut(self.len, n_new).copy_from(&keys[b]);
             self.values[b].rows_mut(self.len, n_new).copy_from(&values[b]);

@@ -3,11 +3,11 @@
 use nalgebra::DMatrix;
 use rand::Rng;
 
-use crate::batch::Batch;
-use crate::error::{Result, shape_err};
-use crate::linear::Linear;
-use crate::sdpa::{HeadOutput, Mask, scaled_dot_product_attention};
-use crate::softmax::softmax_rows;
+use crate::mechanisms::linear::Linear;
+use crate::mechanisms::sdpa::{HeadOutput, Mask, scaled_dot_product_attention};
+use crate::mechanisms::softmax::softmax_rows;
+use crate::support::batch::Batch;
+use crate::support::error::{Result, shape_err};
 
 /// A module mapping a batch `(batch, seq, d_in)` to `(batch, seq, d_out)`.
 ///

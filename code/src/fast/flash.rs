@@ -10,11 +10,12 @@ use std::ops::Range;
 
 use nalgebra::{DMatrix, DMatrixView, Dyn, MatrixView, MatrixViewMut};
 
-use crate::error::{Result, nonzero};
-use crate::fast_exp::{exp_approx, exp_sub_sum, max_of};
-use crate::sdpa::HeadLayout;
-use crate::sdpa::check_grouped_args;
-use crate::simd::{Kernel, dispatch};
+use crate::fast::online_softmax::online_softmax_tile;
+use crate::fast::simd::{Kernel, dispatch};
+use crate::fast::{split_over_threads, worth_threads};
+use crate::mechanisms::sdpa::HeadLayout;
+use crate::mechanisms::sdpa::check_grouped_args;
+use crate::support::error::{Result, nonzero};
 
 /// Query rows per tile. Larger tiles spend less time copying operands into the matrix-product
 /// kernel's layout per multiply-add; smaller ones waste less work on the causal diagonal (a
@@ -34,7 +35,7 @@ pub const KEY_BLOCK: usize = 512;
 /// [`FlashAttention`].
 ///
 /// ```
-/// use attention::{HeadLayout, flash_attention, grouped_attention, init::splitmix_matrix};
+/// use attention::{HeadLayout, flash_attention, grouped_attention, splitmix_matrix};
 /// let heads = HeadLayout::new(4, 2, 8)?; // 4 query heads over 2 KV heads, head_dim 8
 /// let q = splitmix_matrix(1, 70, 4 * 8, 1.0); // 70 tokens
 /// let k = splitmix_matrix(2, 70, 2 * 8, 1.0);
@@ -170,35 +171,16 @@ impl FlashAttention {
         let flops = 4.0
             * (n_heads * head_dim * problem.seq) as f64
             * (query_offset as f64 + problem.seq as f64 / 2.0);
-        let threads = self.threads.min(n_heads).min(1 + (flops / 2e7) as usize);
+        let threads = worth_threads(self.threads, n_heads, flops / 2e7);
         self.scratch.resize_with(threads, Scratch::default);
         for s in &mut self.scratch {
             s.fit(problem.group_size);
         }
-        if threads == 1 {
-            let scratch = &mut self.scratch[0];
-            dispatch(HeadsJob { problem: &problem, heads: 0..n_heads, out: out.as_mut_slice(), scratch });
-            return Ok(());
-        }
-        // Whole heads per thread, as evenly as possible; each thread owns its heads' output columns
-        // (column-major: one head's columns are one contiguous run of seq · head_dim values).
-        let head_len = problem.seq * head_dim;
+        // Whole heads per thread; each thread owns its heads' output columns (column-major: one
+        // head's columns are one contiguous run of seq · head_dim values).
         let problem = &problem;
-        std::thread::scope(|scope| {
-            let mut rest = out.as_mut_slice();
-            let mut first = 0;
-            for (t, scratch) in self.scratch.iter_mut().enumerate() {
-                let last = n_heads * (t + 1) / threads;
-                let (mine, tail) = rest.split_at_mut((last - first) * head_len);
-                rest = tail;
-                let job = HeadsJob { problem, heads: first..last, out: mine, scratch };
-                if t + 1 < threads {
-                    scope.spawn(move || dispatch(job));
-                } else {
-                    dispatch(job); // the calling thread takes the last share
-                }
-                first = last;
-            }
+        split_over_threads(out.as_mut_slice(), n_heads, &mut self.scratch, |heads, out, scratch| {
+            dispatch(HeadsJob { problem, heads, out, scratch })
         });
         Ok(())
     }
@@ -334,7 +316,7 @@ pub(crate) fn prepare_output(
 ) -> Result<bool> {
     check_grouped_args(who, q.shape(), k, v, heads, query_offset)?;
     if out.shape() != q.shape() {
-        *out = crate::error::try_zero_matrix(who, q.nrows(), q.ncols())?;
+        *out = crate::support::error::try_zero_matrix(who, q.nrows(), q.ncols())?;
     }
     Ok(q.nrows() > 0)
 }
@@ -438,62 +420,3 @@ impl Problem<'_> {
     }
     // ANCHOR_END: flash_tile
 }
-
-// ANCHOR: online_softmax_tile
-/// One tile of the online softmax, for every query row of the tile at once.
-///
-/// `tile` holds scaled scores, column-major with `rows = row_max.len()` rows: each column is one
-/// key, seen by all the rows (a hidden key's score is `-inf`). For each row this updates the running
-/// maximum `m` and sum `l` and turns the scores into `exp(score - m_new)`; `rescale` receives
-/// `exp(m_old - m_new)`, the factor that brings everything accumulated so far to the new maximum.
-/// Every loop runs down a column, so it works on 16 rows per SIMD instruction.
-#[inline(always)]
-pub fn online_softmax_tile(tile: &mut [f32], row_max: &mut [f32], row_sum: &mut [f32], rescale: &mut [f32]) {
-    let rows = row_max.len();
-    // 1. The new maximum of each row (kept in `rescale` for a moment).
-    rescale.copy_from_slice(row_max);
-    for column in tile.chunks_exact(rows) {
-        for (m, &s) in rescale.iter_mut().zip(column) {
-            *m = if s > *m { s } else { *m };
-        }
-    }
-    // 2. Rescale factors; the old sums shrink by the same factor as the old outputs will.
-    for ((m, l), new_max) in row_max.iter_mut().zip(row_sum.iter_mut()).zip(rescale.iter_mut()) {
-        let factor = if *new_max == f32::NEG_INFINITY { 1.0 } else { exp_approx(*m - *new_max) };
-        *l *= factor;
-        *m = *new_max;
-        *new_max = factor;
-    }
-    // 3. Weights exp(s - m) and their sums.
-    for column in tile.chunks_exact_mut(rows) {
-        for ((s, &m), l) in column.iter_mut().zip(&*row_max).zip(row_sum.iter_mut()) {
-            let shift = if m == f32::NEG_INFINITY { 0.0 } else { m }; // a row that saw nothing yet
-            *s = exp_approx(*s - shift);
-            *l += *s;
-        }
-    }
-}
-// ANCHOR_END: online_softmax_tile
-
-// ANCHOR: online_softmax_step
-/// One key block of the online softmax for a single query row: the form the decode kernel uses.
-///
-/// `row` holds the row's scaled scores for this block; the first `visible` keys are visible to the
-/// query (the rest lie in its future). Turns `row` into `exp(score - new_max)` (zero for hidden
-/// keys), updates the running maximum and sum, and returns `exp(old_max - new_max)`: the factor
-/// that rescales everything accumulated so far, so that all terms share the new maximum.
-#[inline(always)]
-pub fn online_softmax_step(row: &mut [f32], visible: usize, row_max: &mut f32, row_sum: &mut f32) -> f32 {
-    let (seen, hidden) = row.split_at_mut(visible.min(row.len()));
-    hidden.fill(0.0);
-    if seen.is_empty() {
-        return 1.0; // nothing new for this row: keep what it has
-    }
-    let new_max = row_max.max(max_of(seen));
-    let rescale = exp_approx(*row_max - new_max); // exp(-inf) = 0 on the first block
-    let block_sum = exp_sub_sum(seen, new_max);
-    *row_sum = *row_sum * rescale + block_sum;
-    *row_max = new_max;
-    rescale
-}
-// ANCHOR_END: online_softmax_step

@@ -1,6 +1,6 @@
 //! Memory arithmetic the book quotes: how big a KV cache is, and what GQA saves.
 
-use crate::config::AttentionConfig;
+use crate::mechanisms::config::AttentionConfig;
 
 /// Element types a cache can be stored in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,10 +3,10 @@
 use nalgebra::DMatrix;
 use rand::Rng;
 
-use crate::error::{Result, divisible, shape_err};
-use crate::linear::Linear;
-use crate::sdpa::{HeadLayout, grouped_attention};
-use crate::self_attention::{Attention, SelfAttention};
+use crate::mechanisms::linear::Linear;
+use crate::mechanisms::sdpa::{HeadLayout, grouped_attention};
+use crate::mechanisms::self_attention::{Attention, SelfAttention};
+use crate::support::error::{Result, divisible, shape_err};
 
 // ANCHOR: mha_wrapper
 /// `n_heads` independent causal [`SelfAttention`] heads whose outputs are concatenated
@@ -24,7 +24,7 @@ pub struct MultiHeadAttentionWrapper {
 impl MultiHeadAttentionWrapper {
     /// Wraps heads, which must agree on `d_in` and `d_out` and be causal.
     pub fn new(heads: Vec<SelfAttention>) -> Result<Self> {
-        crate::error::nonzero("n_heads", heads.len())?;
+        crate::support::error::nonzero("n_heads", heads.len())?;
         let (d_in, d_out) = (heads[0].d_in(), heads[0].d_out());
         for (i, h) in heads.iter().enumerate() {
             if (h.d_in(), h.d_out()) != (d_in, d_out) {

@@ -1,7 +1,7 @@
 //! Attention shapes of real models, validated.
 
-use crate::error::{AttnError, Result, divisible, nonzero};
-use crate::rope::Llama3Scaling;
+use crate::mechanisms::rope::Llama3Scaling;
+use crate::support::error::{AttnError, Result, divisible, nonzero};
 
 // ANCHOR: attention_config
 /// The shape of one attention layer.
