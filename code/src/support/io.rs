@@ -13,6 +13,43 @@ use crate::mechanisms::linear::Linear;
 use crate::support::batch::{Batch, matrix_from_row_major};
 use crate::support::error::{AttnError, Dims, Result, checked_len};
 
+/// The most bytes [`read_small_file`] reads: far more than any `config.json`, index or input the
+/// crate reads this way (a sharded 405B index is about 100 KB), far less than memory.
+pub const MAX_SMALL_FILE_BYTES: u64 = 64 << 20;
+
+/// Reads a whole small file (a `config.json`, a sharded checkpoint's index) of at most
+/// [`MAX_SMALL_FILE_BYTES`] bytes.
+///
+/// Refuses what is not a regular file (a directory, a FIFO that would block forever, `/dev/zero`
+/// that would never end) and a file larger than the bound, with one-line errors naming the path;
+/// an empty path is named as such, not as `: No such file or directory`.
+pub fn read_small_file(path: impl AsRef<Path>) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let path = path.as_ref();
+    let label =
+        if path.as_os_str().is_empty() { "(empty path)".to_string() } else { path.display().to_string() };
+    let format = |message: String| AttnError::Format { path: label.clone(), message };
+    let meta = std::fs::metadata(path).map_err(|e| AttnError::io(&label, e))?;
+    if !meta.is_file() {
+        let kind = if meta.is_dir() { "a directory" } else { "a special file (FIFO, device or socket)" };
+        return Err(format(format!("is {kind}, not a file")));
+    }
+    if meta.len() > MAX_SMALL_FILE_BYTES {
+        return Err(format(format!(
+            "is {} bytes, more than the {MAX_SMALL_FILE_BYTES} this reads",
+            meta.len()
+        )));
+    }
+    let file = std::fs::File::open(path).map_err(|e| AttnError::io(&label, e))?;
+    let mut bytes = Vec::new();
+    // `take` also bounds a file that grows while it is read
+    file.take(MAX_SMALL_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| AttnError::io(&label, e))?;
+    if bytes.len() as u64 > MAX_SMALL_FILE_BYTES {
+        return Err(format(format!("grew past {MAX_SMALL_FILE_BYTES} bytes while being read")));
+    }
+    Ok(bytes)
+}
+
 /// A tensor read from a file: row-major `data` of shape `shape`, as f32.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tensor {
