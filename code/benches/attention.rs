@@ -9,7 +9,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use attention::support::init::splitmix_matrix;
-use attention::{DecodeAttention, FlashAttention, HeadLayout, grouped_attention};
+use attention::{AttentionInputs, DecodeAttention, FlashAttention, HeadLayout, grouped_attention};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use nalgebra::DMatrix;
 
@@ -39,7 +39,12 @@ fn prefill(c: &mut Criterion) {
             let mut out = DMatrix::zeros(seq, N_HEADS * HEAD_DIM);
             group.bench_function(BenchmarkId::new("flash", &label), |b| {
                 b.iter(|| {
-                    flash.forward_into(&q, k.as_view(), v.as_view(), heads, 0, &mut out).unwrap();
+                    flash
+                        .forward_into(
+                            AttentionInputs { q: &q, k: k.as_view(), v: v.as_view(), heads, query_offset: 0 },
+                            &mut out,
+                        )
+                        .unwrap();
                     black_box(&out);
                 })
             });
@@ -57,7 +62,18 @@ fn decode(c: &mut Criterion) {
     let mut out = DMatrix::zeros(1, N_HEADS * HEAD_DIM);
     group.bench_function(BenchmarkId::new("gqa_12q4kv", context), |b| {
         b.iter(|| {
-            decode.forward_into(&q, k.as_view(), v.as_view(), heads, context - 1, &mut out).unwrap();
+            decode
+                .forward_into(
+                    AttentionInputs {
+                        q: &q,
+                        k: k.as_view(),
+                        v: v.as_view(),
+                        heads,
+                        query_offset: context - 1,
+                    },
+                    &mut out,
+                )
+                .unwrap();
             black_box(&out);
         })
     });

@@ -3,7 +3,7 @@ extern crate attention;
 // ANCHOR: example
 use attention::support::init::splitmix_matrix;
 use attention::{
-    Fixture, FlashAttention, HeadLayout, Tolerance, assert_matrix_close, flash_attention, grouped_attention,
+    AttentionInputs, Fixture, FlashAttention, HeadLayout, Tolerance, assert_matrix_close, grouped_attention,
     max_abs_diff,
 };
 
@@ -15,7 +15,13 @@ fn main() -> Result<(), attention::AttnError> {
     let x = fx.batch("x")?;
     let (q, k, v) = gqa.project(&x.items()[0], 0)?;
     // the same projections, then the tiled path instead of grouped_attention
-    let context = flash_attention(&q, k.as_view(), v.as_view(), gqa.heads(), 0)?;
+    let context = FlashAttention::new().forward(AttentionInputs {
+        q: &q,
+        k: k.as_view(),
+        v: v.as_view(),
+        heads: gqa.heads(),
+        query_offset: 0,
+    })?;
     let out = gqa.weights().out_proj.forward(&context)?;
     let want = fx.batch("out")?.items()[0].clone();
     assert_matrix_close(&out, &want, Tolerance::F32);
@@ -34,7 +40,13 @@ fn main() -> Result<(), attention::AttnError> {
     let slow = grouped_attention(&q, k.as_view(), v.as_view(), heads, 37)?;
     let mut by_threads = Vec::new();
     for threads in [1, 2] {
-        let fast = FlashAttention::with_threads(threads)?.forward(&q, k.as_view(), v.as_view(), heads, 37)?;
+        let fast = FlashAttention::with_threads(threads)?.forward(AttentionInputs {
+            q: &q,
+            k: k.as_view(),
+            v: v.as_view(),
+            heads,
+            query_offset: 37,
+        })?;
         let diff = max_abs_diff(fast.as_slice(), slow.as_slice());
         assert!(diff < 1e-5);
         assert_matrix_close(&fast, &slow, Tolerance::F32);

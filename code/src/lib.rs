@@ -13,7 +13,7 @@
 //! | KV cache | [`LayerKvCache`], [`GroupedQueryAttention::forward`] with a cache, [`GroupedQueryAttention::new_cache`] |
 //! | Llama 3 in practice | [`HfLlamaConfig`], [`RopeLayout`], [`permute_meta_to_hf`], [`GroupedQueryAttention::forward_prefill_decode`], the `llama-attn` binary |
 //! | shapes and memory | [`AttentionConfig`], [`Preset`], [`kv_cache_bytes`], [`gqa_kv_saving`] |
-//! | fast attention | [`flash_attention`], [`FlashAttention`], [`decode_attention`], [`DecodeAttention`], [`fast_exp`] |
+//! | fast attention | [`FlashAttention`], [`DecodeAttention`] (one [`FastKernel`] shell), [`fast::online_softmax`], [`fast::fast_exp`] |
 //!
 //! ## Shapes and layout
 //! A sequence is a `DMatrix<f32>` of shape `(seq, d)`: one **row** per token. A batch `(batch, seq, d)`
@@ -47,8 +47,9 @@ pub mod hf;
 pub mod mechanisms;
 pub mod support;
 
-pub use fast::decode::{DecodeAttention, decode_attention};
-pub use fast::flash::{FlashAttention, flash_attention};
+pub use fast::decode::DecodeAttention;
+pub use fast::flash::FlashAttention;
+pub use fast::{AttentionInputs, FastKernel};
 pub use hf::meta_layout::{permute_hf_to_meta, permute_meta_to_hf};
 pub use hf::{HfLlamaConfig, open_layer_tensors};
 pub use mechanisms::config::{AttentionConfig, Preset};

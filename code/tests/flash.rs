@@ -1,4 +1,4 @@
-//! The fast paths (`flash_attention`, `decode_attention`, the fast `exp`) against the
+//! The fast paths (`FlashAttention`, `DecodeAttention`, the fast `exp`) against the
 //! straightforward `grouped_attention` and against PyTorch's numbers.
 //!
 //! Tolerance: PyTorch's `assert_close` for f32 (rtol 1.3e-6, atol 1e-5). The fast paths add up the
@@ -41,15 +41,29 @@ fn check_shape(n_queries: usize, start_pos: usize, n_heads: usize, n_kv_heads: u
     let shape = format!("{n_queries} queries at {start_pos}, {n_heads}/{n_kv_heads} heads of {head_dim}");
     for threads in [1, 2, 3] {
         let mut flash = FlashAttention::with_threads(threads).unwrap();
-        let got =
-            flash.forward(&q, k.as_view(), v.as_view(), hl(&q, n_heads, n_kv_heads), start_pos).unwrap();
+        let got = flash
+            .forward(AttentionInputs {
+                q: &q,
+                k: k.as_view(),
+                v: v.as_view(),
+                heads: hl(&q, n_heads, n_kv_heads),
+                query_offset: start_pos,
+            })
+            .unwrap();
         if let Err(m) = compare(got.as_slice(), want.as_slice(), &[got.ncols(), got.nrows()], TOL) {
             panic!("flash, {threads} threads, {shape}: {m}");
         }
     }
     if n_queries <= 3 {
-        let got =
-            decode_attention(&q, k.as_view(), v.as_view(), hl(&q, n_heads, n_kv_heads), start_pos).unwrap();
+        let got = DecodeAttention::new()
+            .forward(AttentionInputs {
+                q: &q,
+                k: k.as_view(),
+                v: v.as_view(),
+                heads: hl(&q, n_heads, n_kv_heads),
+                query_offset: start_pos,
+            })
+            .unwrap();
         if let Err(m) = compare(got.as_slice(), want.as_slice(), &[got.ncols(), got.nrows()], TOL) {
             panic!("decode, {shape}: {m}");
         }
@@ -89,8 +103,24 @@ fn extra_keys_after_the_last_query_are_never_seen() {
     // keys beyond start_pos + n_queries exist (a cache with spare rows): both paths ignore them
     let (q, k, v) = inputs(5, 40, 4, 2, 8, 99);
     let want = grouped_attention(&q, k.as_view(), v.as_view(), hl(&q, 4, 2), 10).unwrap();
-    let flash = flash_attention(&q, k.as_view(), v.as_view(), hl(&q, 4, 2), 10).unwrap();
-    let decode = decode_attention(&q, k.as_view(), v.as_view(), hl(&q, 4, 2), 10).unwrap();
+    let flash = FlashAttention::new()
+        .forward(AttentionInputs {
+            q: &q,
+            k: k.as_view(),
+            v: v.as_view(),
+            heads: hl(&q, 4, 2),
+            query_offset: 10,
+        })
+        .unwrap();
+    let decode = DecodeAttention::new()
+        .forward(AttentionInputs {
+            q: &q,
+            k: k.as_view(),
+            v: v.as_view(),
+            heads: hl(&q, 4, 2),
+            query_offset: 10,
+        })
+        .unwrap();
     assert_matrix_close(&flash, &want, TOL);
     assert_matrix_close(&decode, &want, TOL);
 }
@@ -103,9 +133,16 @@ fn buffers_are_reused_across_calls_of_different_shapes() {
     for (n, start_pos, heads, kv) in [(100, 0, 4, 2), (3, 50, 6, 3), (300, 7, 4, 4), (100, 0, 4, 2)] {
         let (q, k, v) = inputs(n, start_pos + n, heads, kv, 8, n as u64);
         let want = grouped_attention(&q, k.as_view(), v.as_view(), hl(&q, heads, kv), start_pos).unwrap();
-        flash.forward_into(&q, k.as_view(), v.as_view(), hl(&q, heads, kv), start_pos, &mut out).unwrap();
+        let x = AttentionInputs {
+            q: &q,
+            k: k.as_view(),
+            v: v.as_view(),
+            heads: hl(&q, heads, kv),
+            query_offset: start_pos,
+        };
+        flash.forward_into(x, &mut out).unwrap();
         assert_matrix_close(&out, &want, TOL);
-        decode.forward_into(&q, k.as_view(), v.as_view(), hl(&q, heads, kv), start_pos, &mut out).unwrap();
+        decode.forward_into(x, &mut out).unwrap();
         assert_matrix_close(&out, &want, TOL);
     }
 }
@@ -116,7 +153,15 @@ fn large_scores_do_not_overflow() {
     let (mut q, k, v) = inputs(300, 300, 2, 1, 16, 5);
     q *= 40.0;
     let want = grouped_attention(&q, k.as_view(), v.as_view(), hl(&q, 2, 1), 0).unwrap();
-    let got = flash_attention(&q, k.as_view(), v.as_view(), hl(&q, 2, 1), 0).unwrap();
+    let got = FlashAttention::new()
+        .forward(AttentionInputs {
+            q: &q,
+            k: k.as_view(),
+            v: v.as_view(),
+            heads: hl(&q, 2, 1),
+            query_offset: 0,
+        })
+        .unwrap();
     assert!(got.iter().all(|x| x.is_finite()));
     assert_matrix_close(&got, &want, TOL);
 }
@@ -141,8 +186,12 @@ fn bad_inputs_give_the_same_errors_as_grouped_attention() {
     ];
     for (what, heads, query_offset, k, v) in cases {
         let want = grouped_attention(&q, k.as_view(), v.as_view(), heads, query_offset).unwrap_err();
-        let flash = flash_attention(&q, k.as_view(), v.as_view(), heads, query_offset).unwrap_err();
-        let decode = decode_attention(&q, k.as_view(), v.as_view(), heads, query_offset).unwrap_err();
+        let flash = FlashAttention::new()
+            .forward(AttentionInputs { q: &q, k: k.as_view(), v: v.as_view(), heads, query_offset })
+            .unwrap_err();
+        let decode = DecodeAttention::new()
+            .forward(AttentionInputs { q: &q, k: k.as_view(), v: v.as_view(), heads, query_offset })
+            .unwrap_err();
         for got in [flash, decode] {
             assert_eq!(
                 std::mem::discriminant(&got),
@@ -162,8 +211,32 @@ fn bad_inputs_give_the_same_errors_as_grouped_attention() {
 #[test]
 fn empty_inputs_give_empty_outputs() {
     let (q, k, v) = inputs(0, 3, 2, 1, 4, 1);
-    assert_eq!(flash_attention(&q, k.as_view(), v.as_view(), hl(&q, 2, 1), 3).unwrap().shape(), (0, 8));
-    assert_eq!(decode_attention(&q, k.as_view(), v.as_view(), hl(&q, 2, 1), 0).unwrap().shape(), (0, 8));
+    assert_eq!(
+        FlashAttention::new()
+            .forward(AttentionInputs {
+                q: &q,
+                k: k.as_view(),
+                v: v.as_view(),
+                heads: hl(&q, 2, 1),
+                query_offset: 3
+            })
+            .unwrap()
+            .shape(),
+        (0, 8)
+    );
+    assert_eq!(
+        DecodeAttention::new()
+            .forward(AttentionInputs {
+                q: &q,
+                k: k.as_view(),
+                v: v.as_view(),
+                heads: hl(&q, 2, 1),
+                query_offset: 0
+            })
+            .unwrap()
+            .shape(),
+        (0, 8)
+    );
 }
 
 /// Runs a GQA fixture through `project`, a fast attention path, and `out_proj`.
@@ -188,7 +261,9 @@ fn fixture_through(
 fn flash_reproduces_pytorch_fixtures() -> Result<()> {
     for name in ["small_gqa", "small_mqa", "small_gqa_norope", "kv_cache"] {
         fixture_through(name, |q, k, v, heads| {
-            flash_attention(q, k.as_view(), v.as_view(), heads, 0).unwrap()
+            FlashAttention::new()
+                .forward(AttentionInputs { q, k: k.as_view(), v: v.as_view(), heads, query_offset: 0 })
+                .unwrap()
         })?;
     }
     Ok(())
@@ -217,7 +292,13 @@ fn flash_reproduces_the_default_config_fixture() -> Result<()> {
     let gqa = GroupedQueryAttention::new(weights, cfg.n_heads, cfg.n_kv_heads, Some(rope))?;
     let x = fx.batch("x")?;
     let (q, k, v) = gqa.project(&x.items()[0], 0)?;
-    let context = flash_attention(&q, k.as_view(), v.as_view(), hl(&q, 12, 4), 0)?;
+    let context = FlashAttention::new().forward(AttentionInputs {
+        q: &q,
+        k: k.as_view(),
+        v: v.as_view(),
+        heads: hl(&q, 12, 4),
+        query_offset: 0,
+    })?;
     assert_matrix_close(&gqa.weights().out_proj.forward(&context)?, &fx.batch("out")?.items()[0], TOL);
     Ok(())
 }
@@ -253,7 +334,15 @@ fn decode_on_a_long_cache_matches_the_straightforward_path() {
     let want = grouped_attention(&q, k.as_view(), v.as_view(), hl(&q, 12, 4), 1499).unwrap();
     for threads in [1, 2] {
         let mut decode = DecodeAttention::with_threads(threads).unwrap();
-        let got = decode.forward(&q, k.as_view(), v.as_view(), hl(&q, 12, 4), 1499).unwrap();
+        let got = decode
+            .forward(AttentionInputs {
+                q: &q,
+                k: k.as_view(),
+                v: v.as_view(),
+                heads: hl(&q, 12, 4),
+                query_offset: 1499,
+            })
+            .unwrap();
         assert_matrix_close(&got, &want, TOL);
     }
 }

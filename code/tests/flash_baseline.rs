@@ -4,7 +4,9 @@
 
 use attention::fast::simd::{SimdLevel, simd_level};
 use attention::support::init::splitmix_matrix;
-use attention::{Tolerance, assert_matrix_close, decode_attention, flash_attention, grouped_attention};
+use attention::{
+    AttentionInputs, DecodeAttention, FlashAttention, Tolerance, assert_matrix_close, grouped_attention,
+};
 
 #[test]
 fn baseline_code_paths_match_the_straightforward_path() {
@@ -17,8 +19,15 @@ fn baseline_code_paths_match_the_straightforward_path() {
         let k = splitmix_matrix(2, start_pos + n, kv * head_dim, 1.0);
         let v = splitmix_matrix(3, start_pos + n, kv * head_dim, 1.0);
         let want = grouped_attention(&q, k.as_view(), v.as_view(), hl(&q, heads, kv), start_pos).unwrap();
-        let flash = flash_attention(&q, k.as_view(), v.as_view(), hl(&q, heads, kv), start_pos).unwrap();
-        let decode = decode_attention(&q, k.as_view(), v.as_view(), hl(&q, heads, kv), start_pos).unwrap();
+        let x = AttentionInputs {
+            q: &q,
+            k: k.as_view(),
+            v: v.as_view(),
+            heads: hl(&q, heads, kv),
+            query_offset: start_pos,
+        };
+        let flash = FlashAttention::new().forward(x).unwrap();
+        let decode = DecodeAttention::new().forward(x).unwrap();
         assert_matrix_close(&flash, &want, Tolerance::F32);
         assert_matrix_close(&decode, &want, Tolerance::F32);
     }

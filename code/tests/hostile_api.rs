@@ -74,8 +74,28 @@ fn zero_sizes_and_positions_past_the_end_are_errors() {
     let (q, k) = (splitmix_matrix(1, 1, 16, 1.0), splitmix_matrix(2, 5, 8, 1.0));
     for offset in [5, usize::MAX] {
         assert!(grouped_attention(&q, k.as_view(), k.as_view(), heads, offset).is_err());
-        assert!(flash_attention(&q, k.as_view(), k.as_view(), heads, offset).is_err());
-        assert!(decode_attention(&q, k.as_view(), k.as_view(), heads, offset).is_err());
+        assert!(
+            FlashAttention::new()
+                .forward(AttentionInputs {
+                    q: &q,
+                    k: k.as_view(),
+                    v: k.as_view(),
+                    heads,
+                    query_offset: offset
+                })
+                .is_err()
+        );
+        assert!(
+            DecodeAttention::new()
+                .forward(AttentionInputs {
+                    q: &q,
+                    k: k.as_view(),
+                    v: k.as_view(),
+                    heads,
+                    query_offset: offset
+                })
+                .is_err()
+        );
     }
     // memory arithmetic saturates instead of wrapping to 0
     let cfg = AttentionConfig { n_kv_heads: usize::MAX, head_dim: usize::MAX, ..Preset::SMALL.config };

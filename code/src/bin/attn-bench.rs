@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use attention::fast::decode::DecodeAttention;
 use attention::support::init::splitmix_matrix;
-use attention::{FlashAttention, HeadLayout, Result, grouped_attention};
+use attention::{AttentionInputs, FlashAttention, HeadLayout, Result, grouped_attention};
 use nalgebra::DMatrix;
 use serde_json::Value;
 
@@ -184,8 +184,12 @@ fn measure(shape: &Shape, budget: &Budget) -> Result<f64> {
                 out = grouped_attention(&q, kv, vv, heads, query_offset)?;
                 Ok(())
             }
-            Case::PrefillFlash => flash.forward_into(&q, kv, vv, heads, query_offset, &mut out),
-            Case::Decode => decode.forward_into(&q, kv, vv, heads, query_offset, &mut out),
+            Case::PrefillFlash => {
+                flash.forward_into(AttentionInputs { q: &q, k: kv, v: vv, heads, query_offset }, &mut out)
+            }
+            Case::Decode => {
+                decode.forward_into(AttentionInputs { q: &q, k: kv, v: vv, heads, query_offset }, &mut out)
+            }
         }
     };
     call()?; // warm-up: caches, page faults, scratch buffers
@@ -211,7 +215,13 @@ fn memory_run(seq: usize) -> Result<()> {
     let before = peak_rss_bytes();
     let t = Instant::now();
     let heads = HeadLayout::new(N_HEADS, n_kv_heads, HEAD_DIM)?;
-    let out = FlashAttention::new().forward(&q, k.as_view(), v.as_view(), heads, 0)?;
+    let out = FlashAttention::new().forward(AttentionInputs {
+        q: &q,
+        k: k.as_view(),
+        v: v.as_view(),
+        heads,
+        query_offset: 0,
+    })?;
     let ms = t.elapsed().as_secs_f64() * 1e3;
     std::hint::black_box(&out);
     let peak = peak_rss_bytes();

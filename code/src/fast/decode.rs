@@ -9,12 +9,9 @@ use std::ops::Range;
 
 use nalgebra::{DMatrix, DMatrixView};
 
-use crate::fast::flash::prepare_output;
 use crate::fast::online_softmax::online_softmax_step;
 use crate::fast::simd::{Kernel, dispatch};
-use crate::fast::{split_over_threads, worth_threads};
-use crate::mechanisms::sdpa::HeadLayout;
-use crate::support::error::{Result, nonzero};
+use crate::fast::{AttentionInputs, FastKernel, KernelBody, split_over_threads, worth_threads};
 
 /// Cached positions per block: the scores of a block for a whole group stay in the fastest caches,
 /// while each key or value column is read in long contiguous stretches.
@@ -31,89 +28,41 @@ pub const DECODE_BLOCK: usize = 2048;
 /// blocks, so memory is `group_size · n_queries` rows of one block, whatever the context. Meant
 /// for a few queries (one token per step is the usual case): it reads the keys one feature column
 /// at a time, which suits few queries; prefill a long prompt with
-/// [`flash_attention`](crate::flash_attention).
+/// [`FlashAttention`](crate::FlashAttention). Threads split the KV heads (results do not depend on
+/// the number of threads).
 ///
 /// ```
-/// use attention::{HeadLayout, decode_attention, grouped_attention, splitmix_matrix};
+/// use attention::{AttentionInputs, DecodeAttention, HeadLayout, grouped_attention, splitmix_matrix};
 /// let heads = HeadLayout::new(4, 2, 8)?; // 4 query heads over 2 KV heads, head_dim 8
 /// let k = splitmix_matrix(2, 300, 2 * 8, 1.0); // 300 cached positions
 /// let v = splitmix_matrix(3, 300, 2 * 8, 1.0);
 /// let q = splitmix_matrix(1, 1, 4 * 8, 1.0); // the newest token: 299 keys before its own
-/// let fast = decode_attention(&q, k.as_view(), v.as_view(), heads, 299)?;
+/// let x = AttentionInputs { q: &q, k: k.as_view(), v: v.as_view(), heads, query_offset: 299 };
+/// let fast = DecodeAttention::new().forward(x)?;
 /// let slow = grouped_attention(&q, k.as_view(), v.as_view(), heads, 299)?;
 /// assert!((fast - slow).amax() < 1e-5);
 /// # Ok::<(), attention::AttnError>(())
 /// ```
-pub fn decode_attention(
-    q: &DMatrix<f32>,
-    k: DMatrixView<f32>,
-    v: DMatrixView<f32>,
-    heads: HeadLayout,
-    query_offset: usize,
-) -> Result<DMatrix<f32>> {
-    DecodeAttention::new().forward(q, k, v, heads, query_offset)
-}
+pub type DecodeAttention = FastKernel<DecodeBuffers>;
 
-/// Decode attention with its buffers kept between calls, on one or more threads (threads split
-/// the KV heads; results do not depend on the number of threads).
-#[derive(Clone, Debug)]
-pub struct DecodeAttention {
-    threads: usize,
-    /// One buffer per thread: scores of a key block, output accumulators, row statistics.
+/// The buffers of [`DecodeAttention`], kept between calls: one per thread, holding the scores of a
+/// key block, the output accumulators and the row statistics.
+#[derive(Clone, Debug, Default)]
+pub struct DecodeBuffers {
     scratch: Vec<Vec<f32>>,
 }
 
-impl Default for DecodeAttention {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+impl KernelBody for DecodeBuffers {
+    const NAME: &'static str = "decode_attention";
 
-impl DecodeAttention {
-    /// One thread.
-    pub fn new() -> Self {
-        Self { threads: 1, scratch: Vec::new() }
-    }
-
-    /// `threads` threads (at least 1).
-    pub fn with_threads(threads: usize) -> Result<Self> {
-        nonzero("threads", threads)?;
-        Ok(Self { threads, scratch: Vec::new() })
-    }
-
-    /// Attention into a new matrix; see [`decode_attention`].
-    pub fn forward(
-        &mut self,
-        q: &DMatrix<f32>,
-        k: DMatrixView<f32>,
-        v: DMatrixView<f32>,
-        heads: HeadLayout,
-        query_offset: usize,
-    ) -> Result<DMatrix<f32>> {
-        let mut out = DMatrix::zeros(0, 0);
-        self.forward_into(q, k, v, heads, query_offset, &mut out)?;
-        Ok(out)
-    }
-
-    /// Attention written into `out` (resized only if its shape differs from `q`'s).
-    pub fn forward_into(
-        &mut self,
-        q: &DMatrix<f32>,
-        k: DMatrixView<f32>,
-        v: DMatrixView<f32>,
-        heads: HeadLayout,
-        query_offset: usize,
-        out: &mut DMatrix<f32>,
-    ) -> Result<()> {
-        if !prepare_output("decode_attention", q, &k, &v, heads, query_offset, out)? {
-            return Ok(());
-        }
+    fn run(&mut self, threads: usize, x: AttentionInputs<'_>, out: &mut DMatrix<f32>) {
+        let AttentionInputs { q, k, v, heads, query_offset } = x;
         let (n_kv_heads, group_size, head_dim) = (heads.n_kv_heads(), heads.group_size(), heads.head_dim());
         let problem =
             Decode { q: q.as_slice(), n_queries: q.nrows(), k, v, group_size, head_dim, query_offset };
         // Threads only pay when each gets a few hundred microseconds of work: 2 MiB of keys and values.
         let bytes = 2 * (query_offset + q.nrows()) * k.ncols() * 4;
-        let threads = worth_threads(self.threads, n_kv_heads, bytes as f64 / f64::from(2 << 20));
+        let threads = worth_threads(threads, n_kv_heads, bytes as f64 / f64::from(2 << 20));
         self.scratch.resize_with(threads, Vec::new);
         // Whole KV heads (each with its group of query heads) per thread; each thread owns its
         // groups' output columns.
@@ -121,7 +70,6 @@ impl DecodeAttention {
         split_over_threads(out.as_mut_slice(), n_kv_heads, &mut self.scratch, |kvs, out, scratch| {
             dispatch(GroupsJob { problem, kvs, out, scratch })
         });
-        Ok(())
     }
 }
 

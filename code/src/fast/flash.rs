@@ -12,10 +12,7 @@ use nalgebra::{DMatrix, DMatrixView, Dyn, MatrixView, MatrixViewMut};
 
 use crate::fast::online_softmax::online_softmax_tile;
 use crate::fast::simd::{Kernel, dispatch};
-use crate::fast::{split_over_threads, worth_threads};
-use crate::mechanisms::sdpa::HeadLayout;
-use crate::mechanisms::sdpa::check_grouped_args;
-use crate::support::error::{Result, nonzero};
+use crate::fast::{AttentionInputs, FastKernel, KernelBody, split_over_threads, worth_threads};
 
 /// Query rows per tile. Larger tiles spend less time copying operands into the matrix-product
 /// kernel's layout per multiply-add; smaller ones waste less work on the causal diagonal (a
@@ -31,49 +28,32 @@ pub const KEY_BLOCK: usize = 512;
 ///
 /// Shapes, one row per token, heads side by side in the columns: `q (n_queries, n_heads·head_dim)`,
 /// `k` and `v (n_keys, n_kv_heads·head_dim)`; query `i` sees keys `0 ..= query_offset + i`.
-/// Returns `(n_queries, n_heads·head_dim)`. One thread; for reused buffers or more threads use
-/// [`FlashAttention`].
+/// Returns `(n_queries, n_heads·head_dim)`. Threads split the query heads (each thread takes whole
+/// heads, so results do not depend on the number of threads). The buffers are a few tiles per
+/// thread plus one token-major copy of the values, allocated on first use and reused.
 ///
 /// ```
-/// use attention::{HeadLayout, flash_attention, grouped_attention, splitmix_matrix};
+/// use attention::{AttentionInputs, FlashAttention, HeadLayout, grouped_attention, splitmix_matrix};
 /// let heads = HeadLayout::new(4, 2, 8)?; // 4 query heads over 2 KV heads, head_dim 8
 /// let q = splitmix_matrix(1, 70, 4 * 8, 1.0); // 70 tokens
 /// let k = splitmix_matrix(2, 70, 2 * 8, 1.0);
 /// let v = splitmix_matrix(3, 70, 2 * 8, 1.0);
-/// let fast = flash_attention(&q, k.as_view(), v.as_view(), heads, 0)?;
+/// let x = AttentionInputs { q: &q, k: k.as_view(), v: v.as_view(), heads, query_offset: 0 };
+/// let fast = FlashAttention::new().forward(x)?;
 /// let slow = grouped_attention(&q, k.as_view(), v.as_view(), heads, 0)?;
 /// assert!((fast - slow).amax() < 1e-5);
 /// # Ok::<(), attention::AttnError>(())
 /// ```
-pub fn flash_attention(
-    q: &DMatrix<f32>,
-    k: DMatrixView<f32>,
-    v: DMatrixView<f32>,
-    heads: HeadLayout,
-    query_offset: usize,
-) -> Result<DMatrix<f32>> {
-    FlashAttention::new().forward(q, k, v, heads, query_offset)
-}
+pub type FlashAttention = FastKernel<FlashBuffers>;
 
-/// Flash attention with its scratch buffers kept between calls, on one or more threads.
-///
-/// Threads split the query heads (each thread takes whole heads, so results do not depend on the
-/// number of threads). The scratch is a few tiles per thread plus one token-major copy of the
-/// values, allocated on first use and reused.
-#[derive(Clone, Debug)]
-pub struct FlashAttention {
-    threads: usize,
+/// The buffers of [`FlashAttention`], kept between calls.
+#[derive(Clone, Debug, Default)]
+pub struct FlashBuffers {
     /// The keys, column-major `(n_keys, n_kv_heads·head_dim)`, contiguous.
     keys: Vec<f32>,
     /// The values, token-major: `(n_keys, n_kv_heads·head_dim)` row-major.
     values: Vec<f32>,
     scratch: Vec<Scratch>,
-}
-
-impl Default for FlashAttention {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 /// One thread's tiles: the scores of every head of a group, and per-row running statistics.
@@ -99,51 +79,11 @@ impl Scratch {
     }
 }
 
-impl FlashAttention {
-    /// One thread.
-    pub fn new() -> Self {
-        Self { threads: 1, keys: Vec::new(), values: Vec::new(), scratch: Vec::new() }
-    }
+impl KernelBody for FlashBuffers {
+    const NAME: &'static str = "flash_attention";
 
-    /// `threads` threads (at least 1), splitting the query heads between them.
-    pub fn with_threads(threads: usize) -> Result<Self> {
-        nonzero("threads", threads)?;
-        Ok(Self { threads, ..Self::new() })
-    }
-
-    /// Number of threads.
-    pub fn threads(&self) -> usize {
-        self.threads
-    }
-
-    /// Attention into a new matrix; see [`flash_attention`] for shapes and semantics.
-    pub fn forward(
-        &mut self,
-        q: &DMatrix<f32>,
-        k: DMatrixView<f32>,
-        v: DMatrixView<f32>,
-        heads: HeadLayout,
-        query_offset: usize,
-    ) -> Result<DMatrix<f32>> {
-        let mut out = DMatrix::zeros(0, 0);
-        self.forward_into(q, k, v, heads, query_offset, &mut out)?;
-        Ok(out)
-    }
-
-    /// Attention written into `out`, which is resized to `(n_queries, n_heads·head_dim)` only if it
-    /// has another shape: with a right-sized `out` and warm buffers, a call allocates nothing.
-    pub fn forward_into(
-        &mut self,
-        q: &DMatrix<f32>,
-        k: DMatrixView<f32>,
-        v: DMatrixView<f32>,
-        heads: HeadLayout,
-        query_offset: usize,
-        out: &mut DMatrix<f32>,
-    ) -> Result<()> {
-        if !prepare_output("flash_attention", q, &k, &v, heads, query_offset, out)? {
-            return Ok(());
-        }
+    fn run(&mut self, threads: usize, x: AttentionInputs<'_>, out: &mut DMatrix<f32>) {
+        let AttentionInputs { q, k, v, heads, query_offset } = x;
         let (n_heads, head_dim) = (heads.n_heads(), heads.head_dim());
         // The last query sees keys up to query_offset + n_queries - 1: later keys are never read.
         let n_keys = query_offset + q.nrows();
@@ -171,7 +111,7 @@ impl FlashAttention {
         let flops = 4.0
             * (n_heads * head_dim * problem.seq) as f64
             * (query_offset as f64 + problem.seq as f64 / 2.0);
-        let threads = worth_threads(self.threads, n_heads, flops / 2e7);
+        let threads = worth_threads(threads, n_heads, flops / 2e7);
         self.scratch.resize_with(threads, Scratch::default);
         for s in &mut self.scratch {
             s.fit(problem.group_size);
@@ -182,7 +122,6 @@ impl FlashAttention {
         split_over_threads(out.as_mut_slice(), n_heads, &mut self.scratch, |heads, out, scratch| {
             dispatch(HeadsJob { problem, heads, out, scratch })
         });
-        Ok(())
     }
 }
 
@@ -300,25 +239,6 @@ struct TileAt {
     kv: usize,
     i0: usize,
     j0: usize,
-}
-
-/// Checks a grouped attention call (as [`grouped_attention`](crate::grouped_attention) does) and
-/// sizes `out` to `q`'s shape (reallocating only if it has another shape, so that a right-sized
-/// `out` is reused). Returns whether there is work to do. Shared by the flash and decode kernels.
-pub(crate) fn prepare_output(
-    who: &str,
-    q: &DMatrix<f32>,
-    k: &DMatrixView<f32>,
-    v: &DMatrixView<f32>,
-    heads: HeadLayout,
-    query_offset: usize,
-    out: &mut DMatrix<f32>,
-) -> Result<bool> {
-    check_grouped_args(who, q.shape(), k, v, heads, query_offset)?;
-    if out.shape() != q.shape() {
-        *out = crate::support::error::try_zero_matrix(who, q.nrows(), q.ncols())?;
-    }
-    Ok(q.nrows() > 0)
 }
 
 /// A query block's running softmax statistics, one entry per row (see [`online_softmax_tile`]).

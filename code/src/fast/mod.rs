@@ -10,7 +10,95 @@ pub mod flash;
 pub mod online_softmax;
 pub mod simd;
 
+use std::fmt::Debug;
 use std::ops::Range;
+
+use nalgebra::{DMatrix, DMatrixView};
+
+use crate::mechanisms::sdpa::{HeadLayout, check_grouped_args};
+use crate::support::error::{Result, nonzero, try_zero_matrix};
+
+/// A fast attention kernel: its threads and its buffers, kept between calls. The kernels are
+/// [`FlashAttention`](crate::FlashAttention) (prefill) and [`DecodeAttention`](crate::DecodeAttention)
+/// (a few queries over a long cache); this shell holds what they share (the thread count, the
+/// argument checks, the output sizing), and each kernel's [`KernelBody`] holds its buffers and loop.
+#[derive(Clone, Debug)]
+pub struct FastKernel<B> {
+    threads: usize,
+    body: B,
+}
+
+impl<B: KernelBody> Default for FastKernel<B> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<B: KernelBody> FastKernel<B> {
+    /// One thread.
+    pub fn new() -> Self {
+        Self { threads: 1, body: B::default() }
+    }
+
+    /// `threads` threads (at least 1), splitting the heads between them.
+    pub fn with_threads(threads: usize) -> Result<Self> {
+        nonzero("threads", threads)?;
+        Ok(Self { threads, body: B::default() })
+    }
+
+    /// Number of threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Causal grouped attention into a new matrix: same shapes, semantics and errors as
+    /// [`grouped_attention`](crate::grouped_attention), with the arguments named.
+    pub fn forward(&mut self, x: AttentionInputs<'_>) -> Result<DMatrix<f32>> {
+        let mut out = DMatrix::zeros(0, 0);
+        self.forward_into(x, &mut out)?;
+        Ok(out)
+    }
+
+    /// As [`FastKernel::forward`], written into `out`, which is resized to `q`'s shape only if it
+    /// has another shape: with a right-sized `out` and warm buffers, a call allocates nothing.
+    pub fn forward_into(&mut self, x: AttentionInputs<'_>, out: &mut DMatrix<f32>) -> Result<()> {
+        check_grouped_args(B::NAME, x.q.shape(), &x.k, &x.v, x.heads, x.query_offset)?;
+        if out.shape() != x.q.shape() {
+            *out = try_zero_matrix(B::NAME, x.q.nrows(), x.q.ncols())?;
+        }
+        if x.q.nrows() > 0 {
+            self.body.run(self.threads, x, out);
+        }
+        Ok(())
+    }
+}
+
+/// The arguments of one attention call, as [`grouped_attention`](crate::grouped_attention) takes
+/// them: `q (n_queries, n_heads·head_dim)`, `k` and `v (n_keys, n_kv_heads·head_dim)`, the head
+/// layout, and `query_offset` (query `i` sees keys `0 ..= query_offset + i`).
+#[derive(Clone, Copy, Debug)]
+pub struct AttentionInputs<'a> {
+    /// The queries.
+    pub q: &'a DMatrix<f32>,
+    /// The keys.
+    pub k: DMatrixView<'a, f32>,
+    /// The values.
+    pub v: DMatrixView<'a, f32>,
+    /// How the query heads share the key/value heads.
+    pub heads: HeadLayout,
+    /// The number of keys before the first query's own position.
+    pub query_offset: usize,
+}
+
+/// The part of a fast kernel that differs between kernels: its buffers and its loop.
+pub trait KernelBody: Default + Clone + Debug {
+    /// The name error messages use, e.g. `"flash_attention"`.
+    const NAME: &'static str;
+
+    /// Computes attention into `out`, on up to `threads` threads. [`FastKernel::forward_into`] has
+    /// checked the inputs, sized `out` to `q`'s shape and made sure there is at least one query.
+    fn run(&mut self, threads: usize, x: AttentionInputs<'_>, out: &mut DMatrix<f32>);
+}
 
 /// How many of the `threads` a kernel was given to use on `units` independent units (heads or KV
 /// heads), when the call holds `work` times the amount that pays for one extra thread: spawning a

@@ -7,6 +7,7 @@
 use nalgebra::{DMatrix, DMatrixView};
 use rand::Rng;
 
+use crate::fast::AttentionInputs;
 use crate::fast::decode::DecodeAttention;
 use crate::fast::flash::FlashAttention;
 use crate::mechanisms::config::AttentionConfig;
@@ -39,9 +40,9 @@ pub enum KernelChoice {
     Auto,
     /// [`grouped_attention`]: the chapters' code, one `(n_queries, n_keys)` score matrix per head.
     Straightforward,
-    /// [`crate::flash_attention`]: tiles and an online softmax, no `(seq, seq)` matrix.
+    /// [`crate::FlashAttention`]: tiles and an online softmax, no `(seq, seq)` matrix.
     Flash,
-    /// [`crate::decode_attention`]: reads each cached key and value once per KV head.
+    /// [`crate::DecodeAttention`]: reads each cached key and value once per KV head.
     Decode,
 }
 
@@ -298,13 +299,10 @@ impl GroupedQueryAttention {
         v: DMatrixView<f32>,
         query_offset: usize,
     ) -> Result<DMatrix<f32>> {
+        let x = AttentionInputs { q, k, v, heads: self.heads, query_offset };
         let context = match self.kernel.resolve(q.nrows(), k.nrows()) {
-            KernelChoice::Flash => {
-                FlashAttention::with_threads(self.threads)?.forward(q, k, v, self.heads, query_offset)?
-            }
-            KernelChoice::Decode => {
-                DecodeAttention::with_threads(self.threads)?.forward(q, k, v, self.heads, query_offset)?
-            }
+            KernelChoice::Flash => FlashAttention::with_threads(self.threads)?.forward(x)?,
+            KernelChoice::Decode => DecodeAttention::with_threads(self.threads)?.forward(x)?,
             _ => grouped_attention(q, k, v, self.heads, query_offset)?,
         };
         // (seq, n_heads·head_dim) -> (seq, d_out)

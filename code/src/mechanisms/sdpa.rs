@@ -178,7 +178,7 @@ pub fn grouped_attention(
 // ANCHOR_END: grouped_attention
 
 /// Checks the arguments of a grouped attention call (`grouped_attention`, and the fast paths
-/// `flash_attention` and `decode_attention`, which take the same ones): `q` is
+/// `FlashAttention::forward` and `DecodeAttention::forward`, which take the same ones): `q` is
 /// `(n_queries, n_heads·head_dim)`, `k` and `v` are `(n_keys, n_kv_heads·head_dim)`, and the
 /// queries at `query_offset ..` have their keys.
 pub(crate) fn check_grouped_args(
