@@ -27,14 +27,14 @@ fn main() -> Result<(), attention::AttnError> {
     let x = fx.matrix("x")?; // (6, 3)
     let out = attn.forward_with_weights(&x)?; // context (6, 2), weights (6, 6)
 
-    print_rows("W_query", &["x[0]", "x[1]", "x[2]"], &["q[0]", "q[1]"], &attn.w_query.weight);
+    print_rows("W_query", &["x[0]", "x[1]", "x[2]"], &["q[0]", "q[1]"], attn.w_query().weight());
     print_rows("weights", &TOKENS, &TOKENS, &out.weights); // row = query, column = key
     print_rows("context", &["dim 0", "dim 1"], &TOKENS, &out.context);
 
     // Each step is PyTorch's: projections, weights (scaled by 1/√d_out), context.
-    assert_matrix_close(&attn.w_query.forward(&x)?, &fx.matrix("queries")?, Tolerance::F32);
-    assert_matrix_close(&attn.w_key.forward(&x)?, &fx.matrix("keys")?, Tolerance::F32);
-    assert_matrix_close(&attn.w_value.forward(&x)?, &fx.matrix("values")?, Tolerance::F32);
+    assert_matrix_close(&attn.w_query().forward(&x)?, &fx.matrix("queries")?, Tolerance::F32);
+    assert_matrix_close(&attn.w_key().forward(&x)?, &fx.matrix("keys")?, Tolerance::F32);
+    assert_matrix_close(&attn.w_value().forward(&x)?, &fx.matrix("values")?, Tolerance::F32);
     assert_matrix_close(&out.weights, &fx.matrix("attn_weights")?, Tolerance::F32);
     assert_matrix_close(&out.context, &fx.matrix("out")?, Tolerance::F32);
     Ok(())

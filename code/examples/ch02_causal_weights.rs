@@ -22,7 +22,7 @@ fn main() -> Result<(), attention::AttnError> {
     let x = fx.batch("x")?.items()[0].clone(); // (6, 3): the first sentence of the batch
 
     // By hand: scaled scores, plus the mask (0 on and below the diagonal, -inf above), then softmax.
-    let (q, k) = (attn.w_query.forward(&x)?, attn.w_key.forward(&x)?); // (6, 2) each
+    let (q, k) = (attn.w_query().forward(&x)?, attn.w_key().forward(&x)?); // (6, 2) each
     let scores = &q * k.transpose() / 2f32.sqrt(); // (6, 6), scaled by 1/√head_dim
     let masked = scores + causal_mask(6, 6, 0)?; // query_offset 0: a fresh sequence
     let weights = softmax_rows(&masked); // exp(-inf) = 0: the future gets no weight

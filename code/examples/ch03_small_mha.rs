@@ -15,12 +15,12 @@ fn main() -> Result<(), attention::AttnError> {
         fx.linear("out_proj")?,
         fx.usize("n_heads")?,
     )?;
-    let (n_heads, head_dim) = (mha.n_heads, mha.head_dim());
+    let (n_heads, head_dim) = (mha.n_heads(), mha.head_dim());
     let x = fx.batch("x")?; // (batch, seq, d_in) = (2, 7, 12)
     let x0 = &x.items()[0]; // item 0: (seq, d_in) = (7, 12)
 
-    let queries = mha.w_query.forward(x0)?; // (7, 12) -> (7, 16) = (seq, n_heads * head_dim)
-    let keys = mha.w_key.forward(x0)?; // (7, 16)
+    let queries = mha.w_query().forward(x0)?; // (7, 12) -> (7, 16) = (seq, n_heads * head_dim)
+    let keys = mha.w_key().forward(x0)?; // (7, 16)
     println!("x {:?} -> queries and keys {:?}", x0.shape(), queries.shape());
     println!(
         "{n_heads} heads of head_dim {head_dim}: head h = columns {head_dim}h..{head_dim}h+{head_dim}, a (7, {head_dim}) view"

@@ -17,7 +17,7 @@ fn main() -> Result<(), attention::AttnError> {
         "d_in {}, d_out {}, n_heads {}, head_dim {}",
         mha.d_in(),
         mha.d_out(),
-        mha.n_heads,
+        mha.n_heads(),
         mha.head_dim()
     );
 

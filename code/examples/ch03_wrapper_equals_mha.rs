@@ -9,8 +9,8 @@ use attention::{
 
 /// Rows `h·head_dim .. (h+1)·head_dim` of a `(d_out, d_in)` projection: the part that makes head `h`.
 fn head_rows(w: &Linear, h: usize, head_dim: usize) -> Result<Linear, attention::AttnError> {
-    let weight = w.weight.rows(h * head_dim, head_dim).into_owned(); // (head_dim, d_in)
-    let bias = w.bias.as_ref().map(|b| b.rows(h * head_dim, head_dim).into_owned());
+    let weight = w.weight().rows(h * head_dim, head_dim).into_owned(); // (head_dim, d_in)
+    let bias = w.bias().as_ref().map(|b| b.rows(h * head_dim, head_dim).into_owned());
     Linear::new(weight, bias)
 }
 
@@ -38,7 +38,7 @@ fn main() -> Result<(), attention::AttnError> {
     assert!(max_abs_diff(&concat.to_row_major(), &context.to_row_major()) < 1e-6);
     println!("max |wrapper - context| < 1e-6");
     // the output projection then mixes the heads: out_proj(wrapper) is the module's output
-    let out = mha.out_proj.forward_batch(&concat)?; // (2, 7, 16) -> (2, 7, 16)
+    let out = mha.out_proj().forward_batch(&concat)?; // (2, 7, 16) -> (2, 7, 16)
     let want = fx.batch("out")?;
     assert!(max_abs_diff(&out.to_row_major(), &want.to_row_major()) < 1e-6);
     println!("max |out_proj(wrapper) - PyTorch out| < 1e-6");

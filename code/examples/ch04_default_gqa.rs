@@ -45,9 +45,9 @@ fn main() -> Result<(), attention::AttnError> {
 
     // parameters of W_key and W_value: n_kv_heads · head_dim rows each, against n_heads · head_dim for MHA
     let w = gqa.weights();
-    let kv_params = w.w_key.weight.len() + w.w_value.weight.len();
+    let kv_params = w.w_key.weight().len() + w.w_value.weight().len();
     let mha_kv_params = 2 * cfg.n_heads * cfg.head_dim * cfg.d_model;
-    let layer_params = kv_params + w.w_query.weight.len() + w.out_proj.weight.len();
+    let layer_params = kv_params + w.w_query.weight().len() + w.out_proj.weight().len();
     let mha_layer_params = layer_params - kv_params + mha_kv_params;
     println!(
         "W_key + W_value: {kv_params} parameters (MHA: {mha_kv_params}), {} fewer",

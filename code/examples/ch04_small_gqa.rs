@@ -23,9 +23,9 @@ fn main() -> Result<(), attention::AttnError> {
     );
     println!(
         "W_query {:?}, W_key {:?}, W_value {:?}",
-        gqa.weights().w_query.weight.shape(),
-        gqa.weights().w_key.weight.shape(),
-        gqa.weights().w_value.weight.shape()
+        gqa.weights().w_query.weight().shape(),
+        gqa.weights().w_key.weight().shape(),
+        gqa.weights().w_value.weight().shape()
     );
 
     let x = fx.batch("x")?; // (2, 7, 12)

@@ -13,7 +13,7 @@ fn main() -> Result<(), attention::AttnError> {
         "MQA: {} query heads share {} KV head: W_key {:?}, group_size {}",
         mqa.n_heads(),
         mqa.n_kv_heads(),
-        mqa.weights().w_key.weight.shape(),
+        mqa.weights().w_key.weight().shape(),
         mqa.group_size()
     );
     let out = mqa.forward(&fx.batch("x")?, 0, None)?;
@@ -30,7 +30,7 @@ fn main() -> Result<(), attention::AttnError> {
         "MHA: {} query heads, {} KV heads: W_key {:?}, group_size {}",
         mha.n_heads(),
         mha.n_kv_heads(),
-        mha.weights().w_key.weight.shape(),
+        mha.weights().w_key.weight().shape(),
         mha.group_size()
     );
     let out = mha.forward(&fx.batch("x")?, 0, None)?;

@@ -46,10 +46,10 @@ fn main() -> Result<(), attention::AttnError> {
     // The same weights with RoPE on the queries and keys (head_dim 2: one pair, θ_0 = 1 rad per position).
     let rope = Rope::new(2, 6, 10_000.0, None)?;
     let with_rope = |x: &DMatrix<f32>| -> Result<DMatrix<f32>, attention::AttnError> {
-        let (mut q, mut k) = (attn.w_query.forward(x)?, attn.w_key.forward(x)?);
+        let (mut q, mut k) = (attn.w_query().forward(x)?, attn.w_key().forward(x)?);
         rope.apply(&mut q, 0)?;
         rope.apply(&mut k, 0)?;
-        let v = attn.w_value.forward(x)?;
+        let v = attn.w_value().forward(x)?;
         Ok(scaled_dot_product_attention(q.as_view(), k.as_view(), v.as_view(), Mask::None)?.context)
     };
     let rope_out = with_rope(&x)?;

@@ -11,7 +11,7 @@ use nalgebra::DMatrix;
 fn main() -> Result<(), attention::AttnError> {
     // Where the rows of one head (head_dim 8) go: row r of a "weight" holds the number r
     let rows = Linear::new(DMatrix::from_fn(8, 1, |r, _| r as f32), None)?;
-    let hf_rows: Vec<f32> = permute_meta_to_hf(&rows, 1)?.weight.iter().copied().collect();
+    let hf_rows: Vec<f32> = permute_meta_to_hf(&rows, 1)?.weight().iter().copied().collect();
     println!("Meta rows in Hugging Face order: {hf_rows:?}");
 
     // transformers' layer (case gqa: 4 heads, 2 KV heads, head_dim 12, positions 37..45) ...

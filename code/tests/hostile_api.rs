@@ -118,7 +118,9 @@ fn nan_and_infinity_propagate_as_in_pytorch() {
     let mut rng = StdRng::seed_from_u64(2);
     let gqa = GroupedQueryAttention::random(12, 16, 4, 2, None, &mut rng).unwrap();
     let mut weights = gqa.weights().clone();
-    weights.w_key.weight[(3, 5)] = f32::NAN;
+    let mut w_key = weights.w_key.weight().clone();
+    w_key[(3, 5)] = f32::NAN;
+    weights.w_key = Linear::new(w_key, None).unwrap();
     let poisoned = GroupedQueryAttention::new(weights, 4, 2, None).unwrap();
     let x = Batch::from_row_major(1, 300, 12, splitmix_matrix(3, 1, 3600, 1.0).as_slice()).unwrap();
     for kernel in [KernelChoice::Straightforward, KernelChoice::Flash, KernelChoice::Decode] {

@@ -80,7 +80,7 @@ proptest! {
             let rows: Vec<_> = (0..n_heads).flat_map(|h| {
                 let src = if interleave { h / g } else { h % kv };
                 (0..hd).map(move |r| src * hd + r)
-            }).map(|r| w.weight.row(r).into_owned()).collect();
+            }).map(|r| w.weight().row(r).into_owned()).collect();
             Linear::new(DMatrix::from_rows(&rows), None).unwrap()
         };
         let mha = |interleave: bool| MultiHeadAttention::new(gqa.weights().w_query.clone(), expand(&gqa.weights().w_key, interleave), expand(&gqa.weights().w_value, interleave), gqa.weights().out_proj.clone(), n_heads).unwrap();
@@ -100,10 +100,10 @@ proptest! {
         let mut rng = StdRng::seed_from_u64(seed);
         let mha = MultiHeadAttention::random(d_in, n_heads * hd, n_heads, true, &mut rng).unwrap();
         let slice = |w: &Linear, h: usize| Linear::new(
-            w.weight.rows(h * hd, hd).into_owned(),
-            w.bias.as_ref().map(|b| b.rows(h * hd, hd).into_owned()),
+            w.weight().rows(h * hd, hd).into_owned(),
+            w.bias().as_ref().map(|b| b.rows(h * hd, hd).into_owned()),
         ).unwrap();
-        let heads = (0..n_heads).map(|h| SelfAttention::new(slice(&mha.w_query, h), slice(&mha.w_key, h), slice(&mha.w_value, h), true).unwrap()).collect();
+        let heads = (0..n_heads).map(|h| SelfAttention::new(slice(mha.w_query(), h), slice(mha.w_key(), h), slice(mha.w_value(), h), true).unwrap()).collect();
         let wrapper = MultiHeadAttentionWrapper::new(heads).unwrap();
         let x = random_batch(&mut rng, 2, seq, d_in);
         assert_batch_close(&wrapper.forward(&x).unwrap(), &x.try_map(|m| mha.context(m)).unwrap(), TOL);

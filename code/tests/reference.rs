@@ -87,7 +87,7 @@ fn toy_multi_head_wrapper() -> Result<()> {
 fn small_multi_head_attention_with_biases() -> Result<()> {
     let fx = Fixture::load("small_mha")?;
     let (wq, wk, wv) = qkv(&fx, "")?;
-    assert!(wq.bias.is_some(), "the fixture exercises the q/k/v biases");
+    assert!(wq.bias().is_some(), "the fixture exercises the q/k/v biases");
     let mha = MultiHeadAttention::new(wq, wk, wv, fx.linear("out_proj")?, 4)?;
     let x = fx.batch("x")?;
     assert_batch_close(&x.try_map(|m| mha.context(m))?, &fx.batch("context")?, TOL);
@@ -95,8 +95,8 @@ fn small_multi_head_attention_with_biases() -> Result<()> {
     // per-head weights, (batch, heads, seq, seq)
     let want = fx.tensor("attn_weights")?;
     for (b, xb) in x.items().iter().enumerate() {
-        let q = mha.w_query.forward(xb)?;
-        let k = mha.w_key.forward(xb)?;
+        let q = mha.w_query().forward(xb)?;
+        let k = mha.w_key().forward(xb)?;
         for h in 0..4 {
             let w = attention_weights(
                 q.columns(h * 4, 4),

@@ -34,8 +34,8 @@ fn permute_rows(lin: &Linear, n_heads: usize, from: impl Fn(usize, usize) -> usi
         return Err(AttnError::OddHeadDim { head_dim });
     }
     let source = |r: usize| (r / head_dim) * head_dim + from(r % head_dim, head_dim / 2);
-    let weight = DMatrix::from_fn(rows, lin.in_features(), |r, c| lin.weight[(source(r), c)]);
-    let bias = lin.bias.as_ref().map(|b| b.map_with_location(|r, _, _| b[source(r)]));
+    let weight = DMatrix::from_fn(rows, lin.in_features(), |r, c| lin.weight()[(source(r), c)]);
+    let bias = lin.bias().as_ref().map(|b| b.map_with_location(|r, _, _| b[source(r)]));
     Linear::new(weight, bias)
 }
 
@@ -74,7 +74,7 @@ mod tests {
         // 2 heads of 6: rows r -> value r, so the permuted weight shows where each row went
         let lin = Linear::new(DMatrix::from_fn(12, 5, |r, c| (10 * r + c) as f32), None).unwrap();
         let hf = permute_meta_to_hf(&lin, 2).unwrap();
-        let rows: Vec<f32> = hf.weight.column(0).iter().map(|v| v / 10.0).collect();
+        let rows: Vec<f32> = hf.weight().column(0).iter().map(|v| v / 10.0).collect();
         // head 0: Meta rows (0,1) (2,3) (4,5) are pairs; HF rows 0..3 hold their first members
         assert_eq!(rows, [0.0, 2.0, 4.0, 1.0, 3.0, 5.0, 6.0, 8.0, 10.0, 7.0, 9.0, 11.0]);
         assert_eq!(permute_hf_to_meta(&hf, 2).unwrap(), lin);
@@ -88,11 +88,11 @@ mod tests {
         let meta = rope.clone().with_layout(RopeLayout::Interleaved);
         let mut rng = StdRng::seed_from_u64(3);
         // rows of an identity "projection" are the dimensions themselves
-        let x = Linear::random(3, 16, false, &mut rng).unwrap().weight.transpose(); // (3, 16): 2 heads of 8
+        let x = Linear::random(3, 16, false, &mut rng).unwrap().weight().transpose(); // (3, 16): 2 heads of 8
         let mut interleaved = x.clone();
         meta.apply(&mut interleaved, 31).unwrap();
         let eye = Linear::new(DMatrix::identity(16, 16), None).unwrap();
-        let p = permute_meta_to_hf(&eye, 2).unwrap().weight; // x · Pᵀ reorders the columns like the rows
+        let p = permute_meta_to_hf(&eye, 2).unwrap().weight().clone(); // x · Pᵀ reorders the columns like the rows
         let mut split = &x * p.transpose();
         rope.apply(&mut split, 31).unwrap();
         let back = split * p; // P is a permutation: its inverse is its transpose

@@ -86,11 +86,11 @@ impl GroupedQueryAttention {
     /// `n_kv_heads` and the RoPE tables' `head_dim` (`head_dim = w_query rows / n_heads`).
     pub fn new(weights: QkvoWeights, n_heads: usize, n_kv_heads: usize, rope: Option<Rope>) -> Result<Self> {
         let QkvoWeights { w_query, w_key, w_value, out_proj } = &weights;
-        let (q_out, d_in) = w_query.weight.shape();
+        let (q_out, d_in) = w_query.weight().shape();
         let heads = HeadLayout::from_q_dim(q_out, n_heads, n_kv_heads)?;
         let kv = heads.kv_dim();
         for (name, w) in [("w_key", w_key), ("w_value", w_value)] {
-            if w.weight.shape() != (kv, d_in) {
+            if w.weight().shape() != (kv, d_in) {
                 let what = format!(
                     "GroupedQueryAttention {name} weight ({n_kv_heads} KV heads of {})",
                     heads.head_dim()

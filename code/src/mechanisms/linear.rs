@@ -14,9 +14,10 @@ use crate::support::error::{Result, nonzero, shape_err};
 #[derive(Clone, Debug, PartialEq)]
 pub struct Linear {
     /// `(out_features, in_features)`.
-    pub weight: DMatrix<f32>,
-    /// `(out_features,)`, or `None` for `bias=False`.
-    pub bias: Option<DVector<f32>>,
+    weight: DMatrix<f32>,
+    /// `(out_features,)`, or `None` for `bias=False`. Private, like `weight`: [`Linear::new`]
+    /// checks that the two agree, and public fields would let a caller break that afterwards.
+    bias: Option<DVector<f32>>,
 }
 // ANCHOR_END: linear
 
@@ -31,6 +32,16 @@ impl Linear {
             return Err(shape_err("Linear bias", &[Some(weight.nrows())], &[b.len()]));
         }
         Ok(Self { weight, bias })
+    }
+
+    /// The weight, `(out_features, in_features)`.
+    pub fn weight(&self) -> &DMatrix<f32> {
+        &self.weight
+    }
+
+    /// The bias, `(out_features,)`, if the layer has one.
+    pub fn bias(&self) -> Option<&DVector<f32>> {
+        self.bias.as_ref()
     }
 
     // ANCHOR: linear_random

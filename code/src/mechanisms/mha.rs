@@ -17,7 +17,7 @@ use crate::support::error::{Result, divisible, shape_err};
 #[derive(Clone, Debug, PartialEq)]
 pub struct MultiHeadAttentionWrapper {
     /// The heads, each a causal single-head attention with the same `d_in` and `d_out`.
-    pub heads: Vec<SelfAttention>,
+    heads: Vec<SelfAttention>,
 }
 // ANCHOR_END: mha_wrapper
 
@@ -50,6 +50,13 @@ impl MultiHeadAttentionWrapper {
     }
 }
 
+impl MultiHeadAttentionWrapper {
+    /// The heads.
+    pub fn heads(&self) -> &[SelfAttention] {
+        &self.heads
+    }
+}
+
 impl Attention for MultiHeadAttentionWrapper {
     fn d_in(&self) -> usize {
         self.heads[0].d_in()
@@ -79,15 +86,16 @@ impl Attention for MultiHeadAttentionWrapper {
 #[derive(Clone, Debug, PartialEq)]
 pub struct MultiHeadAttention {
     /// `(d_out, d_in)`.
-    pub w_query: Linear,
+    w_query: Linear,
     /// `(d_out, d_in)`.
-    pub w_key: Linear,
+    w_key: Linear,
     /// `(d_out, d_in)`.
-    pub w_value: Linear,
+    w_value: Linear,
     /// `(d_out, d_out)`, with a bias as in `nn.Linear`'s default.
-    pub out_proj: Linear,
-    /// Number of heads; `head_dim = d_out / n_heads`.
-    pub n_heads: usize,
+    out_proj: Linear,
+    /// Number of heads; `head_dim = d_out / n_heads`. The fields are private: `new` checks that the
+    /// shapes fit and that `n_heads` divides `d_out`, which public fields would let a caller undo.
+    n_heads: usize,
 }
 // ANCHOR_END: mha
 
@@ -100,14 +108,14 @@ impl MultiHeadAttention {
         out_proj: Linear,
         n_heads: usize,
     ) -> Result<Self> {
-        let (d_out, d_in) = w_query.weight.shape();
+        let (d_out, d_in) = w_query.weight().shape();
         divisible("d_out", d_out, "n_heads", n_heads)?;
         for (name, w, want) in [
             ("w_key", &w_key, (d_out, d_in)),
             ("w_value", &w_value, (d_out, d_in)),
             ("out_proj", &out_proj, (d_out, d_out)),
         ] {
-            if w.weight.shape() != want {
+            if w.weight().shape() != want {
                 let got = [w.out_features(), w.in_features()];
                 return Err(shape_err(
                     format!("MultiHeadAttention {name} weight"),
@@ -137,7 +145,32 @@ impl MultiHeadAttention {
         )
     }
 
-    /// `d_out / n_heads`.
+    /// Number of heads.
+    pub fn n_heads(&self) -> usize {
+        self.n_heads
+    }
+
+    /// The query projection, `(d_out, d_in)`.
+    pub fn w_query(&self) -> &Linear {
+        &self.w_query
+    }
+
+    /// The key projection, `(d_out, d_in)`.
+    pub fn w_key(&self) -> &Linear {
+        &self.w_key
+    }
+
+    /// The value projection, `(d_out, d_in)`.
+    pub fn w_value(&self) -> &Linear {
+        &self.w_value
+    }
+
+    /// The output projection, `(d_out, d_out)`.
+    pub fn out_proj(&self) -> &Linear {
+        &self.out_proj
+    }
+
+    /// Width of one head, `d_out / n_heads`.
     pub fn head_dim(&self) -> usize {
         self.w_query.out_features() / self.n_heads
     }

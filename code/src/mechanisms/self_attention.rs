@@ -72,21 +72,41 @@ impl Attention for SimplifiedSelfAttention {
 #[derive(Clone, Debug, PartialEq)]
 pub struct SelfAttention {
     /// `W_q`: `(d_out, d_in)`.
-    pub w_query: Linear,
+    w_query: Linear,
     /// `W_k`: `(d_out, d_in)`.
-    pub w_key: Linear,
+    w_key: Linear,
     /// `W_v`: `(d_out, d_in)`.
-    pub w_value: Linear,
+    w_value: Linear,
     /// Whether each token sees only itself and earlier tokens.
-    pub causal: bool,
+    causal: bool,
 }
 // ANCHOR_END: self_attention
 
 impl SelfAttention {
+    /// `W_q`, `(d_out, d_in)`.
+    pub fn w_query(&self) -> &Linear {
+        &self.w_query
+    }
+
+    /// `W_k`, `(d_out, d_in)`.
+    pub fn w_key(&self) -> &Linear {
+        &self.w_key
+    }
+
+    /// `W_v`, `(d_out, d_in)`.
+    pub fn w_value(&self) -> &Linear {
+        &self.w_value
+    }
+
+    /// Whether each token sees only itself and earlier tokens.
+    pub fn causal(&self) -> bool {
+        self.causal
+    }
+
     /// A module from three projections, which must all map `d_in -> d_out`.
     pub fn new(w_query: Linear, w_key: Linear, w_value: Linear, causal: bool) -> Result<Self> {
         for (name, w) in [("w_key", &w_key), ("w_value", &w_value)] {
-            if w.weight.shape() != w_query.weight.shape() {
+            if w.weight().shape() != w_query.weight().shape() {
                 let want = [Some(w_query.out_features()), Some(w_query.in_features())];
                 let got = [w.out_features(), w.in_features()];
                 return Err(shape_err(format!("SelfAttention {name} weight (like w_query)"), &want, &got));
