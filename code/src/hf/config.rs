@@ -241,7 +241,7 @@ impl HfLlamaConfig {
     /// The same shape as the crate's [`AttentionConfig`] (`d_model = hidden_size`,
     /// `context_length = max_position_embeddings`). Errors when `num_attention_heads · head_dim !=
     /// hidden_size`: [`AttentionConfig`] describes square layers; such a config still loads with
-    /// [`HfLlamaConfig::load_attention`], whose [`GroupedQueryAttention`] takes the two widths apart.
+    /// [`HfLlamaConfig::load_attention`], whose [`GroupedQueryAttention`](crate::GroupedQueryAttention) takes the two widths apart.
     pub fn attention_config(&self) -> Result<AttentionConfig> {
         let cfg = AttentionConfig {
             d_model: self.hidden_size,
