@@ -4,7 +4,7 @@ use nalgebra::DMatrix;
 use rand::Rng;
 
 use crate::mechanisms::linear::Linear;
-use crate::mechanisms::sdpa::{HeadLayout, grouped_attention};
+use crate::mechanisms::sdpa::{Mask, scaled_dot_product_attention};
 use crate::mechanisms::self_attention::{Attention, SelfAttention};
 use crate::support::error::{Result, divisible, shape_err};
 
@@ -182,9 +182,17 @@ impl MultiHeadAttention {
         let queries = self.w_query.forward(x)?;
         let keys = self.w_key.forward(x)?;
         let values = self.w_value.forward(x)?;
-        // multi-head attention is grouped-query attention where every query head has its own K/V head
-        let heads = HeadLayout::from_q_dim(queries.ncols(), self.n_heads, self.n_heads)?;
-        grouped_attention(&queries, keys.as_view(), values.as_view(), heads, 0)
+        let d = self.head_dim();
+        let mut context = DMatrix::zeros(x.nrows(), queries.ncols()); // (seq, d_out)
+        for h in 0..self.n_heads {
+            // head h: columns h·d .. (h+1)·d of each, (seq, head_dim) views, nothing copied
+            let (q_h, k_h, v_h) =
+                (queries.columns(h * d, d), keys.columns(h * d, d), values.columns(h * d, d));
+            let head = scaled_dot_product_attention(q_h, k_h, v_h, Mask::Causal { query_offset: 0 })?;
+            // back into the same columns: the heads side by side again
+            context.columns_mut(h * d, d).copy_from(&head.context);
+        }
+        Ok(context)
     }
     // ANCHOR_END: mha_context
 }
