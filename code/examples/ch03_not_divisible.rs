@@ -5,16 +5,15 @@ use attention::{AttnError, Fixture, MultiHeadAttention};
 
 fn main() -> Result<(), AttnError> {
     let fx = Fixture::load("small_mha")?; // projections d_in 12 -> d_out 16
-    let (wq, wk, wv) = (fx.linear("W_query")?, fx.linear("W_key")?, fx.linear("W_value")?);
-    let out_proj = fx.linear("out_proj")?;
+    let weights = fx.weights()?; // Q, K, V: (16, 12), out_proj: (16, 16)
 
     // 16 columns cannot be cut into 3 heads of equal width
-    let err = MultiHeadAttention::new(wq.clone(), wk.clone(), wv.clone(), out_proj.clone(), 3).unwrap_err();
+    let err = MultiHeadAttention::new(weights.clone(), 3).unwrap_err();
     println!("n_heads = 3: {err}");
     assert!(matches!(err, AttnError::NotDivisible { numerator: 16, denominator: 3, .. }));
 
     // 4 heads of head_dim 4 are fine
-    let mha = MultiHeadAttention::new(wq, wk, wv, out_proj, 4)?;
+    let mha = MultiHeadAttention::new(weights, 4)?;
     println!("n_heads = 4: head_dim {}", mha.head_dim());
     assert_eq!(mha.head_dim(), 4);
     Ok(())

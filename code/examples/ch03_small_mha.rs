@@ -8,19 +8,13 @@ use nalgebra::DMatrix;
 fn main() -> Result<(), attention::AttnError> {
     // torch.manual_seed(42); MultiHeadAttention(12, 16, 7, 0.0, num_heads=4, qkv_bias=True)
     let fx = Fixture::load("small_mha")?;
-    let mha = MultiHeadAttention::new(
-        fx.linear("W_query")?,
-        fx.linear("W_key")?,
-        fx.linear("W_value")?,
-        fx.linear("out_proj")?,
-        fx.usize("n_heads")?,
-    )?;
+    let mha = MultiHeadAttention::new(fx.weights()?, fx.usize("n_heads")?)?; // W_query, W_key, ...
     let (n_heads, head_dim) = (mha.n_heads(), mha.head_dim());
     let x = fx.batch("x")?; // (batch, seq, d_in) = (2, 7, 12)
     let x0 = &x.items()[0]; // item 0: (seq, d_in) = (7, 12)
 
-    let queries = mha.w_query().forward(x0)?; // (7, 12) -> (7, 16) = (seq, n_heads * head_dim)
-    let keys = mha.w_key().forward(x0)?; // (7, 16)
+    let queries = mha.weights().w_query.forward(x0)?; // (7, 12) -> (7, 16) = (seq, n_heads * head_dim)
+    let keys = mha.weights().w_key.forward(x0)?; // (7, 16)
     println!("x {:?} -> queries and keys {:?}", x0.shape(), queries.shape());
     println!(
         "{n_heads} heads of head_dim {head_dim}: head h = columns {head_dim}h..{head_dim}h+{head_dim}, a (7, {head_dim}) view"

@@ -1,18 +1,18 @@
 //! Chapter 3: Raschka's toy `MultiHeadAttention`: d_out = 2 split into 2 heads of size 1.
 extern crate attention;
 // ANCHOR: example
-use attention::{Attention, Fixture, MultiHeadAttention, Tolerance};
+use attention::{Attention, Fixture, MultiHeadAttention, QkvoWeights, Tolerance};
 
 fn main() -> Result<(), attention::AttnError> {
     // torch.manual_seed(123); MultiHeadAttention(3, 2, 6, 0.0, num_heads=2): PyTorch's weights
     let fx = Fixture::load("toy_mha")?;
-    let mha = MultiHeadAttention::new(
-        fx.linear("W_query")?, // (d_out, d_in) = (2, 3): ONE projection for both heads
-        fx.linear("W_key")?,
-        fx.linear("W_value")?,
-        fx.linear("out_proj")?, // (2, 2), with a bias
-        fx.usize("n_heads")?,
-    )?;
+    let weights = QkvoWeights {
+        w_query: fx.linear("W_query")?, // (d_out, d_in) = (2, 3): ONE projection for both heads
+        w_key: fx.linear("W_key")?,
+        w_value: fx.linear("W_value")?,
+        out_proj: fx.linear("out_proj")?, // (2, 2), with a bias
+    };
+    let mha = MultiHeadAttention::new(weights, fx.usize("n_heads")?)?;
     println!(
         "d_in {}, d_out {}, n_heads {}, head_dim {}",
         mha.d_in(),

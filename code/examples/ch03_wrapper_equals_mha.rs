@@ -26,7 +26,7 @@ fn main() -> Result<(), attention::AttnError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     let wrapper = MultiHeadAttentionWrapper::new(heads)?;
-    let mha = MultiHeadAttention::new(wq, wk, wv, fx.linear("out_proj")?, n_heads)?;
+    let mha = MultiHeadAttention::new(fx.weights()?, n_heads)?;
 
     let x = fx.batch("x")?; // (2, 7, 12)
     let concat = wrapper.forward(&x)?; // 4 separate heads, concatenated: (2, 7, 16)
@@ -38,7 +38,7 @@ fn main() -> Result<(), attention::AttnError> {
     assert!(max_abs_diff(&concat.to_row_major(), &context.to_row_major()) < 1e-6);
     println!("max |wrapper - context| < 1e-6");
     // the output projection then mixes the heads: out_proj(wrapper) is the module's output
-    let out = mha.out_proj().forward_batch(&concat)?; // (2, 7, 16) -> (2, 7, 16)
+    let out = mha.weights().out_proj.forward_batch(&concat)?; // (2, 7, 16) -> (2, 7, 16)
     let want = fx.batch("out")?;
     assert!(max_abs_diff(&out.to_row_major(), &want.to_row_major()) < 1e-6);
     println!("max |out_proj(wrapper) - PyTorch out| < 1e-6");

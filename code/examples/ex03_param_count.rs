@@ -17,10 +17,11 @@ fn main() -> Result<(), attention::AttnError> {
     let mha = MultiHeadAttention::random(768, 768, 12, false, &mut rng)?; // d_out in total
     let wrapper_qkv: usize =
         wrapper.heads().iter().map(|h| params(h.w_query()) + params(h.w_key()) + params(h.w_value())).sum();
-    let mha_qkv = params(mha.w_query()) + params(mha.w_key()) + params(mha.w_value());
+    let w = mha.weights();
+    let mha_qkv = params(&w.w_query) + params(&w.w_key) + params(&w.w_value);
     println!("wrapper, 12 heads of (64, 768) per Q/K/V: {wrapper_qkv} parameters");
     println!("MultiHeadAttention, one (768, 768) per Q/K/V: {mha_qkv} parameters");
-    println!("MultiHeadAttention's out_proj adds {}", params(mha.out_proj()));
+    println!("MultiHeadAttention's out_proj adds {}", params(&w.out_proj));
     assert_eq!(wrapper_qkv, mha_qkv); // the same numbers, stacked differently
     Ok(())
 }

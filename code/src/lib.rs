@@ -53,12 +53,12 @@ pub use fast::{AttentionInputs, FastKernel};
 pub use hf::meta_layout::{permute_hf_to_meta, permute_meta_to_hf};
 pub use hf::{HfLlamaConfig, open_layer_tensors};
 pub use mechanisms::config::{AttentionConfig, Preset};
-pub use mechanisms::gqa::{GroupedQueryAttention, KernelChoice, QkvoWeights};
+pub use mechanisms::gqa::{GroupedQueryAttention, KernelChoice};
 pub use mechanisms::kv_cache::LayerKvCache;
 pub use mechanisms::linear::Linear;
 pub use mechanisms::mask::{apply_causal_mask, causal_mask};
 pub use mechanisms::memory::{DType, gqa_kv_saving, kv_cache_bytes, kv_cache_bytes_per_layer};
-pub use mechanisms::mha::{MultiHeadAttention, MultiHeadAttentionWrapper};
+pub use mechanisms::mha::{MultiHeadAttention, MultiHeadAttentionWrapper, QkvoWeights};
 pub use mechanisms::rope::{Llama3Scaling, Rope, RopeLayout, rope_inv_freq};
 pub use mechanisms::sdpa::{
     HeadLayout, HeadOutput, Mask, attention_weights, grouped_attention, scaled_dot_product_attention,

@@ -64,7 +64,7 @@ proptest! {
     fn gqa_with_as_many_kv_heads_as_heads_is_mha((n_heads, _, hd, d_in, seq, seed) in gqa_shapes()) {
         let mut rng = StdRng::seed_from_u64(seed);
         let gqa = random_gqa(n_heads, 1, hd, d_in, false, &mut rng);
-        let mha = MultiHeadAttention::new(gqa.weights().w_query.clone(), gqa.weights().w_key.clone(), gqa.weights().w_value.clone(), gqa.weights().out_proj.clone(), n_heads).unwrap();
+        let mha = MultiHeadAttention::new(gqa.weights().clone(), n_heads).unwrap();
         let x = random_batch(&mut rng, 2, seq, d_in);
         assert_batch_close(&gqa.forward(&x, 0, None).unwrap(), &mha.forward(&x).unwrap(), TOL);
     }
@@ -83,7 +83,7 @@ proptest! {
             }).map(|r| w.weight().row(r).into_owned()).collect();
             Linear::new(DMatrix::from_rows(&rows), None).unwrap()
         };
-        let mha = |interleave: bool| MultiHeadAttention::new(gqa.weights().w_query.clone(), expand(&gqa.weights().w_key, interleave), expand(&gqa.weights().w_value, interleave), gqa.weights().out_proj.clone(), n_heads).unwrap();
+        let mha = |interleave: bool| MultiHeadAttention::new(QkvoWeights { w_key: expand(&gqa.weights().w_key, interleave), w_value: expand(&gqa.weights().w_value, interleave), ..gqa.weights().clone() }, n_heads).unwrap();
         let x = random_batch(&mut rng, 1, seq, d_in);
         let ours = gqa.forward(&x, 0, None).unwrap();
         assert_batch_close(&ours, &mha(true).forward(&x).unwrap(), TOL);
@@ -103,7 +103,7 @@ proptest! {
             w.weight().rows(h * hd, hd).into_owned(),
             w.bias().as_ref().map(|b| b.rows(h * hd, hd).into_owned()),
         ).unwrap();
-        let heads = (0..n_heads).map(|h| SelfAttention::new(slice(mha.w_query(), h), slice(mha.w_key(), h), slice(mha.w_value(), h), true).unwrap()).collect();
+        let heads = (0..n_heads).map(|h| SelfAttention::new(slice(&mha.weights().w_query, h), slice(&mha.weights().w_key, h), slice(&mha.weights().w_value, h), true).unwrap()).collect();
         let wrapper = MultiHeadAttentionWrapper::new(heads).unwrap();
         let x = random_batch(&mut rng, 2, seq, d_in);
         assert_batch_close(&wrapper.forward(&x).unwrap(), &x.try_map(|m| mha.context(m)).unwrap(), TOL);

@@ -56,8 +56,7 @@ fn toy_causal_attention() -> Result<()> {
 #[test]
 fn toy_multi_head_attention() -> Result<()> {
     let fx = Fixture::load("toy_mha")?;
-    let (wq, wk, wv) = qkv(&fx, "")?;
-    let mha = MultiHeadAttention::new(wq, wk, wv, fx.linear("out_proj")?, fx.usize("n_heads")?)?;
+    let mha = MultiHeadAttention::new(fx.weights()?, fx.usize("n_heads")?)?;
     let x = fx.batch("x")?;
     let context = x.try_map(|m| mha.context(m))?;
     assert_batch_close(&context, &fx.batch("context")?, TOL);
@@ -86,17 +85,16 @@ fn toy_multi_head_wrapper() -> Result<()> {
 #[test]
 fn small_multi_head_attention_with_biases() -> Result<()> {
     let fx = Fixture::load("small_mha")?;
-    let (wq, wk, wv) = qkv(&fx, "")?;
-    assert!(wq.bias().is_some(), "the fixture exercises the q/k/v biases");
-    let mha = MultiHeadAttention::new(wq, wk, wv, fx.linear("out_proj")?, 4)?;
+    let mha = MultiHeadAttention::new(fx.weights()?, 4)?;
+    assert!(mha.weights().w_query.bias().is_some(), "the fixture exercises the q/k/v biases");
     let x = fx.batch("x")?;
     assert_batch_close(&x.try_map(|m| mha.context(m))?, &fx.batch("context")?, TOL);
     assert_batch_close(&mha.forward(&x)?, &fx.batch("out")?, TOL);
     // per-head weights, (batch, heads, seq, seq)
     let want = fx.tensor("attn_weights")?;
     for (b, xb) in x.items().iter().enumerate() {
-        let q = mha.w_query().forward(xb)?;
-        let k = mha.w_key().forward(xb)?;
+        let q = mha.weights().w_query.forward(xb)?;
+        let k = mha.weights().w_key.forward(xb)?;
         for h in 0..4 {
             let w = attention_weights(
                 q.columns(h * 4, 4),

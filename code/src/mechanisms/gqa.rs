@@ -13,23 +13,12 @@ use crate::fast::flash::FlashAttention;
 use crate::mechanisms::config::AttentionConfig;
 use crate::mechanisms::kv_cache::LayerKvCache;
 use crate::mechanisms::linear::Linear;
+// QkvoWeights is chapter 3's (multi-head attention uses the same four projections); GQA is its main user.
+pub use crate::mechanisms::mha::QkvoWeights;
 use crate::mechanisms::rope::Rope;
 use crate::mechanisms::sdpa::{HeadLayout, grouped_attention};
 use crate::support::batch::Batch;
 use crate::support::error::{AttnError, Result, check_range, shape_err};
-
-/// The four projections of an attention layer, by name, so that two cannot be swapped by position.
-#[derive(Clone, Debug, PartialEq)]
-pub struct QkvoWeights {
-    /// `W_q`: `(n_heads · head_dim, d_in)`.
-    pub w_query: Linear,
-    /// `W_k`: `(n_kv_heads · head_dim, d_in)`.
-    pub w_key: Linear,
-    /// `W_v`: `(n_kv_heads · head_dim, d_in)`.
-    pub w_value: Linear,
-    /// `W_o`: `(d_out, n_heads · head_dim)`.
-    pub out_proj: Linear,
-}
 
 /// Which attention kernel [`GroupedQueryAttention::forward`] runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

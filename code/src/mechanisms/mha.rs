@@ -77,6 +77,22 @@ impl Attention for MultiHeadAttentionWrapper {
     // ANCHOR_END: mha_wrapper_forward
 }
 
+// ANCHOR: qkvo_weights
+/// The four projections of an attention layer, by name: `w_key` and `w_value` have the same shape,
+/// so as positional arguments they could be swapped and the layer would still run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QkvoWeights {
+    /// `W_q`: `(n_heads · head_dim, d_in)` (`(d_out, d_in)` in multi-head attention).
+    pub w_query: Linear,
+    /// `W_k`: `(n_kv_heads · head_dim, d_in)`.
+    pub w_key: Linear,
+    /// `W_v`: `(n_kv_heads · head_dim, d_in)`.
+    pub w_value: Linear,
+    /// `W_o`: `(d_out, n_heads · head_dim)`.
+    pub out_proj: Linear,
+}
+// ANCHOR_END: qkvo_weights
+
 // ANCHOR: mha
 /// Multi-head causal self-attention (Raschka's `MultiHeadAttention`): `(seq, d_in) -> (seq, d_out)`.
 ///
@@ -85,14 +101,9 @@ impl Attention for MultiHeadAttentionWrapper {
 /// again and mixed by the output projection `d_out -> d_out`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MultiHeadAttention {
-    /// `(d_out, d_in)`.
-    w_query: Linear,
-    /// `(d_out, d_in)`.
-    w_key: Linear,
-    /// `(d_out, d_in)`.
-    w_value: Linear,
-    /// `(d_out, d_out)`, with a bias as in `nn.Linear`'s default.
-    out_proj: Linear,
+    /// `w_query`, `w_key`, `w_value` `(d_out, d_in)`; `out_proj` `(d_out, d_out)`, with a bias as in
+    /// `nn.Linear`'s default.
+    weights: QkvoWeights,
     /// Number of heads; `head_dim = d_out / n_heads`. The fields are private: `new` checks that the
     /// shapes fit and that `n_heads` divides `d_out`, which public fields would let a caller undo.
     n_heads: usize,
@@ -101,19 +112,14 @@ pub struct MultiHeadAttention {
 
 impl MultiHeadAttention {
     /// A module from its four projections; checks that the shapes fit and that `n_heads` divides `d_out`.
-    pub fn new(
-        w_query: Linear,
-        w_key: Linear,
-        w_value: Linear,
-        out_proj: Linear,
-        n_heads: usize,
-    ) -> Result<Self> {
+    pub fn new(weights: QkvoWeights, n_heads: usize) -> Result<Self> {
+        let QkvoWeights { w_query, w_key, w_value, out_proj } = &weights;
         let (d_out, d_in) = w_query.weight().shape();
         divisible("d_out", d_out, "n_heads", n_heads)?;
         for (name, w, want) in [
-            ("w_key", &w_key, (d_out, d_in)),
-            ("w_value", &w_value, (d_out, d_in)),
-            ("out_proj", &out_proj, (d_out, d_out)),
+            ("w_key", w_key, (d_out, d_in)),
+            ("w_value", w_value, (d_out, d_in)),
+            ("out_proj", out_proj, (d_out, d_out)),
         ] {
             if w.weight().shape() != want {
                 let got = [w.out_features(), w.in_features()];
@@ -124,7 +130,7 @@ impl MultiHeadAttention {
                 ));
             }
         }
-        Ok(Self { w_query, w_key, w_value, out_proj, n_heads })
+        Ok(Self { weights, n_heads })
     }
 
     /// Randomly initialised like Raschka's `MultiHeadAttention(d_in, d_out, ..., num_heads, qkv_bias)`.
@@ -136,13 +142,14 @@ impl MultiHeadAttention {
         rng: &mut impl Rng,
     ) -> Result<Self> {
         divisible("d_out", d_out, "n_heads", n_heads)?;
-        Self::new(
-            Linear::random(d_in, d_out, qkv_bias, rng)?,
-            Linear::random(d_in, d_out, qkv_bias, rng)?,
-            Linear::random(d_in, d_out, qkv_bias, rng)?,
-            Linear::random(d_out, d_out, true, rng)?,
-            n_heads,
-        )
+        // drawn in this order (Q, K, V, O): fields are evaluated as written
+        let weights = QkvoWeights {
+            w_query: Linear::random(d_in, d_out, qkv_bias, rng)?,
+            w_key: Linear::random(d_in, d_out, qkv_bias, rng)?,
+            w_value: Linear::random(d_in, d_out, qkv_bias, rng)?,
+            out_proj: Linear::random(d_out, d_out, true, rng)?,
+        };
+        Self::new(weights, n_heads)
     }
 
     /// Number of heads.
@@ -150,38 +157,23 @@ impl MultiHeadAttention {
         self.n_heads
     }
 
-    /// The query projection, `(d_out, d_in)`.
-    pub fn w_query(&self) -> &Linear {
-        &self.w_query
-    }
-
-    /// The key projection, `(d_out, d_in)`.
-    pub fn w_key(&self) -> &Linear {
-        &self.w_key
-    }
-
-    /// The value projection, `(d_out, d_in)`.
-    pub fn w_value(&self) -> &Linear {
-        &self.w_value
-    }
-
-    /// The output projection, `(d_out, d_out)`.
-    pub fn out_proj(&self) -> &Linear {
-        &self.out_proj
+    /// The four projections.
+    pub fn weights(&self) -> &QkvoWeights {
+        &self.weights
     }
 
     /// Width of one head, `d_out / n_heads`.
     pub fn head_dim(&self) -> usize {
-        self.w_query.out_features() / self.n_heads
+        self.weights.w_query.out_features() / self.n_heads
     }
 
     // ANCHOR: mha_context
     /// The heads' contexts side by side, before the output projection: `(seq, d_in) -> (seq, d_out)`.
     pub fn context(&self, x: &DMatrix<f32>) -> Result<DMatrix<f32>> {
         // (seq, d_in) -> (seq, d_out) = (seq, n_heads·head_dim): head h owns columns h·head_dim ..
-        let queries = self.w_query.forward(x)?;
-        let keys = self.w_key.forward(x)?;
-        let values = self.w_value.forward(x)?;
+        let queries = self.weights.w_query.forward(x)?;
+        let keys = self.weights.w_key.forward(x)?;
+        let values = self.weights.w_value.forward(x)?;
         let d = self.head_dim();
         let mut context = DMatrix::zeros(x.nrows(), queries.ncols()); // (seq, d_out)
         for h in 0..self.n_heads {
@@ -199,13 +191,13 @@ impl MultiHeadAttention {
 
 impl Attention for MultiHeadAttention {
     fn d_in(&self) -> usize {
-        self.w_query.in_features()
+        self.weights.w_query.in_features()
     }
     fn d_out(&self) -> usize {
-        self.out_proj.out_features()
+        self.weights.out_proj.out_features()
     }
     fn forward_one(&self, x: &DMatrix<f32>) -> Result<DMatrix<f32>> {
         // (seq, d_out) -> (seq, d_out): mix the heads
-        self.out_proj.forward(&self.context(x)?)
+        self.weights.out_proj.forward(&self.context(x)?)
     }
 }
