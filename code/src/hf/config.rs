@@ -5,9 +5,9 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::mechanisms::config::AttentionConfig;
+use crate::mechanisms::config::{AttentionConfig, FieldNames};
 use crate::mechanisms::rope::{Llama3Scaling, Rope};
-use crate::support::error::{AttnError, Result, divisible, nonzero};
+use crate::support::error::{AttnError, Result, divisible};
 
 /// The prefix of layer 0's attention in a Hugging Face Llama checkpoint.
 pub const DEFAULT_PREFIX: &str = "model.layers.0.self_attn.";
@@ -199,33 +199,24 @@ impl HfLlamaConfig {
 
     /// Checks what transformers' `LlamaConfig` and `LlamaAttention` need: sizes at least 1,
     /// `hidden_size` divisible by `num_attention_heads`, `num_attention_heads` by
-    /// `num_key_value_heads`, an even `head_dim`, a sane `rope_theta` and scaling.
+    /// `num_key_value_heads`, products that fit in `usize`, an even `head_dim`, a sane `rope_theta`
+    /// and scaling. The checks are [`AttentionConfig::validate`]'s, less its
+    /// `num_attention_heads · head_dim = hidden_size`, with Hugging Face's key names in the messages.
     pub fn validate(&self) -> Result<()> {
-        nonzero("hidden_size", self.hidden_size)?;
-        nonzero("num_attention_heads", self.num_attention_heads)?;
-        nonzero("num_key_value_heads", self.num_key_value_heads)?;
-        nonzero("head_dim", self.head_dim)?;
-        nonzero("max_position_embeddings", self.max_position_embeddings)?;
-        divisible("hidden_size", self.hidden_size, "num_attention_heads", self.num_attention_heads)?;
-        divisible(
-            "num_attention_heads",
-            self.num_attention_heads,
-            "num_key_value_heads",
-            self.num_key_value_heads,
-        )?;
-        if !self.head_dim.is_multiple_of(2) {
-            return Err(AttnError::OddHeadDim { head_dim: self.head_dim });
+        self.shape().check_shape(&FieldNames::HF).map(|_q_width| ())
+    }
+
+    /// The fields as an [`AttentionConfig`], square or not (see [`Self::attention_config`]).
+    fn shape(&self) -> AttentionConfig {
+        AttentionConfig {
+            d_model: self.hidden_size,
+            n_heads: self.num_attention_heads,
+            n_kv_heads: self.num_key_value_heads,
+            head_dim: self.head_dim,
+            context_length: self.max_position_embeddings,
+            rope_theta: self.rope_theta,
+            rope_scaling: self.rope_scaling,
         }
-        if !(self.rope_theta.is_finite() && self.rope_theta > 1.0) {
-            return Err(AttnError::Config(format!(
-                "rope_theta must be a finite number > 1, got {}",
-                self.rope_theta
-            )));
-        }
-        if let Some(s) = &self.rope_scaling {
-            s.validate()?;
-        }
-        Ok(())
     }
 
     /// Width of the queries: `num_attention_heads · head_dim`.
@@ -243,15 +234,7 @@ impl HfLlamaConfig {
     /// hidden_size`: [`AttentionConfig`] describes square layers; such a config still loads with
     /// [`HfLlamaConfig::load_attention`], whose [`GroupedQueryAttention`] takes the two widths apart.
     pub fn attention_config(&self) -> Result<AttentionConfig> {
-        let cfg = AttentionConfig {
-            d_model: self.hidden_size,
-            n_heads: self.num_attention_heads,
-            n_kv_heads: self.num_key_value_heads,
-            head_dim: self.head_dim,
-            context_length: self.max_position_embeddings,
-            rope_theta: self.rope_theta,
-            rope_scaling: self.rope_scaling,
-        };
+        let cfg = self.shape();
         cfg.validate()?;
         Ok(cfg)
     }
