@@ -52,22 +52,43 @@ impl AttentionConfig {
     /// Checks that the sizes fit together: no zero sizes, `n_heads · head_dim == d_model`,
     /// `n_kv_heads` divides `n_heads`, `head_dim` even (RoPE rotates pairs), a sane RoPE base and scaling.
     pub fn validate(&self) -> Result<()> {
-        nonzero("d_model", self.d_model)?;
-        nonzero("n_heads", self.n_heads)?;
-        nonzero("n_kv_heads", self.n_kv_heads)?;
-        nonzero("head_dim", self.head_dim)?;
-        nonzero("context_length", self.context_length)?;
-        divisible("d_model", self.d_model, "n_heads", self.n_heads)?;
-        if self.n_heads * self.head_dim != self.d_model {
+        let q_width = self.check_shape(&FieldNames::CRATE)?;
+        // this crate's layers are square: the heads' outputs, side by side, are d_model wide again
+        if q_width != self.d_model {
             return Err(AttnError::Config(format!(
-                "n_heads * head_dim = {} * {} = {} must equal d_model = {}",
-                self.n_heads,
-                self.head_dim,
-                self.n_heads * self.head_dim,
-                self.d_model
+                "n_heads * head_dim = {} * {} = {q_width} must equal d_model = {}",
+                self.n_heads, self.head_dim, self.d_model
             )));
         }
-        divisible("n_heads", self.n_heads, "n_kv_heads", self.n_kv_heads)?;
+        Ok(())
+    }
+
+    /// The checks every attention shape needs, whatever its fields are called (`names`): this crate's
+    /// [`AttentionConfig::validate`] and Hugging Face's `HfLlamaConfig::validate` both run them, so a
+    /// rule is written once. Returns the width of the queries, `n_heads · head_dim`, which need not
+    /// equal `d_model` here (Hugging Face allows an explicit `head_dim`).
+    pub(crate) fn check_shape(&self, names: &FieldNames) -> Result<usize> {
+        nonzero(names.d_model, self.d_model)?;
+        nonzero(names.n_heads, self.n_heads)?;
+        nonzero(names.n_kv_heads, self.n_kv_heads)?;
+        nonzero(names.head_dim, self.head_dim)?;
+        nonzero(names.context_length, self.context_length)?;
+        divisible(names.d_model, self.d_model, names.n_heads, self.n_heads)?;
+        divisible(names.n_heads, self.n_heads, names.n_kv_heads, self.n_kv_heads)?;
+        // a hostile head_dim (2^62 with 4 heads) wraps `n_heads * head_dim` to 0 in release builds and
+        // panics in debug: multiply checked, and check that q_proj's elements can be counted at all
+        let q_width = self.n_heads.checked_mul(self.head_dim).ok_or_else(|| {
+            AttnError::Config(format!(
+                "{} * {} = {} * {} does not fit in usize",
+                names.n_heads, names.head_dim, self.n_heads, self.head_dim
+            ))
+        })?;
+        if q_width.checked_mul(self.d_model).is_none() {
+            return Err(AttnError::Config(format!(
+                "the query projection's {} * {} * {} = {} * {} * {} weights do not fit in usize",
+                names.n_heads, names.head_dim, names.d_model, self.n_heads, self.head_dim, self.d_model
+            )));
+        }
         if !self.head_dim.is_multiple_of(2) {
             return Err(AttnError::OddHeadDim { head_dim: self.head_dim });
         }
@@ -78,9 +99,9 @@ impl AttentionConfig {
             )));
         }
         if let Some(s) = &self.rope_scaling {
-            s.validate()?;
+            check_llama3_scaling(s, names.rope_scaling)?;
         }
-        Ok(())
+        Ok(q_width)
     }
     // ANCHOR_END: config_validate
 
@@ -88,6 +109,67 @@ impl AttentionConfig {
     pub fn group_size(&self) -> usize {
         self.n_heads / self.n_kv_heads
     }
+}
+
+/// What the fields of an attention shape are called in error messages: this crate's names
+/// (`d_model`, `n_heads`, ...) or a Hugging Face config's (`hidden_size`, `num_attention_heads`, ...).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FieldNames {
+    pub(crate) d_model: &'static str,
+    pub(crate) n_heads: &'static str,
+    pub(crate) n_kv_heads: &'static str,
+    pub(crate) head_dim: &'static str,
+    pub(crate) context_length: &'static str,
+    /// The object holding the llama3 scaling (`rope_scaling`, or `rope_parameters` in transformers 5).
+    pub(crate) rope_scaling: &'static str,
+}
+
+impl FieldNames {
+    /// [`AttentionConfig`]'s own field names.
+    pub(crate) const CRATE: Self = Self {
+        d_model: "d_model",
+        n_heads: "n_heads",
+        n_kv_heads: "n_kv_heads",
+        head_dim: "head_dim",
+        context_length: "context_length",
+        rope_scaling: "rope_scaling",
+    };
+    /// The keys of a Hugging Face Llama `config.json`.
+    pub(crate) const HF: Self = Self {
+        d_model: "hidden_size",
+        n_heads: "num_attention_heads",
+        n_kv_heads: "num_key_value_heads",
+        head_dim: "head_dim",
+        context_length: "max_position_embeddings",
+        rope_scaling: "rope_scaling",
+    };
+}
+
+/// The llama3 scaling's conditions, each failure naming its field (`rope_scaling.factor`).
+///
+/// The same conditions as [`Llama3Scaling::validate`], which `Rope::new` runs, but a config is read by
+/// people who need to know which of the four numbers to fix, not a dump of the whole struct.
+fn check_llama3_scaling(s: &Llama3Scaling, scope: &str) -> Result<()> {
+    let bad = |field: &str, rule: &str, got: String| {
+        Err(AttnError::Config(format!("{scope}.{field} must be {rule}, got {got}")))
+    };
+    if !(s.factor.is_finite() && s.factor >= 1.0) {
+        return bad("factor", "a finite number >= 1", s.factor.to_string());
+    }
+    if !(s.low_freq_factor.is_finite() && s.low_freq_factor > 0.0) {
+        return bad("low_freq_factor", "a finite number > 0", s.low_freq_factor.to_string());
+    }
+    if !(s.high_freq_factor.is_finite() && s.high_freq_factor > s.low_freq_factor) {
+        let rule = format!(
+            "finite, with low_freq_factor < high_freq_factor (low_freq_factor = {})",
+            s.low_freq_factor
+        );
+        return bad("high_freq_factor", &rule, s.high_freq_factor.to_string());
+    }
+    if s.original_max_position_embeddings == 0 {
+        return bad("original_max_position_embeddings", "at least 1", "0".into());
+    }
+    Ok(())
 }
 
 /// A named model shape: an [`AttentionConfig`] and, where the model has one, its number of layers.
