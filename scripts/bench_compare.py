@@ -17,9 +17,10 @@ Both sides take the median of as many calls as fit in a few seconds (at least 5)
 call. Then it runs `attn-bench --memory 32768` (the flash path once, its peak resident memory).
 
 It writes src/data/bench-results.json (the measurements) and src/generated/bench-table.md (rendered
-from that file by `attn-bench --table`; the book includes it, and a test checks that it is exactly
-the rendering of the JSON), and prints the table. The machine is shared: it waits (up to --wait
-seconds) for the load average to fall below --max-load before starting, and records the load.
+from that file by the book-tests binary `bench-table`; the book includes it, and a test checks that
+it is exactly the rendering of the JSON), and prints the table; `cargo run -p book-tests --bin figures`
+then redraws the speed figure from the new measurements. The machine is shared: it waits (up to
+--wait seconds) for the load average to fall below --max-load before starting, and records the load.
 """
 
 import argparse
@@ -37,6 +38,8 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / "target" / "release" / "attn-bench"
+# Renders a results file as the book's markdown tables: bench-table [--input RESULTS] [--output TABLE]
+RENDER = ["cargo", "run", "--quiet", "-p", "book-tests", "--bin", "bench-table", "--"]
 RESULTS = ROOT / "src" / "data" / "bench-results.json"
 TABLE = ROOT / "src" / "generated" / "bench-table.md"
 
@@ -96,6 +99,14 @@ def torch_case(case, seq, n_heads, n_kv_heads, head_dim, threads, budget):
 def run_bin(*args):
     out = subprocess.run([str(BIN), *args], check=True, capture_output=True, text=True, cwd=ROOT).stdout
     return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def render_table(results, table=None):
+    """The book's markdown tables for a results file, rendered by the book-tests binary `bench-table`
+    (and written to `table` when given)."""
+    args = [*RENDER, "--input", str(results)] + (["--output", str(table)] if table else [])
+    out = subprocess.run(args, check=True, stdout=subprocess.PIPE, text=True, cwd=ROOT).stdout
+    return Path(table).read_text() if table else out
 
 
 def wait_for_quiet(max_load, wait_s):
@@ -163,7 +174,7 @@ def main():
         memory = {k: memory[k] for k in memory if k not in ("case", "threads")}
     load_after = os.getloadavg()[0]
     data = {
-        "about": "Written by scripts/bench_compare.py; rendered into src/generated/bench-table.md by attn-bench --table. Do not edit.",
+        "about": "Written by scripts/bench_compare.py; rendered into src/generated/bench-table.md by book-tests (bin bench-table or figures). Do not edit.",
         "machine": machine(),
         "torch": torch.__version__,
         "load_average": [round(load_before, 2), round(load_after, 2)],
@@ -173,14 +184,12 @@ def main():
     if args.quick:
         tmp = ROOT / "target" / "bench-results-quick.json"
         tmp.write_text(json.dumps(data, indent=1) + "\n")
-        print(subprocess.run([str(BIN), "--table", str(tmp)], check=True, capture_output=True, text=True).stdout)
+        print(render_table(tmp))
         return
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(data, indent=1) + "\n")
-    table = subprocess.run([str(BIN), "--table", str(RESULTS)], check=True, capture_output=True, text=True).stdout
     TABLE.parent.mkdir(parents=True, exist_ok=True)
-    TABLE.write_text(table)
-    print(table)
+    print(render_table(RESULTS, TABLE))
     print(f"bench_compare: wrote {RESULTS.relative_to(ROOT)} and {TABLE.relative_to(ROOT)}", file=sys.stderr)
 
 

@@ -1,8 +1,7 @@
 //! The `attn-bench` binary: a smoke test of its benchmark run (tiny shapes, well under a second),
-//! its memory run, its errors, and the check that the book's results table is exactly what it
-//! renders from the committed measurements.
+//! its memory run, its help, and its usage errors. (The book's results tables are rendered from the
+//! committed measurements by the `book-tests` package, and checked there: `tests/tests/bench_tables.rs`.)
 
-use std::path::PathBuf;
 use std::process::Command;
 
 fn bench(args: &[&str]) -> (i32, String, String) {
@@ -12,10 +11,6 @@ fn bench(args: &[&str]) -> (i32, String, String) {
         String::from_utf8(out.stdout).expect("utf-8 stdout"),
         String::from_utf8(out.stderr).expect("utf-8 stderr"),
     )
-}
-
-fn book_file(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
 }
 
 #[test]
@@ -39,6 +34,18 @@ fn quick_run_prints_one_json_object_per_case() {
 }
 
 #[test]
+fn flags_select_the_cases() {
+    let (code, stdout, stderr) =
+        bench(&["--quick", "--case", "decode", "--seq=33", "--threads", "1", "--reps", "1"]);
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1, "one case, one thread count: {stdout}");
+    assert_eq!(lines[0]["case"], "decode");
+    assert_eq!(lines[0]["seq"], 33);
+    assert_eq!(lines[0]["threads"], 1);
+}
+
+#[test]
 fn memory_run_reports_peak_rss_beside_the_naive_need() {
     let (code, stdout, stderr) = bench(&["--memory", "300"]);
     assert_eq!(code, 0, "{stderr}");
@@ -52,36 +59,47 @@ fn memory_run_reports_peak_rss_beside_the_naive_need() {
 }
 
 #[test]
-fn bad_arguments_are_reported() {
-    for args in [
-        &["--bogus"][..],
-        &["--memory"],
-        &["--memory", "x"],
-        &["--case", "fast"],
-        &["--table", "/nonexistent.json"],
-    ] {
-        let (code, stdout, stderr) = bench(args);
-        assert_eq!(code, 2, "{args:?}: {stdout}");
-        assert!(stderr.starts_with("attn-bench: "), "{args:?}: {stderr}");
+fn help_lists_every_flag() {
+    for flag in ["-h", "--help"] {
+        let (code, stdout, stderr) = bench(&[flag]);
+        assert_eq!(code, 0, "{stderr}");
+        for documented in ["--quick", "--memory", "--threads", "--seq", "--case", "--reps", "--help"] {
+            assert!(stdout.contains(documented), "{flag} mentions {documented}: {stdout}");
+        }
+        assert!(!stdout.contains("--table"), "the tables are rendered by book-tests now: {stdout}");
     }
 }
 
-/// `src/generated/bench-table.md` (included by the chapter "Making attention fast") must be exactly
-/// what `attn-bench --table` renders from `src/data/bench-results.json`: neither is typed by hand,
-/// and `scripts/bench_compare.py` rewrites both.
+/// Runs `attn-bench` with arguments it must refuse: exit code 2 and one line on stderr that
+/// starts with the program's name and contains `needle`.
+fn assert_usage_error(args: &[&str], needle: &str) {
+    let (code, stdout, stderr) = bench(args);
+    assert_eq!(code, 2, "{args:?}: {stdout}{stderr}");
+    assert!(stdout.is_empty(), "{args:?} measured nothing: {stdout}");
+    assert!(stderr.starts_with("attn-bench: error: "), "{args:?}: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{args:?}: one line: {stderr}");
+    assert!(stderr.contains(needle), "{args:?}: {stderr} should mention {needle:?}");
+}
+
 #[test]
-fn the_books_results_table_is_rendered_from_the_measurements() {
-    let json = book_file("src/data/bench-results.json");
-    let table = book_file("src/generated/bench-table.md");
-    let (code, rendered, stderr) = bench(&["--table", json.to_str().unwrap()]);
-    assert_eq!(code, 0, "{stderr}");
-    let committed = std::fs::read_to_string(&table).expect("src/generated/bench-table.md exists");
-    assert!(
-        committed == rendered,
-        "src/generated/bench-table.md differs from `attn-bench --table src/data/bench-results.json`; \
-         rerun scripts/bench_compare.py (or render the table again from the JSON)"
+fn bad_arguments_are_usage_errors() {
+    assert_usage_error(&["--bogus"], "--bogus");
+    assert_usage_error(&["--table", "src/data/bench-results.json"], "--table");
+    assert_usage_error(&["extra"], "extra");
+    assert_usage_error(&["--memory"], "--memory");
+    assert_usage_error(&["--memory", "x"], "--memory needs a positive integer, got `x`");
+    assert_usage_error(&["--reps", "0"], "--reps needs a positive integer, got `0`");
+    assert_usage_error(&["--threads", "-1"], "--threads");
+    assert_usage_error(&["--case", "fast"], "unknown case `fast`");
+}
+
+#[test]
+fn repeated_flags_are_usage_errors() {
+    assert_usage_error(&["--quick", "--quick"], "--quick is given more than once");
+    assert_usage_error(&["--seq", "16", "--seq", "70"], "--seq is given more than once");
+    assert_usage_error(&["--quick", "--case", "decode", "--case=decode"], "--case is given more than once");
+    assert_usage_error(
+        &["--threads", "2", "--reps", "1", "--threads", "3"],
+        "--threads is given more than once",
     );
-    for needle in ["**Prefill**", "**Decode**", "**Memory**", "**Goals**"] {
-        assert!(rendered.contains(needle), "the table has its {needle} part");
-    }
 }

@@ -17,6 +17,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use crate::bench::{BenchResults, Case};
+
 /// What a figure function returns.
 pub type FigResult = Result<(), Box<dyn Error>>;
 
@@ -469,43 +471,13 @@ pub fn rope_scaling_bands(path: &Path) -> FigResult {
     Ok(())
 }
 
-/// One measured row of `src/data/bench-results.json` (written by `scripts/bench_compare.py`).
-struct BenchRow {
-    case: String,
-    seq: f64,
-    n_kv_heads: u64,
-    threads: u64,
-    ours_ms: f64,
-    torch_ms: f64,
-}
-
-fn bench_rows() -> Result<Vec<BenchRow>, Box<dyn Error>> {
-    let path = crate::workspace_root().join("src/data/bench-results.json");
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
-    let rows = json["results"].as_array().ok_or("bench-results.json: no `results` array")?;
-    rows.iter()
-        .map(|r| {
-            let num =
-                |k: &str| r[k].as_f64().ok_or_else(|| format!("bench-results.json: row without `{k}`: {r}"));
-            Ok(BenchRow {
-                case: r["case"].as_str().ok_or("bench-results.json: row without `case`")?.to_string(),
-                seq: num("seq")?,
-                n_kv_heads: num("n_kv_heads")? as u64,
-                threads: num("threads")? as u64,
-                ours_ms: num("ours_ms")?,
-                torch_ms: num("torch_ms")?,
-            })
-        })
-        .collect()
-}
-
 /// Chapter 8: measured time against sequence length (log-log), one thread, GQA 12/4, from the
-/// measurements `scripts/bench_compare.py` committed; MHA 12/12 dashed.
+/// measurements `scripts/bench_compare.py` committed (read by [`crate::bench`]); MHA 12/12 dashed.
 pub fn attention_speed(path: &Path) -> FigResult {
-    let rows = bench_rows()?;
+    let rows = BenchResults::committed()?.results;
     let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
     root.fill(&WHITE)?;
-    let mut seqs: Vec<f64> = rows.iter().map(|r| r.seq).collect();
+    let mut seqs: Vec<f64> = rows.iter().map(|r| r.seq as f64).collect();
     seqs.sort_by(f64::total_cmp);
     seqs.dedup();
     let (min_seq, max_seq) = (seqs[0], seqs[seqs.len() - 1]);
@@ -534,17 +506,17 @@ pub fn attention_speed(path: &Path) -> FigResult {
         .light_line_style(RGBColor(235, 235, 235))
         .draw()?;
     let series = [
-        ("ours, straightforward", "prefill_naive", false, HEAD_COLORS[0]),
-        ("ours, flash", "prefill_flash", false, HEAD_COLORS[2]),
-        ("PyTorch manual", "prefill_naive", true, HEAD_COLORS[1]),
-        ("PyTorch SDPA", "prefill_flash", true, HEAD_COLORS[3]),
+        ("ours, straightforward", Case::PrefillNaive, false, HEAD_COLORS[0]),
+        ("ours, flash", Case::PrefillFlash, false, HEAD_COLORS[2]),
+        ("PyTorch manual", Case::PrefillNaive, true, HEAD_COLORS[1]),
+        ("PyTorch SDPA", Case::PrefillFlash, true, HEAD_COLORS[3]),
     ];
     for (label, case, torch, color) in series {
         for (n_kv_heads, dashed) in [(4, false), (12, true)] {
             let mut points: Vec<(f64, f64)> = rows
                 .iter()
                 .filter(|r| r.case == case && r.threads == 1 && r.n_kv_heads == n_kv_heads)
-                .map(|r| (r.seq, if torch { r.torch_ms } else { r.ours_ms }))
+                .map(|r| (r.seq as f64, if torch { r.torch_ms } else { r.ours_ms }))
                 .collect();
             points.sort_by(|a, b| a.0.total_cmp(&b.0));
             if dashed {

@@ -16,6 +16,7 @@
 //! Every check is a function over strings, unit-tested on small inputs, plus a thin layer that
 //! reads the real files.
 
+pub mod bench;
 pub mod directives;
 pub mod figures;
 pub mod html;

@@ -8,24 +8,48 @@
 //! attn-bench --seq N         only the cases of sequence (or context) length N
 //! attn-bench --case NAME     only prefill_naive, prefill_flash or decode
 //! attn-bench --reps N        exactly N timed calls per case (default: as many as fit in 3 s, at least 5)
-//! attn-bench --table FILE    renders the results file written by scripts/bench_compare.py
-//!                            (src/data/bench-results.json) as the book's markdown tables
 //! ```
 //!
 //! Each line: `{"case": "prefill_naive" | "prefill_flash" | "decode", "seq": N, "n_heads": H,
 //! "n_kv_heads": K, "head_dim": D, "threads": T, "median_ms": X}`. `scripts/bench_compare.py` runs
-//! this and the same shapes in PyTorch, and prints the ratios.
+//! this and the same shapes in PyTorch, and writes `src/data/bench-results.json`. This binary only
+//! measures: the book's tables are rendered from that file by the `book-tests` package
+//! (`book_tests::bench`, run by its binaries `figures` and `bench-table`).
+//!
+//! Arguments are parsed with `lexopt`, as in `llama-attn`. Each flag may be given once; numbers are
+//! positive integers. Exit codes: 0 success, 1 a failed measurement, 2 bad usage (an unknown or
+//! repeated flag, a missing or bad value); every error is one line on stderr.
 
+use std::io::Write;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use attention::fast::decode::DecodeAttention;
 use attention::support::init::splitmix_matrix;
-use attention::{AttentionInputs, FlashAttention, HeadLayout, Result, grouped_attention};
+use attention::{AttentionInputs, AttnError, FlashAttention, HeadLayout, Result, grouped_attention};
 use nalgebra::DMatrix;
-use serde_json::Value;
 
 const HEAD_DIM: usize = 64;
 const N_HEADS: usize = 12;
+
+const HELP: &str = "\
+attn-bench: time the attention crate's paths; one JSON object per line on stdout
+
+Usage:
+  attn-bench [--quick] [--threads T] [--seq N] [--case NAME] [--reps N]
+  attn-bench --memory N
+
+Options:
+  --quick         tiny shapes and a few repetitions: a smoke test that finishes in a second
+  --memory N      only run the flash path once at seq N (GQA 12/4) and print its peak resident memory
+  --threads T     also time the flash and decode paths on T threads [default: 1 and 2]
+  --seq N         only the cases of sequence (or context) length N
+  --case NAME     only prefill_naive, prefill_flash or decode
+  --reps N        exactly N timed calls per case [default: as many as fit in 3 s, at least 5]
+  -h, --help      print this help
+
+Each flag may be given once; N and T are positive integers.
+Exit status: 0 on success, 1 when a measurement fails, 2 on bad usage.";
 
 /// Which path a measurement is of.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -36,6 +60,8 @@ enum Case {
 }
 
 impl Case {
+    const ALL: [Case; 3] = [Case::PrefillNaive, Case::PrefillFlash, Case::Decode];
+
     fn name(self) -> &'static str {
         match self {
             Case::PrefillNaive => "prefill_naive",
@@ -60,57 +86,114 @@ struct Budget {
     max_reps: usize,
 }
 
-fn main() {
-    if let Err(e) = run() {
-        eprintln!("attn-bench: {e}");
-        std::process::exit(2);
+/// What went wrong, and so which exit code to return.
+enum Failure {
+    /// Bad command line: exit code 2.
+    Usage(String),
+    /// A measurement failed: exit code 1.
+    Run(AttnError),
+}
+
+impl From<lexopt::Error> for Failure {
+    fn from(e: lexopt::Error) -> Self {
+        Failure::Usage(e.to_string())
     }
 }
 
-fn run() -> std::result::Result<(), String> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut quick = false;
-    let mut memory = None;
-    let mut thread_counts = vec![1, 2];
-    let mut only_seq = None;
-    let mut only_case = None;
-    let mut table = None;
-    let mut reps = None;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--quick" => quick = true,
-            "--memory" => memory = Some(parse(it.next(), "--memory")?),
-            "--threads" => thread_counts = vec![1, parse(it.next(), "--threads")?],
-            "--seq" => only_seq = Some(parse(it.next(), "--seq")?),
-            "--case" => only_case = Some(it.next().ok_or("--case needs a name")?.clone()),
-            "--table" => table = Some(it.next().ok_or("--table needs a file")?.clone()),
-            "--reps" => reps = Some(parse(it.next(), "--reps")?),
-            "--help" | "-h" => {
-                println!(
-                    "usage: attn-bench [--quick] [--memory SEQ] [--threads T] [--seq N] [--case NAME] [--reps N] [--table FILE]"
-                );
-                return Ok(());
+impl From<AttnError> for Failure {
+    fn from(e: AttnError) -> Self {
+        Failure::Run(e)
+    }
+}
+
+/// The parsed command line.
+struct Args {
+    quick: bool,
+    memory: Option<usize>,
+    threads: Option<usize>,
+    seq: Option<usize>,
+    case: Option<Case>,
+    reps: Option<usize>,
+}
+
+/// Stores the value of a flag, or fails if the flag was given before.
+fn once<T>(slot: &mut Option<T>, flag: &str, value: T) -> std::result::Result<(), Failure> {
+    match slot.replace(value) {
+        Some(_) => Err(Failure::Usage(format!("{flag} is given more than once"))),
+        None => Ok(()),
+    }
+}
+
+/// The value of a flag as a positive integer, the flag named in the error.
+fn positive(parser: &mut lexopt::Parser, flag: &str) -> std::result::Result<usize, Failure> {
+    let value = parser.value()?;
+    let text = value.to_string_lossy();
+    text.parse()
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| Failure::Usage(format!("{flag} needs a positive integer, got `{text}`")))
+}
+
+/// Parses the command line; `Ok(None)` when `--help` was asked for.
+fn parse_args() -> std::result::Result<Option<Args>, Failure> {
+    use lexopt::prelude::*;
+    let (mut quick, mut memory, mut threads) = (None, None, None);
+    let (mut seq, mut case, mut reps) = (None, None, None);
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("quick") => once(&mut quick, "--quick", ())?,
+            Long("memory") => once(&mut memory, "--memory", positive(&mut parser, "--memory")?)?,
+            Long("threads") => once(&mut threads, "--threads", positive(&mut parser, "--threads")?)?,
+            Long("seq") => once(&mut seq, "--seq", positive(&mut parser, "--seq")?)?,
+            Long("case") => {
+                let value = parser.value()?;
+                let name = value.to_string_lossy();
+                let found = Case::ALL.into_iter().find(|c| c.name() == name).ok_or_else(|| {
+                    Failure::Usage(format!("unknown case `{name}`: prefill_naive, prefill_flash or decode"))
+                })?;
+                once(&mut case, "--case", found)?;
             }
-            other => return Err(format!("unknown argument {other:?} (try --help)")),
+            Long("reps") => once(&mut reps, "--reps", positive(&mut parser, "--reps")?)?,
+            Short('h') | Long("help") => return Ok(None),
+            _ => return Err(arg.unexpected().into()),
         }
     }
+    Ok(Some(Args { quick: quick.is_some(), memory, threads, seq, case, reps }))
+}
+
+fn main() -> ExitCode {
+    let result = parse_args().and_then(|args| match args {
+        None => {
+            // `writeln!`, not `println!`: a closed stdout (`attn-bench --help | head -1`) is no reason to panic
+            let _ = writeln!(std::io::stdout(), "{HELP}");
+            Ok(())
+        }
+        Some(args) => run(&args),
+    });
+    // one line per error, whatever the message contained
+    let one_line = |m: String| m.split_whitespace().collect::<Vec<_>>().join(" ");
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(m)) => {
+            eprintln!("attn-bench: error: {} (try --help)", one_line(m));
+            ExitCode::from(2)
+        }
+        Err(Failure::Run(e)) => {
+            eprintln!("attn-bench: error: {}", one_line(e.to_string()));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Runs the memory run, or times every case the arguments select and prints one line per case.
+fn run(args: &Args) -> std::result::Result<(), Failure> {
+    if let Some(seq) = args.memory {
+        return Ok(memory_run(seq)?);
+    }
+    let mut thread_counts = vec![1, args.threads.unwrap_or(2)];
     thread_counts.dedup();
-    if let Some(c) =
-        only_case.as_deref().filter(|c| !["prefill_naive", "prefill_flash", "decode"].contains(c))
-    {
-        return Err(format!("unknown case {c:?}: prefill_naive, prefill_flash or decode"));
-    }
-    if let Some(path) = table {
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
-        let json: Value = serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
-        print!("{}", render_tables(&json).map_err(|e| format!("{path}: {e}"))?);
-        return Ok(());
-    }
-    if let Some(seq) = memory {
-        return memory_run(seq).map_err(|e| e.to_string());
-    }
-    let (prefill_seqs, decode_ctx, budget) = if quick {
+    let (prefill_seqs, decode_ctx, budget) = if args.quick {
         (vec![16, 70], vec![33], Budget { time: Duration::from_millis(20), min_reps: 2, max_reps: 5 })
     } else {
         (
@@ -133,15 +216,13 @@ fn run() -> std::result::Result<(), String> {
             shapes.push(Shape { case: Case::Decode, seq, n_kv_heads: 4, threads });
         }
     }
-    let budget = match reps {
-        Some(n) => Budget { time: Duration::ZERO, min_reps: n.max(1), max_reps: n.max(1) },
+    let budget = match args.reps {
+        Some(n) => Budget { time: Duration::ZERO, min_reps: n, max_reps: n },
         None => budget,
     };
-    shapes.retain(|s| {
-        only_seq.is_none_or(|n| s.seq == n) && only_case.as_ref().is_none_or(|c| c == s.case.name())
-    });
+    shapes.retain(|s| args.seq.is_none_or(|n| s.seq == n) && args.case.is_none_or(|c| c == s.case));
     for shape in &shapes {
-        let ms = measure(shape, &budget).map_err(|e| e.to_string())?;
+        let ms = measure(shape, &budget)?;
         println!(
             "{{\"case\": \"{}\", \"seq\": {}, \"n_heads\": {N_HEADS}, \"n_kv_heads\": {}, \"head_dim\": {HEAD_DIM}, \"threads\": {}, \"median_ms\": {:.4}}}",
             shape.case.name(),
@@ -152,11 +233,6 @@ fn run() -> std::result::Result<(), String> {
         );
     }
     Ok(())
-}
-
-fn parse(value: Option<&String>, flag: &str) -> std::result::Result<usize, String> {
-    let value = value.ok_or_else(|| format!("{flag} needs a number"))?;
-    value.parse().map_err(|_| format!("{flag} needs a positive number, got {value:?}"))
 }
 
 /// Random inputs `(q, k, v)` for `n_queries` queries over `n_keys` keys.
@@ -248,163 +324,4 @@ fn peak_rss_bytes() -> u64 {
                 .and_then(|kb| kb.parse::<u64>().ok())
         })
         .map_or(0, |kb| kb * 1024)
-}
-
-/// The goals of the fast-attention issue: (case, sequence lengths, limit on ours / PyTorch's time).
-const GOALS: [(&str, &[u64], f64); 3] = [
-    ("prefill_flash", &[1024, 4096], 1.0),
-    ("prefill_naive", &[256, 512, 1024, 2048, 4096], 1.0),
-    ("decode", &[4096], 0.8),
-];
-
-/// A time in milliseconds with three significant digits.
-fn fmt_ms(ms: f64) -> String {
-    match ms {
-        x if x < 1.0 => format!("{x:.3}"),
-        x if x < 10.0 => format!("{x:.2}"),
-        x if x < 100.0 => format!("{x:.1}"),
-        x => format!("{x:.0}"),
-    }
-}
-
-/// A byte count in GiB (or MiB below one GiB).
-fn fmt_bytes(bytes: f64) -> String {
-    let gib = bytes / (1u64 << 30) as f64;
-    if gib >= 1.0 { format!("{gib:.2} GiB") } else { format!("{:.0} MiB", bytes / (1u64 << 20) as f64) }
-}
-
-/// Renders `src/data/bench-results.json` as markdown: the book includes the output verbatim, and a
-/// test checks that the committed `src/generated/bench-table.md` is exactly this rendering.
-fn render_tables(json: &Value) -> std::result::Result<String, String> {
-    let rows = json["results"].as_array().ok_or("no \"results\" array")?;
-    let num =
-        |r: &Value, key: &str| r[key].as_f64().ok_or_else(|| format!("a result without a number {key:?}"));
-    let find = |case: &str, seq: u64, kv: u64, threads: u64| {
-        rows.iter().find(|r| {
-            r["case"] == case && r["seq"] == seq && r["n_kv_heads"] == kv && r["threads"] == threads
-        })
-    };
-    let heads = |kv: u64| if kv == 12 { "12/12 (MHA)".to_string() } else { format!("12/{kv} (GQA)") };
-    let mut seqs: Vec<u64> =
-        rows.iter().filter(|r| r["case"] == "prefill_flash").filter_map(|r| r["seq"].as_u64()).collect();
-    seqs.sort_unstable();
-    seqs.dedup();
-    let mut md = String::new();
-    let machine = &json["machine"];
-    md += &format!(
-        "Measured by `scripts/bench_compare.py` on {} ({} cores, {}), torch {}, load average {} before and {} after the run. \
-         Times are medians in milliseconds; ratio = ours / PyTorch's, measured in the same run.\n\n",
-        machine["cpu"].as_str().unwrap_or("?"),
-        machine["cores"],
-        machine["simd"].as_str().unwrap_or("?"),
-        json["torch"].as_str().unwrap_or("?"),
-        json["load_average"][0],
-        json["load_average"][1],
-    );
-    md += "**Prefill**, one thread, causal, head_dim 64:\n\n";
-    md += "| seq | heads (query/KV) | straightforward | PyTorch manual | ratio | flash | PyTorch SDPA | ratio |\n";
-    md += "|---:|:---|---:|---:|---:|---:|---:|---:|\n";
-    for &seq in &seqs {
-        for kv in [12, 4] {
-            let (Some(naive), Some(flash)) =
-                (find("prefill_naive", seq, kv, 1), find("prefill_flash", seq, kv, 1))
-            else {
-                continue;
-            };
-            let (n, nt, f, ft) = (
-                num(naive, "ours_ms")?,
-                num(naive, "torch_ms")?,
-                num(flash, "ours_ms")?,
-                num(flash, "torch_ms")?,
-            );
-            md += &format!(
-                "| {seq} | {} | {} | {} | {:.2} | {} | {} | {:.2} |\n",
-                heads(kv),
-                fmt_ms(n),
-                fmt_ms(nt),
-                n / nt,
-                fmt_ms(f),
-                fmt_ms(ft),
-                f / ft
-            );
-        }
-    }
-    let two: Vec<&Value> = rows.iter().filter(|r| r["threads"] == 2).collect();
-    if !two.is_empty() {
-        md += "\n**Two threads** (our kernels split the heads between the threads; PyTorch with `torch.set_num_threads(2)`):\n\n";
-        md += "| case | seq | heads (query/KV) | ours | PyTorch SDPA | ratio |\n|:---|---:|:---|---:|---:|---:|\n";
-        for r in two {
-            let (o, t) = (num(r, "ours_ms")?, num(r, "torch_ms")?);
-            let kv = r["n_kv_heads"].as_u64().unwrap_or(0);
-            md += &format!(
-                "| {} | {} | {} | {} | {} | {:.2} |\n",
-                r["case"].as_str().unwrap_or("?"),
-                r["seq"],
-                heads(kv),
-                fmt_ms(o),
-                fmt_ms(t),
-                o / t
-            );
-        }
-    }
-    if let Some(d) = find("decode", 4096, 4, 1) {
-        let (o, t) = (num(d, "ours_ms")?, num(d, "torch_ms")?);
-        md += &format!(
-            "\n**Decode**, one new token against a KV cache of 4096 positions, GQA 12/4, one thread: ours {} ms, \
-             PyTorch SDPA {} ms, ratio {:.2}.\n",
-            fmt_ms(o),
-            fmt_ms(t),
-            o / t
-        );
-    }
-    if let Some(m) = json.get("memory").filter(|m| m.is_object()) {
-        md += &format!(
-            "\n**Memory** at seq {}, GQA 12/4: the flash path peaks at {} resident (inputs and output alone: {}); \
-             the straightforward path would need a `(seq, seq)` f32 score matrix of {} per head, {} for all 12 heads \
-             at once as a batched framework holds them.\n",
-            m["seq"],
-            fmt_bytes(num(m, "peak_rss_bytes")?),
-            fmt_bytes(num(m, "inputs_output_bytes")?),
-            fmt_bytes(num(m, "naive_scores_one_head_bytes")?),
-            fmt_bytes(num(m, "naive_scores_all_heads_bytes")?),
-        );
-    }
-    let mut goals = String::new();
-    for (case, goal_seqs, limit) in GOALS {
-        let picked: Vec<&Value> = rows
-            .iter()
-            .filter(|r| r["case"] == case && r["threads"] == 1 && goal_seqs.iter().any(|s| r["seq"] == *s))
-            .collect();
-        if picked.is_empty() {
-            continue;
-        }
-        let mut worst = 0.0_f64;
-        for r in &picked {
-            worst = worst.max(num(r, "ours_ms")? / num(r, "torch_ms")?);
-        }
-        let what = match case {
-            "prefill_flash" => "flash prefill ≤ 1.0 × PyTorch SDPA (stretch 0.8)",
-            "prefill_naive" => "straightforward prefill ≤ 1.0 × PyTorch manual",
-            _ => "decode ≤ 0.8 × PyTorch SDPA",
-        };
-        let shapes = if case == "decode" {
-            "context 4096, 12/4".to_string()
-        } else {
-            let s: Vec<String> = goal_seqs.iter().map(u64::to_string).collect();
-            format!("seq {}, 12/12 and 12/4", s.join(", "))
-        };
-        let met = if worst > limit {
-            "**no**"
-        } else if case == "prefill_flash" && worst <= 0.8 {
-            "yes, and the stretch goal"
-        } else {
-            "yes"
-        };
-        goals += &format!("| {what} | {shapes} | {worst:.2} | {met} |\n");
-    }
-    if !goals.is_empty() {
-        md += "\n**Goals**, one thread:\n\n| goal | shapes | worst ratio | met |\n|:---|:---|---:|:---|\n";
-        md += &goals;
-    }
-    Ok(md)
 }

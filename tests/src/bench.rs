@@ -1,0 +1,391 @@
+//! Chapter 8's measurements: `src/data/bench-results.json` read into typed rows, and the markdown
+//! tables the chapter shows, rendered from them.
+//!
+//! `scripts/bench_compare.py` times `attn-bench` (our paths) and PyTorch on the same shapes and
+//! writes the results file. This module is its only reader: the speed figure
+//! ([`crate::figures::attention_speed`]) and [`render_tables`] both start from [`BenchResults`].
+//! The rendering is committed as `src/generated/bench-table.md` (the chapter includes it); the
+//! binaries `figures` and `bench-table` write it, and the test `tests/bench_tables.rs` fails when the
+//! committed file is not exactly the rendering of the committed measurements.
+
+use std::error::Error;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// The measurements, relative to the workspace root.
+pub const RESULTS_FILE: &str = "src/data/bench-results.json";
+/// The rendered tables, relative to the workspace root.
+pub const TABLE_FILE: &str = "src/generated/bench-table.md";
+
+/// The whole results file, as `scripts/bench_compare.py` writes it.
+#[derive(Debug, Deserialize)]
+pub struct BenchResults {
+    /// Who wrote the file (a note for people who open it).
+    pub about: String,
+    /// The machine the numbers were measured on.
+    pub machine: Machine,
+    /// PyTorch's version, e.g. `2.15.0+cu132`.
+    pub torch: String,
+    /// The 1-minute load average before and after the run.
+    pub load_average: [f64; 2],
+    /// One row per timed case, in the order they were measured.
+    pub results: Vec<BenchRow>,
+    /// The memory run (`attn-bench --memory`); `null` in a `--quick` run.
+    #[serde(default)]
+    pub memory: Option<MemoryRun>,
+}
+
+/// The machine of a run.
+#[derive(Debug, Deserialize)]
+pub struct Machine {
+    /// The processor's model name.
+    pub cpu: String,
+    /// Logical cores.
+    pub cores: u64,
+    /// The widest SIMD level the processor has: `AVX-512`, `AVX2` or `SSE2`.
+    pub simd: String,
+}
+
+/// Which of our paths a row times (and so which of PyTorch's it is compared with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Case {
+    /// `grouped_attention`, against PyTorch's manual softmax(QKᵀ/√d)·V.
+    PrefillNaive,
+    /// `FlashAttention`, against `F.scaled_dot_product_attention`.
+    PrefillFlash,
+    /// `DecodeAttention` (one new token), against `F.scaled_dot_product_attention`.
+    Decode,
+}
+
+impl Case {
+    /// The name `attn-bench` and the results file use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Case::PrefillNaive => "prefill_naive",
+            Case::PrefillFlash => "prefill_flash",
+            Case::Decode => "decode",
+        }
+    }
+}
+
+/// One timed case: our median and PyTorch's, measured one right after the other.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BenchRow {
+    pub case: Case,
+    /// Sequence length (prefill) or cached context (decode).
+    pub seq: u64,
+    pub n_heads: u64,
+    pub n_kv_heads: u64,
+    pub head_dim: u64,
+    pub threads: u64,
+    /// Our median time per call, in milliseconds.
+    pub ours_ms: f64,
+    /// PyTorch's counterpart: `manual` or `sdpa`.
+    pub torch_case: String,
+    /// PyTorch's median time per call, in milliseconds.
+    pub torch_ms: f64,
+}
+
+impl BenchRow {
+    /// Ours / PyTorch's: below 1 means ours is faster.
+    pub fn ratio(&self) -> f64 {
+        self.ours_ms / self.torch_ms
+    }
+
+    /// `12/12 (MHA)` or `12/4 (GQA)`.
+    fn heads(&self) -> String {
+        let kind = if self.n_kv_heads == self.n_heads { "MHA" } else { "GQA" };
+        format!("{}/{} ({kind})", self.n_heads, self.n_kv_heads)
+    }
+}
+
+/// The memory run: the flash path once at a long sequence, its peak resident memory beside what the
+/// straightforward path's score matrices alone would need.
+#[derive(Debug, Deserialize)]
+pub struct MemoryRun {
+    pub seq: u64,
+    pub n_heads: u64,
+    pub n_kv_heads: u64,
+    pub head_dim: u64,
+    pub median_ms: f64,
+    pub peak_rss_bytes: u64,
+    pub rss_before_bytes: u64,
+    pub inputs_output_bytes: u64,
+    pub naive_scores_one_head_bytes: u64,
+    pub naive_scores_all_heads_bytes: u64,
+}
+
+impl BenchResults {
+    /// Parses the text of a results file.
+    pub fn parse(json: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    /// Reads a results file; errors name the file.
+    pub fn load(path: &Path) -> Result<Self, Box<dyn Error>> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?)
+    }
+
+    /// The committed measurements, `src/data/bench-results.json`.
+    pub fn committed() -> Result<Self, Box<dyn Error>> {
+        Self::load(&crate::workspace_root().join(RESULTS_FILE))
+    }
+
+    /// The first row of a case, shape and thread count.
+    fn find(&self, case: Case, seq: u64, n_kv_heads: u64, threads: u64) -> Option<&BenchRow> {
+        self.results
+            .iter()
+            .find(|r| r.case == case && r.seq == seq && r.n_kv_heads == n_kv_heads && r.threads == threads)
+    }
+}
+
+/// The goals of the fast-attention issue: (case, sequence lengths, limit on ours / PyTorch's time).
+const GOALS: [(Case, &[u64], f64); 3] = [
+    (Case::PrefillFlash, &[1024, 4096], 1.0),
+    (Case::PrefillNaive, &[256, 512, 1024, 2048, 4096], 1.0),
+    (Case::Decode, &[4096], 0.8),
+];
+
+/// A time in milliseconds with three significant digits.
+pub fn fmt_ms(ms: f64) -> String {
+    match ms {
+        x if x < 1.0 => format!("{x:.3}"),
+        x if x < 10.0 => format!("{x:.2}"),
+        x if x < 100.0 => format!("{x:.1}"),
+        x => format!("{x:.0}"),
+    }
+}
+
+/// A byte count in GiB (or MiB below one GiB).
+pub fn fmt_bytes(bytes: u64) -> String {
+    let bytes = bytes as f64;
+    let gib = bytes / (1u64 << 30) as f64;
+    if gib >= 1.0 { format!("{gib:.2} GiB") } else { format!("{:.0} MiB", bytes / (1u64 << 20) as f64) }
+}
+
+/// Renders the measurements as the chapter's markdown: a header line, the one-thread prefill table,
+/// the two-thread table, the decode and memory lines, and the goals table. The book includes the
+/// output verbatim (`src/generated/bench-table.md`).
+pub fn render_tables(results: &BenchResults) -> String {
+    let mut md = String::new();
+    let machine = &results.machine;
+    md += &format!(
+        "Measured by `scripts/bench_compare.py` on {} ({} cores, {}), torch {}, load average {:.2} before and {:.2} after the run. \
+         Times are medians in milliseconds; ratio = ours / PyTorch's, measured in the same run.\n\n",
+        machine.cpu,
+        machine.cores,
+        machine.simd,
+        results.torch,
+        results.load_average[0],
+        results.load_average[1],
+    );
+    md += &prefill_table(results);
+    md += &two_thread_table(results);
+    if let Some(d) = results.find(Case::Decode, 4096, 4, 1) {
+        md += &format!(
+            "\n**Decode**, one new token against a KV cache of 4096 positions, GQA 12/4, one thread: ours {} ms, \
+             PyTorch SDPA {} ms, ratio {:.2}.\n",
+            fmt_ms(d.ours_ms),
+            fmt_ms(d.torch_ms),
+            d.ratio()
+        );
+    }
+    if let Some(m) = &results.memory {
+        md += &format!(
+            "\n**Memory** at seq {}, GQA 12/4: the flash path peaks at {} resident (inputs and output alone: {}); \
+             the straightforward path would need a `(seq, seq)` f32 score matrix of {} per head, {} for all 12 heads \
+             at once as a batched framework holds them.\n",
+            m.seq,
+            fmt_bytes(m.peak_rss_bytes),
+            fmt_bytes(m.inputs_output_bytes),
+            fmt_bytes(m.naive_scores_one_head_bytes),
+            fmt_bytes(m.naive_scores_all_heads_bytes),
+        );
+    }
+    md += &goals_table(results);
+    md
+}
+
+/// One thread: both prefill paths side by side, per sequence length and head layout.
+fn prefill_table(results: &BenchResults) -> String {
+    let mut seqs: Vec<u64> =
+        results.results.iter().filter(|r| r.case == Case::PrefillFlash).map(|r| r.seq).collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    let mut md = String::from("**Prefill**, one thread, causal, head_dim 64:\n\n");
+    md += "| seq | heads (query/KV) | straightforward | PyTorch manual | ratio | flash | PyTorch SDPA | ratio |\n";
+    md += "|---:|:---|---:|---:|---:|---:|---:|---:|\n";
+    for &seq in &seqs {
+        for kv in [12, 4] {
+            let (Some(naive), Some(flash)) =
+                (results.find(Case::PrefillNaive, seq, kv, 1), results.find(Case::PrefillFlash, seq, kv, 1))
+            else {
+                continue;
+            };
+            md += &format!(
+                "| {seq} | {} | {} | {} | {:.2} | {} | {} | {:.2} |\n",
+                naive.heads(),
+                fmt_ms(naive.ours_ms),
+                fmt_ms(naive.torch_ms),
+                naive.ratio(),
+                fmt_ms(flash.ours_ms),
+                fmt_ms(flash.torch_ms),
+                flash.ratio()
+            );
+        }
+    }
+    md
+}
+
+/// Every two-thread row, in the order measured; empty when there is none.
+fn two_thread_table(results: &BenchResults) -> String {
+    let two: Vec<&BenchRow> = results.results.iter().filter(|r| r.threads == 2).collect();
+    if two.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from(
+        "\n**Two threads** (our kernels split the heads between the threads; PyTorch with `torch.set_num_threads(2)`):\n\n",
+    );
+    md +=
+        "| case | seq | heads (query/KV) | ours | PyTorch SDPA | ratio |\n|:---|---:|:---|---:|---:|---:|\n";
+    for r in two {
+        md += &format!(
+            "| {} | {} | {} | {} | {} | {:.2} |\n",
+            r.case.name(),
+            r.seq,
+            r.heads(),
+            fmt_ms(r.ours_ms),
+            fmt_ms(r.torch_ms),
+            r.ratio()
+        );
+    }
+    md
+}
+
+/// Each goal of [`GOALS`] with measurements: its worst one-thread ratio, and whether it was met.
+fn goals_table(results: &BenchResults) -> String {
+    let mut goals = String::new();
+    for (case, goal_seqs, limit) in GOALS {
+        let worst = results
+            .results
+            .iter()
+            .filter(|r| r.case == case && r.threads == 1 && goal_seqs.contains(&r.seq))
+            .map(BenchRow::ratio)
+            .reduce(f64::max);
+        let Some(worst) = worst else {
+            continue;
+        };
+        let what = match case {
+            Case::PrefillFlash => "flash prefill ≤ 1.0 × PyTorch SDPA (stretch 0.8)",
+            Case::PrefillNaive => "straightforward prefill ≤ 1.0 × PyTorch manual",
+            Case::Decode => "decode ≤ 0.8 × PyTorch SDPA",
+        };
+        let shapes = if case == Case::Decode {
+            "context 4096, 12/4".to_string()
+        } else {
+            let s: Vec<String> = goal_seqs.iter().map(u64::to_string).collect();
+            format!("seq {}, 12/12 and 12/4", s.join(", "))
+        };
+        let met = if worst > limit {
+            "**no**"
+        } else if case == Case::PrefillFlash && worst <= 0.8 {
+            "yes, and the stretch goal"
+        } else {
+            "yes"
+        };
+        goals += &format!("| {what} | {shapes} | {worst:.2} | {met} |\n");
+    }
+    if goals.is_empty() {
+        return goals;
+    }
+    format!(
+        "\n**Goals**, one thread:\n\n| goal | shapes | worst ratio | met |\n|:---|:---|---:|:---|\n{goals}"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A results file as `bench_compare.py --quick` writes it (no memory run), with the given rows.
+    fn results(rows: &str) -> BenchResults {
+        BenchResults::parse(&format!(
+            r#"{{"about": "test", "machine": {{"cpu": "Test CPU", "cores": 2, "simd": "AVX2"}},
+                "torch": "2.15.0", "load_average": [0.5, 2.0], "results": [{rows}], "memory": null}}"#
+        ))
+        .unwrap()
+    }
+
+    fn row(case: &str, seq: u64, kv: u64, threads: u64, ours: f64, torch: f64) -> String {
+        format!(
+            r#"{{"case": "{case}", "seq": {seq}, "n_heads": 12, "n_kv_heads": {kv}, "head_dim": 64,
+                 "threads": {threads}, "ours_ms": {ours}, "torch_case": "sdpa", "torch_ms": {torch}}}"#
+        )
+    }
+
+    #[test]
+    fn times_keep_three_significant_digits() {
+        assert_eq!(fmt_ms(0.26161), "0.262");
+        assert_eq!(fmt_ms(2.6918), "2.69");
+        assert_eq!(fmt_ms(43.1598), "43.2");
+        assert_eq!(fmt_ms(1020.5531), "1021");
+    }
+
+    #[test]
+    fn bytes_are_mib_below_one_gib() {
+        assert_eq!(fmt_bytes(339_546_112), "324 MiB");
+        assert_eq!(fmt_bytes(1 << 30), "1.00 GiB");
+        assert_eq!(fmt_bytes(48 << 30), "48.00 GiB");
+    }
+
+    #[test]
+    fn a_prefill_row_needs_both_paths() {
+        let r = results(
+            &[row("prefill_naive", 1024, 4, 1, 50.0, 100.0), row("prefill_flash", 1024, 4, 1, 12.0, 24.0)]
+                .join(","),
+        );
+        let md = render_tables(&r);
+        assert!(md.starts_with("Measured by `scripts/bench_compare.py` on Test CPU (2 cores, AVX2), torch 2.15.0, load average 0.50 before and 2.00 after the run."), "{md}");
+        assert!(md.contains("| 1024 | 12/4 (GQA) | 50.0 | 100 | 0.50 | 12.0 | 24.0 | 0.50 |\n"), "{md}");
+        assert!(
+            !md.contains("**Two threads**") && !md.contains("**Decode**") && !md.contains("**Memory**"),
+            "{md}"
+        );
+
+        let only_flash = results(&row("prefill_flash", 1024, 12, 1, 12.0, 24.0));
+        assert!(!render_tables(&only_flash).contains("| 1024 |"), "no row without the straightforward path");
+    }
+
+    #[test]
+    fn goals_say_which_were_met() {
+        let r = results(
+            &[
+                row("prefill_flash", 1024, 12, 1, 7.0, 10.0),
+                row("prefill_flash", 4096, 4, 1, 9.0, 10.0),
+                row("prefill_flash", 4096, 4, 2, 99.0, 10.0), // two threads: not a goal
+                row("prefill_naive", 256, 12, 1, 11.0, 10.0),
+                row("decode", 4096, 4, 1, 0.5, 1.0),
+            ]
+            .join(","),
+        );
+        let md = render_tables(&r);
+        assert!(md.contains("| seq 1024, 4096, 12/12 and 12/4 | 0.90 | yes |\n"), "{md}");
+        assert!(md.contains("| straightforward prefill ≤ 1.0 × PyTorch manual | seq 256, 512, 1024, 2048, 4096, 12/12 and 12/4 | 1.10 | **no** |\n"), "{md}");
+        assert!(md.contains("| decode ≤ 0.8 × PyTorch SDPA | context 4096, 12/4 | 0.50 | yes |\n"), "{md}");
+        assert!(md.contains("| prefill_flash | 4096 | 12/4 (GQA) | 99.0 | 10.0 | 9.90 |\n"), "{md}");
+    }
+
+    #[test]
+    fn a_row_of_an_unknown_case_is_refused_by_name() {
+        let json = format!(
+            r#"{{"about": "", "machine": {{"cpu": "c", "cores": 1, "simd": "SSE2"}}, "torch": "t",
+                "load_average": [0, 0], "results": [{}]}}"#,
+            row("prefill_fast", 16, 4, 1, 1.0, 1.0)
+        );
+        let err = BenchResults::parse(&json).unwrap_err().to_string();
+        assert!(err.contains("prefill_fast"), "{err}");
+    }
+}
