@@ -1,7 +1,9 @@
 //! Reading and writing tensors in the safetensors format (PyTorch fixtures, Hugging Face checkpoints).
 //!
 //! safetensors stores each tensor row-major with its dtype and shape in a JSON header. Floats stored as
-//! f32, f16 or bf16 are all returned as f32 (bf16 and f16 convert exactly).
+//! f32, f16 or bf16 are all returned as f32 (bf16 and f16 convert exactly). Files are memory-mapped and
+//! validated by the safetensors crate (the format's reference implementation) when they are opened;
+//! only the tensors asked for are read.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -196,10 +198,11 @@ fn map_file(path: &Path) -> Result<Source> {
     let storage = if meta.len() == 0 {
         Storage::Owned(Vec::new()) // nothing to map; the header check names the problem
     } else {
-        // SAFETY: the map is read-only and private to this process. Another process truncating or
-        // rewriting the file while it is mapped would change what is read (or end the process with
-        // SIGBUS): the caveat every memory-mapped reader of checkpoints (candle, safetensors' users)
-        // accepts, in exchange for not reading gigabytes that are never used.
+        // SAFETY: the map is read-only, and the slices handed out never outlive it (they are copied
+        // into f32 tensors). Another process truncating or rewriting the file while it is mapped would
+        // change what is read, or end the process with SIGBUS: the caveat every memory-mapped reader of
+        // checkpoints (candle, the safetensors crate's users) accepts, in exchange for not reading
+        // gigabytes that are never used.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| AttnError::io(&label, e))?;
         Storage::Mapped(map)
     };
