@@ -324,3 +324,239 @@ fn bad_data_exits_with_1_and_names_the_problem() {
     fails(args(&cfg, &w, &x), &["--start-pos", &usize::MAX.to_string()], &["max_position_embeddings = 256"]);
     fails(args(&cfg, &w, &x), &["--decode-from", "10"], &["--decode-from 10", "9 tokens"]);
 }
+
+/// Runs `sh -c script BIN args…`, the script ending in `exec "$0" "$@"` with its own redirections.
+fn run_in_shell(script: &str, args: &[&str]) -> Output {
+    Command::new("sh").arg("-c").arg(script).arg(BIN).args(args).output().expect("sh runs")
+}
+
+/// The gqa case's arguments (config, weights, input) writing to `out`, as owned strings.
+fn gqa_args(out: &Path) -> Vec<String> {
+    case_args("gqa", out)
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// Hostile weights and inputs (issue #9): exit 1 with one line naming the file, never wrong numbers.
+#[test]
+fn hostile_files_exit_with_1() {
+    let dir = scratch("hostile");
+    let out = dir.join("y.safetensors");
+    let good = std::fs::read(case_dir("gqa").join("model.safetensors")).unwrap();
+    let n = u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Map<String, Value> = serde_json::from_slice(&good[8..8 + n]).unwrap();
+    let data = &good[8 + n..];
+    let write = |name: &str, header: &serde_json::Map<String, Value>, declared_delta: i64| -> String {
+        let mut text = Value::Object(header.clone()).to_string();
+        text.push(' '); // padding, so that a length one short still leaves valid JSON
+        let mut bytes = (text.len() as u64).wrapping_add_signed(declared_delta).to_le_bytes().to_vec();
+        bytes.extend_from_slice(text.as_bytes());
+        bytes.extend_from_slice(data);
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path.display().to_string()
+    };
+    let with_weights = |w: &str| {
+        let mut a = gqa_args(&out);
+        a[3] = w.to_string();
+        a
+    };
+    // a header length one byte short: every weight one byte off (used to give NaNs and exit 0)
+    let w = write("short.safetensors", &header, -1);
+    assert_fails(&strs(&with_weights(&w)), 1, &["short.safetensors: not a valid safetensors file"]);
+    // q_proj's bytes overlapping k_proj's (used to print wrong numbers and exit 0)
+    header["model.layers.0.self_attn.q_proj.weight"]["data_offsets"] = serde_json::json!([160, 7840]);
+    let w = write("overlap.safetensors", &header, 0);
+    assert_fails(&strs(&with_weights(&w)), 1, &["overlap.safetensors", "q_proj.weight", "overlap"]);
+    // offsets up to 2^64 - 1 (used to panic)
+    header["model.layers.0.self_attn.q_proj.weight"]["data_offsets"] = serde_json::json!([0u64, u64::MAX]);
+    let w = write("huge.safetensors", &header, 0);
+    assert_fails(&strs(&with_weights(&w)), 1, &["huge.safetensors", "q_proj.weight"]);
+    // a directory as weights says so (it used to say "shorter than 8 bytes")
+    let d = dir.display().to_string();
+    assert_fails(&strs(&with_weights(&d)), 1, &["is a directory"]);
+    // an index that sends the layer out of its folder
+    let index = dir.join("model.safetensors.index.json");
+    let map: serde_json::Map<String, Value> = ["q_proj", "k_proj", "v_proj", "o_proj"]
+        .iter()
+        .map(|p| (format!("model.layers.0.self_attn.{p}.weight"), Value::from("../../../../etc/passwd")))
+        .collect();
+    std::fs::write(&index, serde_json::json!({"weight_map": map}).to_string()).unwrap();
+    let i = index.display().to_string();
+    assert_fails(&strs(&with_weights(&i)), 1, &["index.json", "`../../../../etc/passwd`", "`..`"]);
+    // inputs and configs that never end or block: refused, not read
+    let mut a = gqa_args(&out);
+    a[7] = "/dev/zero".into();
+    assert_fails(&strs(&a), 1, &["/dev/zero: is a special file"]);
+    let mut a = gqa_args(&out);
+    a[1] = "/dev/zero".into();
+    assert_fails(&strs(&a), 1, &["/dev/zero: is a special file"]);
+    let fifo = dir.join("fifo");
+    if Command::new("mkfifo").arg(&fifo).status().is_ok_and(|s| s.success()) {
+        for slot in [1, 7] {
+            let mut a = gqa_args(&out);
+            a[slot] = fifo.display().to_string();
+            assert_fails(&strs(&a), 1, &["fifo: is a special file"]);
+        }
+    }
+    assert!(!out.exists(), "nothing was written");
+}
+
+/// Flags given twice, numbers too large, empty paths: usage errors (exit 2), each named.
+#[test]
+fn repeated_flags_and_odd_values_exit_with_2() {
+    let dir = scratch("usage_more");
+    let out = dir.join("y.safetensors");
+    let args = gqa_args(&out);
+    let with = |extra: &[&'static str]| -> Vec<String> {
+        args.iter().cloned().chain(extra.iter().map(|e| e.to_string())).collect()
+    };
+    assert_fails(&strs(&with(&["--start-pos", "1"])), 2, &["--start-pos given more than once"]);
+    let twice = with(&["--prefix", "model.layers.1.self_attn."]);
+    assert_fails(&strs(&twice), 2, &["--prefix given more than once"]);
+    let twice = with(&["--decode-from", "1", "--decode-from", "2"]);
+    assert_fails(&strs(&twice), 2, &["--decode-from given more"]);
+    for flag in ["--config", "--weights", "--input", "--output"] {
+        assert_fails(&strs(&with(&[flag, "x"])), 2, &[&format!("{flag} given more than once")]);
+    }
+    let mut a = strs(&args);
+    a[11] = "18446744073709551616";
+    assert_fails(&a, 2, &["--start-pos 18446744073709551616 is too large"]);
+    let mut a = strs(&args);
+    a[1] = "";
+    let o = run(&a);
+    assert_fails(&a, 2, &["--config needs a path, got an empty string"]);
+    assert!(!String::from_utf8_lossy(&o.stderr).contains(": No such file"));
+    assert!(!out.exists(), "nothing was written");
+}
+
+/// `--output` naming a file that is read (directly, through a symbolic link or a hard link) is refused,
+/// and the file is left as it was.
+#[test]
+fn an_output_that_is_an_input_is_refused() {
+    let dir = scratch("output_is_input");
+    for file in ["config.json", "model.safetensors", "input.safetensors"] {
+        std::fs::copy(case_dir("gqa").join(file), dir.join(file)).unwrap();
+    }
+    std::os::unix::fs::symlink(dir.join("input.safetensors"), dir.join("symlink.safetensors")).unwrap();
+    std::fs::hard_link(dir.join("model.safetensors"), dir.join("hardlink.safetensors")).unwrap();
+    let before: Vec<Vec<u8>> = ["config.json", "model.safetensors", "input.safetensors"]
+        .map(|f| std::fs::read(dir.join(f)).unwrap())
+        .into();
+    let p = |f: &str| dir.join(f).display().to_string();
+    for (output, flag) in [
+        ("input.safetensors", "--input"),
+        ("model.safetensors", "--weights"),
+        ("config.json", "--config"),
+        ("symlink.safetensors", "--input"),
+        ("hardlink.safetensors", "--weights"),
+    ] {
+        let args = [
+            "--config",
+            &p("config.json"),
+            "--weights",
+            &p("model.safetensors"),
+            "--input",
+            &p("input.safetensors"),
+            "--output",
+            &p(output),
+        ];
+        assert_fails(&args, 2, &[output, &format!("is the same file as {flag}")]);
+    }
+    let after: Vec<Vec<u8>> = ["config.json", "model.safetensors", "input.safetensors"]
+        .map(|f| std::fs::read(dir.join(f)).unwrap())
+        .into();
+    assert!(before == after, "a file that is read was changed");
+}
+
+/// A write that fails (here: past a file size limit, as on a full disk) leaves the previous output
+/// whole and no temporary file behind.
+#[test]
+fn a_failed_write_keeps_the_previous_output() {
+    let dir = scratch("full_disk");
+    let out = dir.join("y.safetensors");
+    let args = gqa_args(&out);
+    check_output("gqa", &args, &out);
+    let previous = std::fs::read(&out).unwrap();
+    assert!(previous.len() > 2048);
+    // SIGXFSZ ignored, so that writing past the limit fails with EFBIG instead of killing the process
+    let o = run_in_shell("trap '' XFSZ; ulimit -f 2 && exec \"$0\" \"$@\"", &strs(&args));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("llama-attn: error: ") && stderr.contains("y.safetensors"), "{stderr}");
+    assert_eq!(std::fs::read(&out).unwrap(), previous, "the previous output was changed");
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, [std::ffi::OsString::from("y.safetensors")], "temporary files left behind");
+}
+
+/// An error message that cannot be written (stderr on a full device, or closed) is no reason to panic:
+/// the exit code still says what went wrong.
+#[test]
+fn a_full_or_closed_stderr_does_not_panic() {
+    for redirect in ["2>/dev/full", "2>&-"] {
+        let script = format!("exec \"$0\" \"$@\" {redirect}");
+        assert_eq!(run_in_shell(&script, &["--frobnicate"]).status.code(), Some(2), "{redirect}");
+        let o = run_in_shell(
+            &script,
+            &["--config", "/no/such.json", "--weights", "w", "--input", "x", "--output", "y"],
+        );
+        assert_eq!(o.status.code(), Some(1), "{redirect}");
+    }
+}
+
+/// A long prompt runs through the tiled kernel in bounded memory: 8192 tokens would need a 256 MiB
+/// score matrix per head if the whole seq × seq matrix were allocated; the run is limited to 192 MiB
+/// of address space.
+#[test]
+fn a_long_input_runs_in_bounded_memory() {
+    use attention::{Tensor, save_tensors};
+    let dir = scratch("long");
+    let (hidden, heads, kv_heads, head_dim, seq) = (16usize, 2usize, 1usize, 8usize, 8192usize);
+    let config = serde_json::json!({
+        "model_type": "llama", "hidden_size": hidden, "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads, "head_dim": head_dim, "max_position_embeddings": 131072,
+        "rope_theta": 500000.0, "attention_bias": false,
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let values = |n: usize, seed: usize| -> Vec<f32> {
+        (0..n).map(|i| (((i * 7919 + seed * 104729) % 1000) as f32 / 1000.0 - 0.5) * 0.5).collect()
+    };
+    let t =
+        |rows: usize, cols: usize, seed| Tensor::new(vec![rows, cols], values(rows * cols, seed)).unwrap();
+    let (q, k, v, o) = (
+        t(heads * head_dim, hidden, 1),
+        t(kv_heads * head_dim, hidden, 2),
+        t(kv_heads * head_dim, hidden, 3),
+        t(hidden, heads * head_dim, 4),
+    );
+    let names =
+        ["q_proj", "k_proj", "v_proj", "o_proj"].map(|p| format!("model.layers.0.self_attn.{p}.weight"));
+    let tensors: Vec<(&str, &Tensor)> = names.iter().map(String::as_str).zip([&q, &k, &v, &o]).collect();
+    save_tensors(dir.join("model.safetensors"), &tensors).unwrap();
+    let x = Tensor::new(vec![1, seq, hidden], values(seq * hidden, 5)).unwrap();
+    save_tensors(dir.join("x.safetensors"), &[("hidden_states", &x)]).unwrap();
+    let p = |f: &str| dir.join(f).display().to_string();
+    let args = [
+        "--config",
+        &p("config.json"),
+        "--weights",
+        &p("model.safetensors"),
+        "--input",
+        &p("x.safetensors"),
+        "--output",
+        &p("y.safetensors"),
+        "--start-pos",
+        "100000",
+    ];
+    let started = std::time::Instant::now();
+    let o = run_in_shell("ulimit -v 196608 && exec \"$0\" \"$@\"", &args);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "exit {:?}: {stderr}", o.status.code());
+    assert!(started.elapsed().as_secs() < 120, "took {:?}", started.elapsed());
+    let y = TensorFile::open(dir.join("y.safetensors")).unwrap().tensor("attn_output").unwrap();
+    assert_eq!(y.shape, [1, seq, hidden]);
+    assert!(y.data.iter().all(|v| v.is_finite()));
+}

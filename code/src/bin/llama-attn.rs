@@ -8,16 +8,19 @@
 //! a second, where `clap` with derive would add syn and proc-macro builds (tens of seconds on 2 cores)
 //! for seven flags; the help text is written by hand either way.
 //!
-//! Exit codes: 0 success, 1 bad data (missing file, tensor or key; wrong shape or dtype; a config that
-//! does not divide; positions past `max_position_embeddings`), 2 bad usage. Every error is one line on
-//! stderr that names the problem.
+//! Exit codes: 0 success; 1 bad data (a missing, unreadable or corrupt file; a missing tensor or key;
+//! a wrong shape or dtype; a config that does not divide; positions past `max_position_embeddings`; a
+//! failed write); 2 bad usage (an unknown, repeated or empty flag, a malformed number, an `--output`
+//! that is one of the files read). Every error is one line on stderr that names the problem. The output
+//! is written to a temporary file beside it and renamed into place, so a failed run leaves the previous
+//! output untouched.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use attention::hf::{DEFAULT_PREFIX, open_layer_tensors};
-use attention::support::io::save_tensors;
+use attention::support::io::{read_small_file, save_tensors};
 use attention::{AttnError, HfLlamaConfig, Tensor, TensorFile};
 
 const HELP: &str = "\
@@ -38,14 +41,17 @@ Options:
                       model.safetensors.index.json; only the layer's tensors are read
   --prefix P          the layer's tensor name prefix [default: model.layers.0.self_attn.]
   --input PATH        safetensors file with `hidden_states`
-  --output PATH       safetensors file to write `attn_output` to (overwritten)
+  --output PATH       safetensors file to write `attn_output` to; replaced only once the new file
+                      is complete (written beside it, then renamed), and never one of the files read
   --start-pos N       position of the first token [default: 0]
   --decode-from K     run tokens 0..K as one prefill, then the rest one at a time through
                       the KV cache (0 <= K <= seq); the result equals the full forward
   -h, --help          print this help
 
-Exit status: 0 on success, 1 on bad data (missing file, tensor or key, wrong shape or dtype,
-a config that does not divide, positions past max_position_embeddings), 2 on bad usage.";
+Exit status: 0 on success; 1 on bad data (a missing, unreadable or corrupt file, a missing tensor
+or key, a wrong shape or dtype, a config that does not divide, positions past
+max_position_embeddings, a failed write); 2 on bad usage (an unknown, repeated or empty flag, a
+number that is not one, an --output that is one of the files read).";
 
 /// What went wrong, and so which exit code to return.
 enum Failure {
@@ -80,52 +86,104 @@ struct Args {
 
 /// The value of a flag as a non-negative integer, the flag named in the error.
 fn number(parser: &mut lexopt::Parser, flag: &str) -> Result<usize, Failure> {
+    use std::num::IntErrorKind;
     let value = parser.value()?;
     let text = value.to_string_lossy();
-    text.parse().map_err(|_| Failure::Usage(format!("{flag} needs a non-negative integer, got `{text}`")))
+    text.parse().map_err(|e: std::num::ParseIntError| match e.kind() {
+        IntErrorKind::PosOverflow => {
+            Failure::Usage(format!("{flag} {text} is too large (the largest is {})", usize::MAX))
+        }
+        _ => Failure::Usage(format!("{flag} needs a non-negative integer, got `{text}`")),
+    })
+}
+
+/// The value of a path flag, which must not be empty.
+fn path(parser: &mut lexopt::Parser, flag: &str) -> Result<PathBuf, Failure> {
+    let value = parser.value()?;
+    if value.is_empty() {
+        return Err(Failure::Usage(format!("{flag} needs a path, got an empty string")));
+    }
+    Ok(PathBuf::from(value))
+}
+
+/// Stores a flag's value, refusing a flag given twice (rather than silently keeping the last).
+fn once<T>(slot: &mut Option<T>, flag: &str, value: T) -> Result<(), Failure> {
+    if slot.is_some() {
+        return Err(Failure::Usage(format!("{flag} given more than once")));
+    }
+    *slot = Some(value);
+    Ok(())
 }
 
 /// Parses the command line; `Ok(None)` when `--help` was asked for.
 fn parse_args() -> Result<Option<Args>, Failure> {
     use lexopt::prelude::*;
     let (mut config, mut weights, mut input, mut output) = (None, None, None, None);
-    let (mut prefix, mut start_pos, mut decode_from) = (DEFAULT_PREFIX.to_string(), 0, None);
+    let (mut prefix, mut start_pos, mut decode_from) = (None, None, None);
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         match arg {
-            Long("config") => config = Some(PathBuf::from(parser.value()?)),
-            Long("weights") => weights = Some(PathBuf::from(parser.value()?)),
-            Long("input") => input = Some(PathBuf::from(parser.value()?)),
-            Long("output") => output = Some(PathBuf::from(parser.value()?)),
+            Long("config") => once(&mut config, "--config", path(&mut parser, "--config")?)?,
+            Long("weights") => once(&mut weights, "--weights", path(&mut parser, "--weights")?)?,
+            Long("input") => once(&mut input, "--input", path(&mut parser, "--input")?)?,
+            Long("output") => once(&mut output, "--output", path(&mut parser, "--output")?)?,
             Long("prefix") => {
-                prefix = parser
+                let value = parser
                     .value()?
                     .into_string()
-                    .map_err(|_| Failure::Usage("--prefix is not UTF-8".into()))?
+                    .map_err(|_| Failure::Usage("--prefix is not UTF-8".into()))?;
+                once(&mut prefix, "--prefix", value)?
             }
-            Long("start-pos") => start_pos = number(&mut parser, "--start-pos")?,
-            Long("decode-from") => decode_from = Some(number(&mut parser, "--decode-from")?),
+            Long("start-pos") => once(&mut start_pos, "--start-pos", number(&mut parser, "--start-pos")?)?,
+            Long("decode-from") => {
+                once(&mut decode_from, "--decode-from", number(&mut parser, "--decode-from")?)?
+            }
             Short('h') | Long("help") => return Ok(None),
             _ => return Err(arg.unexpected().into()),
         }
     }
     let need =
         |v: Option<PathBuf>, flag: &str| v.ok_or_else(|| Failure::Usage(format!("missing {flag} PATH")));
-    Ok(Some(Args {
+    let args = Args {
         config: need(config, "--config")?,
         weights: need(weights, "--weights")?,
         input: need(input, "--input")?,
         output: need(output, "--output")?,
-        prefix,
-        start_pos,
+        prefix: prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_string()),
+        start_pos: start_pos.unwrap_or(0),
         decode_from,
-    }))
+    };
+    refuse_overwriting_an_input(&args)?;
+    Ok(Some(args))
+}
+
+/// Refuses an `--output` that is one of the files read (also through a symbolic or hard link: same
+/// device and inode), which the write would replace.
+fn refuse_overwriting_an_input(args: &Args) -> Result<(), Failure> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(out) = std::fs::metadata(&args.output) else { return Ok(()) }; // nothing there yet
+    for (flag, path) in [("--config", &args.config), ("--weights", &args.weights), ("--input", &args.input)] {
+        if let Ok(m) = std::fs::metadata(path)
+            && (m.dev(), m.ino()) == (out.dev(), out.ino())
+        {
+            return Err(Failure::Usage(format!(
+                "--output {} is the same file as {flag} {}; writing it would destroy what is read",
+                args.output.display(),
+                path.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Loads, checks, runs and writes; returns the summary line for stdout.
 fn run(args: &Args) -> Result<String, Failure> {
-    let cfg = HfLlamaConfig::from_file(&args.config)?;
+    // a bounded read that refuses a directory, FIFO or device (`from_file` would read /dev/zero forever)
     let config_name = args.config.display();
+    let text = read_small_file(&args.config)?;
+    let text = String::from_utf8(text)
+        .map_err(|e| Failure::Data(format!("{config_name}: invalid JSON: not UTF-8 ({e})")))?;
+    let cfg = HfLlamaConfig::from_json_str(&text, &config_name.to_string())?;
 
     let input = TensorFile::open(&args.input)?;
     let hidden_states = input.float_tensor("hidden_states")?;
@@ -200,12 +258,13 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        // `writeln!`, not `eprintln!`: a full or closed stderr must not turn an error into a panic
         Err(Failure::Usage(m)) => {
-            eprintln!("llama-attn: error: {} (try --help)", one_line(m));
+            let _ = writeln!(std::io::stderr(), "llama-attn: error: {} (try --help)", one_line(m));
             ExitCode::from(2)
         }
         Err(Failure::Data(m)) => {
-            eprintln!("llama-attn: error: {}", one_line(m));
+            let _ = writeln!(std::io::stderr(), "llama-attn: error: {}", one_line(m));
             ExitCode::from(1)
         }
     }

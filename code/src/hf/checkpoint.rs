@@ -1,18 +1,17 @@
 //! Checkpoint files: one layer's attention weights out of a `.safetensors` file or a sharded
 //! checkpoint, checked against the config.
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
 
 use nalgebra::DMatrix;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::hf::config::HfLlamaConfig;
 use crate::mechanisms::gqa::{GroupedQueryAttention, QkvoWeights};
 use crate::mechanisms::linear::Linear;
 use crate::support::error::{AttnError, Dims, Result};
-use crate::support::io::TensorFile;
+use crate::support::io::{TensorFile, read_small_file};
 
 impl HfLlamaConfig {
     /// Loads the attention layer stored under `prefix` (e.g. `"model.layers.0.self_attn."`) with RoPE
@@ -127,104 +126,103 @@ impl HfLlamaConfig {
 ///
 /// `path` is a `.safetensors` file or a sharded checkpoint's `model.safetensors.index.json` (its
 /// `weight_map` says which shard holds each tensor). A Llama 3.1 8B shard is about 5 GB; one layer's
-/// attention is a few tens of MB: this reads the safetensors header and then just those byte ranges.
+/// attention is a few tens of MB: each file is mapped into memory and its header validated, and only
+/// the bytes of the tensors asked for are ever read.
+///
+/// The index's shard names must stay inside the index's folder: an absolute path, a `..` component,
+/// or a name that resolves (through symbolic links) outside both the folder and the folder the index
+/// itself resolves to (a Hugging Face cache's `blobs/`) is refused.
 pub fn open_layer_tensors(path: impl AsRef<Path>, prefix: &str) -> Result<TensorFile> {
     let path = path.as_ref();
     let label = path.display().to_string();
-    if path.extension().is_some_and(|e| e == "json") {
-        let text = std::fs::read_to_string(path).map_err(|e| AttnError::io(&label, e))?;
-        let bad = |message: String| AttnError::Format { path: label.clone(), message };
-        let index: Value = serde_json::from_str(&text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
-        let map = index.get("weight_map").and_then(Value::as_object).ok_or_else(|| {
-            bad("missing key `weight_map` (a safetensors index maps tensor names to files)".into())
-        })?;
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let mut shards: Vec<PathBuf> = Vec::new();
-        for (name, file) in map.iter().filter(|(name, _)| name.starts_with(prefix)) {
-            let file =
-                file.as_str().ok_or_else(|| bad(format!("weight_map[`{name}`] must be a file name")))?;
-            let shard = dir.join(file);
-            if !shards.contains(&shard) {
-                shards.push(shard);
-            }
-        }
-        if shards.is_empty() {
-            return Err(bad(format!("no tensor in weight_map starts with `{prefix}`")));
-        }
-        read_tensor_subset(&shards, prefix, &label)
-    } else {
-        read_tensor_subset(&[path.to_path_buf()], prefix, &label)
+    let no_match = || AttnError::Format {
+        path: label.clone(),
+        message: format!("no tensor name starts with `{prefix}`"),
+    };
+    if path.extension().is_none_or(|e| e != "json") {
+        let file =
+            TensorFile::open_selected(&label, &[path.to_path_buf()], |_, name| name.starts_with(prefix))?;
+        return if file.names()?.is_empty() { Err(no_match()) } else { Ok(file) };
     }
-}
 
-/// One tensor's entry in a safetensors header, with its bytes.
-struct RawTensor {
-    name: String,
-    dtype: Value,
-    shape: Value,
-    bytes: Vec<u8>,
-}
-
-/// Reads the tensors named `prefix*` from each file (header, then only their byte ranges) and packs
-/// them into one in-memory safetensors file labelled `label`.
-fn read_tensor_subset(files: &[PathBuf], prefix: &str, label: &str) -> Result<TensorFile> {
-    let mut tensors: Vec<RawTensor> = Vec::new();
-    for path in files {
-        let name = path.display().to_string();
-        let io = |e: std::io::Error| AttnError::io(&name, e);
-        let bad = |message: String| AttnError::Format { path: name.clone(), message };
-        let mut f = File::open(path).map_err(io)?;
-        let file_len = f.metadata().map_err(io)?.len();
-        let mut len = [0u8; 8];
-        f.read_exact(&mut len)
-            .map_err(|_| bad("not a valid safetensors file: shorter than 8 bytes".into()))?;
-        let header_len = u64::from_le_bytes(len);
-        if header_len > 100_000_000 || 8 + header_len > file_len {
-            return Err(bad(format!("not a valid safetensors file: header length {header_len}")));
-        }
-        let mut header = vec![0u8; header_len as usize];
-        f.read_exact(&mut header).map_err(io)?;
-        let header: Value = serde_json::from_slice(&header)
-            .map_err(|e| bad(format!("not a valid safetensors file: header is not JSON: {e}")))?;
-        let entries = header.as_object().ok_or_else(|| bad("not a valid safetensors file".into()))?;
-        for (tname, info) in entries.iter().filter(|(n, _)| n.starts_with(prefix) && *n != "__metadata__") {
-            let offsets = info.get("data_offsets").and_then(Value::as_array).and_then(|a| {
-                let (start, end) = (a.first()?.as_u64()?, a.get(1)?.as_u64()?);
-                (a.len() == 2 && start <= end).then_some((start, end))
-            });
-            let Some((start, end)) = offsets.filter(|&(_, end)| 8 + header_len + end <= file_len) else {
-                return Err(bad(format!("tensor `{tname}` has invalid data_offsets")));
-            };
-            let mut bytes = vec![0u8; (end - start) as usize];
-            f.seek(SeekFrom::Start(8 + header_len + start)).map_err(io)?;
-            f.read_exact(&mut bytes).map_err(io)?;
-            tensors.push(RawTensor {
-                name: tname.clone(),
-                dtype: info.get("dtype").cloned().unwrap_or(Value::Null),
-                shape: info.get("shape").cloned().unwrap_or(Value::Null),
-                bytes,
-            });
-        }
-    }
-    if tensors.is_empty() {
-        return Err(AttnError::Format {
-            path: label.to_string(),
-            message: format!("no tensor name starts with `{prefix}`"),
+    let bad = |message: String| AttnError::Format { path: label.clone(), message };
+    let text = read_small_file(path)?;
+    let index: Value = serde_json::from_slice(&text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+    let map = index.get("weight_map").and_then(Value::as_object).ok_or_else(|| {
+        bad("missing key `weight_map` (a safetensors index maps tensor names to files)".into())
+    })?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let folders = checkpoint_folders(path, dir)?;
+    // shard file names in first-seen order, and for each wanted tensor the shard the index names
+    let mut shard_names: Vec<&str> = Vec::new();
+    let mut wanted: BTreeMap<&str, usize> = BTreeMap::new();
+    for (name, file) in map.iter().filter(|(name, _)| name.starts_with(prefix)) {
+        let file = file.as_str().ok_or_else(|| bad(format!("weight_map[`{name}`] must be a file name")))?;
+        let i = shard_names.iter().position(|f| *f == file).unwrap_or_else(|| {
+            shard_names.push(file);
+            shard_names.len() - 1
         });
+        wanted.insert(name, i);
     }
-    // a new header with offsets into the concatenated bytes, padded to 8 bytes as the format suggests
-    let mut header = Map::new();
-    let mut offset = 0usize;
-    for t in &tensors {
-        let info = serde_json::json!({"dtype": t.dtype, "shape": t.shape, "data_offsets": [offset, offset + t.bytes.len()]});
-        header.insert(t.name.clone(), info);
-        offset += t.bytes.len();
+    if wanted.is_empty() {
+        return Err(bad(format!("no tensor in weight_map starts with `{prefix}`")));
     }
-    let mut header = Value::Object(header).to_string().into_bytes();
-    header.resize(header.len().next_multiple_of(8), b' ');
-    let mut bytes = Vec::with_capacity(8 + header.len() + offset);
-    bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
-    bytes.extend_from_slice(&header);
-    tensors.iter().for_each(|t| bytes.extend_from_slice(&t.bytes));
-    TensorFile::from_bytes(label, bytes)
+    let shards =
+        shard_names.iter().map(|f| confined_shard(f, dir, &folders, &label)).collect::<Result<Vec<_>>>()?;
+    let file = TensorFile::open_selected(&label, &shards, |i, name| wanted.get(name) == Some(&i))?;
+    for (name, &i) in &wanted {
+        if !file.contains(name)? {
+            return Err(AttnError::Format {
+                path: shards[i].display().to_string(),
+                message: format!("missing tensor `{name}`, which {label} says is in this file"),
+            });
+        }
+    }
+    Ok(file)
+}
+
+/// The folders a sharded checkpoint's shards may resolve into: the index's folder and the folder the
+/// index itself resolves to (in a Hugging Face cache, `snapshots/REV/` holds symbolic links into
+/// `blobs/`), both canonical.
+fn checkpoint_folders(index: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
+    let canonical = |p: &Path| std::fs::canonicalize(p).map_err(|e| AttnError::io(p.display(), e));
+    let mut folders = vec![canonical(dir)?];
+    if let Some(real_dir) = canonical(index)?.parent()
+        && !folders.iter().any(|f| f == real_dir)
+    {
+        folders.push(real_dir.to_path_buf());
+    }
+    Ok(folders)
+}
+
+/// The path of shard `file` named in the index `label`, refused unless it is a plain relative name
+/// (no root, no `..`) that resolves inside one of `folders`.
+fn confined_shard(file: &str, dir: &Path, folders: &[PathBuf], label: &str) -> Result<PathBuf> {
+    let bad = |why: &str| AttnError::Format {
+        path: label.to_string(),
+        message: format!(
+            "weight_map names shard `{file}`, which {why}; shards must be in the index's folder"
+        ),
+    };
+    let relative = Path::new(file);
+    if file.is_empty() {
+        return Err(bad("is empty"));
+    }
+    if relative.is_absolute() || relative.has_root() {
+        return Err(bad("is an absolute path"));
+    }
+    if !relative.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
+        return Err(bad("goes up with `..`"));
+    }
+    let shard = dir.join(relative);
+    // a missing shard is reported by the open that follows, naming it
+    if let Ok(real) = std::fs::canonicalize(&shard)
+        && !folders.iter().any(|f| real.starts_with(f))
+    {
+        return Err(bad(&format!("resolves to {}, outside the folder", real.display())));
+    }
+    Ok(shard)
 }
