@@ -184,6 +184,10 @@ fn run(args: &Args) -> Result<String, Failure> {
     let text = String::from_utf8(text)
         .map_err(|e| Failure::Data(format!("{config_name}: invalid JSON: not UTF-8 ({e})")))?;
     let cfg = HfLlamaConfig::from_json_str(&text, &config_name.to_string())?;
+    for warning in cfg.warnings() {
+        // what transformers would only log (a `rope_scaling` without `rope_type` runs unscaled)
+        let _ = writeln!(std::io::stderr(), "llama-attn: warning: {warning}");
+    }
 
     let input = TensorFile::open(&args.input)?;
     let hidden_states = input.float_tensor("hidden_states")?;
