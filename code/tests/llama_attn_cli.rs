@@ -560,3 +560,30 @@ fn a_long_input_runs_in_bounded_memory() {
     assert_eq!(y.shape, [1, seq, hidden]);
     assert!(y.data.iter().all(|v| v.is_finite()));
 }
+
+/// A `rope_scaling` without `rope_type` runs unscaled, as transformers does, and says so on stderr;
+/// the output is still transformers' (which ignores the object too).
+#[test]
+fn a_config_warning_reaches_stderr() {
+    let dir = scratch("config_warning");
+    let mut cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(case_dir("mha").join("config.json")).unwrap()).unwrap();
+    cfg["rope_scaling"] = serde_json::json!({ "factor": 8.0 });
+    let config = dir.join("config.json");
+    std::fs::write(&config, cfg.to_string()).unwrap();
+    let out = dir.join("out.safetensors");
+    let mut args = case_args("mha", &out);
+    args[1] = config.display().to_string(); // after "--config"
+    let output = run(&strs(&args));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.starts_with("llama-attn: warning: ") && stderr.contains("rope_type"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let got = TensorFile::open(&out).unwrap().batch("attn_output").unwrap();
+    let want =
+        TensorFile::open(case_dir("mha").join("expected.safetensors")).unwrap().batch("attn_output").unwrap();
+    assert_eq!(meta("mha")["expected_from"], 0);
+    if let Err(m) = compare(&got.to_row_major(), &want.to_row_major(), &want.shape(), TOL) {
+        panic!("unscaled run: {m}");
+    }
+}
