@@ -12,8 +12,10 @@
 //! **Precision.** Frequencies and angles are computed in `f32` exactly as PyTorch does it
 //! (`1.0 / base ** (arange(0, d, 2).float() / d)`, then `positions.float() * inv_freq`), so the tables
 //! match the reference implementations bit for bit or nearly. Computing them in `f64` would be *more*
-//! accurate, but would differ from PyTorch's cos by about 3e-4 at position 8 191: the f32 rounding of
-//! `pos · θ_i` is what every Llama checkpoint was trained with.
+//! accurate, but would differ from PyTorch's cos by about 3e-4 at position 8 191. The reason to keep
+//! the f32 rounding of `pos · θ_i` is agreement with the references (Meta's and Hugging Face's code),
+//! which is what lets the tests use f32 tolerances; Meta's training code is not public, and llama.cpp,
+//! which forms its angles by repeated multiplication, runs the same models well.
 
 use nalgebra::DMatrix;
 
@@ -26,6 +28,8 @@ use crate::support::error::{AttnError, Result, check_range, divisible, nonzero};
 /// tokens keep turning through angles it has seen, over a longer context, without disturbing its
 /// short-range, high-frequency pairs. (The long context of Llama 3.1 also came from continued
 /// training at long lengths: the scaling alone does not make a model reach `factor` times further.)
+/// This is the "NTK-by-parts" interpolation of the YaRN paper (Peng et al., 2023) with
+/// `α = low_freq_factor`, `β = high_freq_factor` and without YaRN's attention temperature.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Llama3Scaling {
     /// How much the low frequencies are slowed down (8 for Llama 3.1, 32 for Llama 3.2).
