@@ -21,8 +21,7 @@ use std::path::{Path, PathBuf};
 
 use scraper::{Html, Selector};
 
-use crate::directives::files_under;
-use crate::normalize;
+use crate::{files_under, normalize};
 
 /// Hosts of public CDNs the book must not depend on.
 pub const CDN_MARKERS: [&str; 4] = ["jsdelivr", "cdnjs", "unpkg", "googleapis"];
