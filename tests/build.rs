@@ -2,9 +2,15 @@
 //!
 //! skeptic passes mdBook directives to rustc verbatim, so this script first writes expanded
 //! copies of the chapters (every `*.md` under `src/` but `SUMMARY.md`) into
-//! `$OUT_DIR/chapters/`, expanding `{{#include}}` and `{{#rustdoc_include}}` exactly as mdBook
-//! 0.5 does (`src/directives.rs`, shared with the tests), then generates the tests from the
-//! copies. `tests/skeptic.rs` includes them.
+//! `$OUT_DIR/chapters/`, then generates the tests from the copies; `tests/skeptic.rs` includes
+//! them. The chapters are expanded by mdBook's own `links` preprocessor (`LinkPreprocessor` of
+//! `mdbook-driver` =0.5.4, the version of the pinned `mdbook`), the expansion `mdbook test`
+//! hands to rustdoc: `{{#include}}` as the reader sees it, `{{#rustdoc_include}}` with the rest
+//! of the file behind hidden `# ` lines.
+//!
+//! It also checks that `src/links.rs` (the directive finder of the include checks) finds
+//! exactly the directives mdBook expands, and writes what differs to
+//! `$OUT_DIR/directive-mismatches.txt` for `tests/includes.rs` to report.
 //!
 //! A failing test is named after the chapter, its section and the line of the block in the
 //! *expanded* copy (`$OUT_DIR/chapters/<chapter>.md`), not in the source chapter.
@@ -13,9 +19,15 @@ use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use mdbook_driver::book::{Book, BookItem, Chapter};
+use mdbook_driver::builtin_preprocessors::LinkPreprocessor;
+use mdbook_driver::config::Config;
+use mdbook_preprocessor::{Preprocessor, PreprocessorContext};
+use walkdir::WalkDir;
+
 #[allow(dead_code, reason = "the module is shared with the library, which uses more of it")]
-#[path = "src/directives.rs"]
-mod directives;
+#[path = "src/links.rs"]
+mod links;
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -35,34 +47,50 @@ fn main() {
         }
     }
 
-    let copies_dir = out_dir.join("chapters");
-    let mut copies = Vec::new();
-    for chapter in directives::chapter_files(&src) {
-        rerun_if_changed(&chapter);
-        let text =
-            fs::read_to_string(&chapter).unwrap_or_else(|e| panic!("cannot read {}: {e}", chapter.display()));
+    let chapters: Vec<(PathBuf, String)> = md_files(&src)
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n != "SUMMARY.md"))
+        .map(|path| {
+            let text =
+                fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+            (path, text)
+        })
+        .collect();
+
+    let mut mismatches = String::new();
+    for (chapter, text) in &chapters {
+        rerun_if_changed(chapter);
         let folder = chapter.parent().expect("a chapter is in a folder");
-        let expansion = directives::expand(&text, folder);
-        for file in &expansion.files_read {
+        for file in links::included_files(text, folder) {
             if file.exists() {
-                rerun_if_changed(file);
+                rerun_if_changed(&file);
+            } else {
+                // Left unexpanded, like mdBook does; tests/includes.rs says what is wrong.
+                let shown = chapter.strip_prefix(root).unwrap_or(chapter).display();
+                println!("cargo:warning={shown}: cannot read included file {}", file.display());
             }
         }
-        for error in &expansion.errors {
-            // Left unexpanded, like mdBook does; tests/includes.rs says what is wrong.
-            println!("cargo:warning={}: {error}", chapter.strip_prefix(root).unwrap_or(&chapter).display());
-        }
+    }
+
+    let expanded = expand(&src, &chapters);
+    let copies_dir = out_dir.join("chapters");
+    let mut copies = Vec::new();
+    for ((chapter, text), expansion) in chapters.iter().zip(&expanded) {
+        let shown = chapter.strip_prefix(root).unwrap_or(chapter).display().to_string();
+        mismatches.push_str(&check_directives(&src, chapter, text, expansion, &shown));
         let copy = copies_dir.join(chapter.strip_prefix(&src).expect("found under src/"));
-        let inputs = std::iter::once(&chapter).chain(&expansion.files_read);
-        write_copy(&copy, &expansion.text, inputs);
+        let folder = chapter.parent().expect("a chapter is in a folder");
+        let inputs = std::iter::once(chapter.clone()).chain(links::included_files(text, folder));
+        write_copy(&copy, expansion, inputs);
         copies.push(copy);
     }
     // Copies of chapters that no longer exist.
-    for stale in directives::files_under(&copies_dir, "md") {
+    for stale in md_files(&copies_dir) {
         if !copies.contains(&stale) {
             let _ = fs::remove_file(stale);
         }
     }
+    fs::write(out_dir.join("directive-mismatches.txt"), mismatches).expect("write directive-mismatches.txt");
 
     if copies.is_empty() {
         // skeptic writes nothing for an empty list; tests/skeptic.rs still includes the file.
@@ -72,12 +100,67 @@ fn main() {
     }
 }
 
+/// Expands the `(path, text)` chapters under `src` with mdBook's `links` preprocessor, as
+/// `mdbook test` does (renderer `test`); returns the expanded texts, in order.
+fn expand(src: &Path, chapters: &[(PathBuf, String)]) -> Vec<String> {
+    let mut book = Book::new();
+    for (path, text) in chapters {
+        let relative = path.strip_prefix(src).expect("found under src/");
+        let name = relative.display().to_string();
+        book.push_item(BookItem::Chapter(Chapter::new(&name, text.clone(), relative, Vec::new())));
+    }
+    let mut config = Config::default();
+    config.book.src = src.to_path_buf();
+    let context = PreprocessorContext::new(src.to_path_buf(), config, "test".to_owned());
+    let book = LinkPreprocessor::new().run(&context, book).expect("mdBook's links preprocessor");
+    book.chapters().map(|chapter| chapter.content.clone()).collect()
+}
+
+/// Whether `src/links.rs` finds in `text` exactly the directives mdBook expands: the chapter
+/// with each directive found replaced by mdBook's expansion of that directive alone must be
+/// mdBook's expansion of the whole chapter. Returns a report, empty if so.
+fn check_directives(src: &Path, chapter: &Path, text: &str, expansion: &str, shown: &str) -> String {
+    let directives = links::find_directives(text);
+    let alone: Vec<(PathBuf, String)> =
+        directives.iter().map(|d| (chapter.to_path_buf(), d.text.to_owned())).collect();
+    let pieces = expand(src, &alone);
+    let mut spliced = String::with_capacity(expansion.len());
+    let mut previous_end = 0;
+    for (directive, piece) in directives.iter().zip(&pieces) {
+        spliced.push_str(&text[previous_end..directive.start]);
+        spliced.push_str(piece);
+        previous_end = directive.end;
+    }
+    spliced.push_str(&text[previous_end..]);
+    if spliced == expansion {
+        return String::new();
+    }
+    let found: Vec<String> =
+        directives.iter().map(|d| format!("  line {}: {}", links::line_of(text, d.start), d.text)).collect();
+    format!(
+        "{shown}: tests/src/links.rs finds other directives than mdBook expands; it finds:\n{}\n",
+        found.join("\n")
+    )
+}
+
+/// Every `*.md` file under `dir`, recursively, sorted; none if `dir` is missing.
+fn md_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "md"))
+        .map(walkdir::DirEntry::into_path)
+        .collect();
+    found.sort();
+    found
+}
+
 /// Writes an expanded chapter, only if its text changed, and dates it like its newest input.
 ///
 /// skeptic prints `cargo:rerun-if-changed` for the files it is given. A copy written while
 /// this script runs would be newer than the run itself, so cargo would run the script (and
 /// rebuild the tests) again on every `cargo test`; backdating it to its inputs avoids that.
-fn write_copy<'a>(copy: &Path, text: &str, inputs: impl Iterator<Item = &'a PathBuf>) {
+fn write_copy(copy: &Path, text: &str, inputs: impl Iterator<Item = PathBuf>) {
     if fs::read_to_string(copy).ok().as_deref() != Some(text) {
         fs::create_dir_all(copy.parent().expect("has a parent")).expect("create OUT_DIR folder");
         fs::write(copy, text).expect("write the expanded chapter");

@@ -20,9 +20,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use scraper::{Html, Selector};
+use walkdir::WalkDir;
 
-use crate::directives::files_under;
-use crate::normalize;
+use crate::{files_under, normalize};
 
 /// Hosts of public CDNs the book must not depend on.
 pub const CDN_MARKERS: [&str; 4] = ["jsdelivr", "cdnjs", "unpkg", "googleapis"];
@@ -223,9 +223,11 @@ pub fn check_book(book: &Path) -> Result<Vec<String>, String> {
     if !book.join("index.html").is_file() {
         return Err(format!("{} has no index.html: run `mdbook build` first", book.display()));
     }
-    let files: BTreeSet<PathBuf> = files_under_all(book)
+    let files: BTreeSet<PathBuf> = WalkDir::new(book)
         .into_iter()
-        .filter_map(|p| p.strip_prefix(book).ok().map(Path::to_path_buf))
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| e.path().strip_prefix(book).ok().map(Path::to_path_buf))
         .collect();
     let mut pages = BTreeMap::new();
     for html in files_under(book, "html") {
@@ -291,23 +293,6 @@ pub fn dedup_counted(messages: Vec<String>) -> Vec<String> {
             n => format!("{m} ({n} times)"),
         })
         .collect()
-}
-
-/// Every file under `dir`, recursively.
-fn files_under_all(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                found.push(path);
-            }
-        }
-    }
-    found
 }
 
 #[cfg(test)]

@@ -22,10 +22,7 @@ use std::path::{Path, PathBuf};
 
 use pulldown_cmark::{CodeBlockKind, Event, Options, Parser, Tag, TagEnd};
 
-use crate::directives::{
-    Directive, Kind, Selection, anchor_end, anchor_start, find_directives, line_of, take_anchored_lines,
-    take_lines,
-};
+use crate::links::{Directive, Kind, Selection, anchor_end, anchor_start, find_directives, line_of};
 use crate::normalize;
 
 /// One problem, located in a chapter or a source file.
@@ -152,7 +149,7 @@ fn check_directive(chapter: &Chapter, directive: &Directive<'_>, read: Reader<'_
                     problems.push(format!("{shown}:{line}: {message}"));
                 }
             }
-            take_anchored_lines(&contents, name)
+            anchored_lines(&contents, name)
         }
         Selection::Lines { start, end } => {
             let count = contents.lines().count();
@@ -164,13 +161,29 @@ fn check_directive(chapter: &Chapter, directive: &Directive<'_>, read: Reader<'_
                 };
                 return vec![format!("{range} of {shown}, which has {count} lines")];
             }
-            take_lines(&contents, *start, *end)
+            contents.lines().skip(*start).take(last - start).collect()
         }
     };
-    if excerpt.trim().is_empty() {
+    if excerpt.iter().all(|line| line.trim().is_empty()) {
         problems.push(format!("the excerpt of {shown} it shows is empty"));
     }
     problems
+}
+
+/// The lines mdBook shows for `{{#include file:name}}`: those after `ANCHOR: name` up to the
+/// first `ANCHOR_END: name`, without any marker line.
+fn anchored_lines<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
+    let lines = text.lines().skip_while(|line| anchor_start(line) != Some(name)).skip(1);
+    let mut shown = Vec::new();
+    for line in lines {
+        match anchor_end(line) {
+            Some(end) if end == name => break,
+            Some(_) => {}
+            None if anchor_start(line).is_none() => shown.push(line),
+            None => {}
+        }
+    }
+    shown
 }
 
 fn list_or_none(items: &[String]) -> String {

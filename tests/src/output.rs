@@ -3,6 +3,8 @@
 
 use std::collections::BTreeSet;
 
+use similar::{Algorithm, ChangeTag};
+
 /// The command that regenerates every committed output.
 pub const UPDATE_HINT: &str =
     "run scripts/update-outputs.sh to regenerate src/output/*.txt, then review the diff";
@@ -59,51 +61,30 @@ fn tail(s: &str) -> &str {
 }
 
 /// A unified-style diff of two texts by lines, with `context` unchanged lines around each
-/// change and 1-based line numbers (`-12 |` old line 12, `+12 |` new line 12). Empty if the
-/// texts have the same lines.
+/// change and 1-based line numbers (`-12 |` old line 12, `+12 |` new line 12); hunks are
+/// separated by `  ...`. Empty if the texts have the same lines (line endings and a final
+/// newline aside).
+///
+/// The diff is the `similar` crate's (Myers' algorithm) over the lines, each without its line
+/// ending; within a change, removed lines come before added ones.
 pub fn line_diff(old: &str, new: &str, context: usize) -> String {
     let a: Vec<&str> = old.lines().collect();
     let b: Vec<&str> = new.lines().collect();
-    // Longest common subsequence table, suffix form: lcs[i][j] for a[i..], b[j..].
-    // The outputs are a screen or two long, so the quadratic table is small.
-    let mut lcs = vec![vec![0u32; b.len() + 1]; a.len() + 1];
-    for i in (0..a.len()).rev() {
-        for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
-        }
-    }
-    // The edit script: (tag, old line, new line, text).
-    let mut ops: Vec<(char, usize, usize, &str)> = Vec::new();
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() || j < b.len() {
-        if i < a.len() && j < b.len() && a[i] == b[j] {
-            ops.push((' ', i + 1, j + 1, a[i]));
-            i += 1;
-            j += 1;
-        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
-            // Deletions first, so a changed line reads `-old` then `+new`.
-            ops.push(('-', i + 1, j + 1, a[i]));
-            i += 1;
-        } else {
-            ops.push(('+', i + 1, j + 1, b[j]));
-            j += 1;
-        }
-    }
-    // Keep the changes and `context` lines around them.
-    let changed: Vec<usize> = (0..ops.len()).filter(|&k| ops[k].0 != ' ').collect();
+    let ops = similar::capture_diff_slices(Algorithm::Myers, &a, &b);
     let mut out = String::new();
-    let mut last_printed: Option<usize> = None;
-    for (k, &(tag, old_line, new_line, text)) in ops.iter().enumerate() {
-        let near = changed.iter().any(|&c| c.abs_diff(k) <= context);
-        if !near {
-            continue;
-        }
-        if last_printed.is_some_and(|p| p + 1 != k) {
+    for (hunk, ops) in similar::group_diff_ops(ops, context).iter().enumerate() {
+        if hunk > 0 {
             out.push_str("  ...\n");
         }
-        let number = if tag == '+' { new_line } else { old_line };
-        out.push_str(&format!("{tag}{number:>4} | {text}\n"));
-        last_printed = Some(k);
+        for change in ops.iter().flat_map(|op| op.iter_changes(&a, &b)) {
+            let (tag, index) = match change.tag() {
+                ChangeTag::Equal => (' ', change.old_index()),
+                ChangeTag::Delete => ('-', change.old_index()),
+                ChangeTag::Insert => ('+', change.new_index()),
+            };
+            let number = index.expect("an equal or removed line has an old index, an added one a new") + 1;
+            out.push_str(&format!("{tag}{number:>4} | {}\n", change.value()));
+        }
     }
     out
 }

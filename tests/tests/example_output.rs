@@ -9,9 +9,8 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use book_tests::directives::files_under;
 use book_tests::output::{UPDATE_HINT, compare, pair};
-use book_tests::workspace_root;
+use book_tests::{files_under, workspace_root};
 
 /// File stems of the `ext` files directly in `dir` (for examples, also `NAME/main.rs`).
 fn names(dir: &Path, ext: &str) -> Vec<String> {

@@ -6,26 +6,28 @@
 //!   block is a tagged backtick fence;
 //! - the anchors of `code/src` and `code/examples` are balanced, and each one is shown by some
 //!   chapter;
-//! - the expansion that skeptic compiles (`build.rs`) is exactly what mdBook renders.
+//! - the directive finder of these checks (`book_tests::links`) finds exactly the directives
+//!   mdBook expands (compared by `build.rs`, which expands the chapters with mdBook's own
+//!   `links` preprocessor).
 //!
 //! Rules and messages: `book_tests::includes`.
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use book_tests::directives::{chapter_files, expand, files_under};
 use book_tests::includes::{Chapter, anchor_problems, chapter_problems, defined_anchors, used_anchors};
-use book_tests::{display_path, normalize, workspace_root};
+use book_tests::{display_path, files_under, normalize, workspace_root};
 
 fn read(path: &Path) -> Option<String> {
     fs::read_to_string(path).ok()
 }
 
+/// Every chapter of the book: the `*.md` files under `src/`, except `SUMMARY.md`.
 fn chapters(root: &Path) -> Vec<Chapter> {
-    chapter_files(&root.join("src"))
+    files_under(&root.join("src"), "md")
         .into_iter()
+        .filter(|path| path.file_name().is_some_and(|n| n != "SUMMARY.md"))
         .map(|path| Chapter {
             name: display_path(&path, root),
             dir: path.parent().expect("in a folder").to_path_buf(),
@@ -90,69 +92,11 @@ fn every_anchor_of_the_companion_crate_is_shown_in_the_book() {
     fail_with("unused anchor(s)", &problems);
 }
 
-/// skeptic compiles the chapters as `build.rs` expands them: make sure that is what mdBook
-/// shows, by running mdBook's own `markdown` renderer (the chapters after its preprocessors)
-/// over the real chapters, into a temporary folder.
+/// The include checks see the directives mdBook expands: `build.rs` expands each chapter with
+/// mdBook's `links` preprocessor, and each directive that `book_tests::links` finds on its own,
+/// and writes down the chapters where splicing the pieces does not give the whole.
 #[test]
-fn expansion_matches_mdbook() {
-    let root = workspace_root();
-    let Some(mdbook) = find_mdbook() else {
-        // scripts/test.sh installs mdbook first, so this only happens outside it.
-        eprintln!("warning: mdbook not found (run scripts/install-tools.sh); comparison skipped");
-        return;
-    };
-    let work = std::env::temp_dir().join(format!("book-tests-mdbook-md-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&work);
-    fs::create_dir_all(&work).expect("create a temporary folder");
-    let out = work.join("out");
-    // `create-missing = false`: never write into the real src/.
-    let config = format!(
-        "[book]\ntitle = \"expansion check\"\nsrc = {:?}\n\n[build]\ncreate-missing = false\n\
-         build-dir = {:?}\n\n[output.markdown]\n",
-        root.join("src").display().to_string(),
-        out.display().to_string(),
-    );
-    fs::write(work.join("book.toml"), config).expect("write book.toml");
-    let run = Command::new(mdbook).arg("build").arg(&work).output().expect("run mdbook");
-    assert!(
-        run.status.success(),
-        "mdbook build (markdown renderer) failed:\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let src = root.join("src");
-    let mut problems = Vec::new();
-    let mut compared = 0;
-    for chapter in chapter_files(&src) {
-        let relative = chapter.strip_prefix(&src).expect("under src/");
-        // Only the chapters listed in SUMMARY.md are rendered.
-        let Ok(rendered) = fs::read_to_string(out.join(relative)) else {
-            continue;
-        };
-        let text = fs::read_to_string(&chapter).expect("read the chapter");
-        let ours = expand(&text, chapter.parent().expect("in a folder")).text;
-        compared += 1;
-        if ours != rendered {
-            problems.push(format!(
-                "{}: build.rs expands it differently from mdBook (`-` mdBook, `+` build.rs):\n{}",
-                display_path(&chapter, &root),
-                book_tests::output::line_diff(&rendered, &ours, 2)
-            ));
-        }
-    }
-    let _ = fs::remove_dir_all(&work);
-    assert!(compared > 0, "mdBook rendered none of the chapters");
-    fail_with("chapter(s) expanded differently", &problems);
-}
-
-/// `mdbook` on the PATH, else in cargo's bin folder.
-fn find_mdbook() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|dir| dir.join("mdbook"));
-    let cargo_home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-        .map(|home| home.join("bin/mdbook"));
-    on_path.chain(cargo_home).find(|p| p.is_file())
+fn the_checks_find_the_directives_mdbook_expands() {
+    let mismatches = include_str!(concat!(env!("OUT_DIR"), "/directive-mismatches.txt"));
+    assert!(mismatches.is_empty(), "{mismatches}");
 }
