@@ -180,3 +180,17 @@ proptest! {
         let _ = gqa.forward_prefill_decode(&small, pos, a);
     }
 }
+
+/// A bad llama3 scaling passed to `Rope::new` names the field, not a dump of the struct.
+#[test]
+fn a_bad_llama3_scaling_names_its_field() {
+    let bad = Llama3Scaling { factor: 0.5, ..Llama3Scaling::LLAMA_3_1 };
+    let err = Rope::new(8, 16, 10_000.0, Some(bad)).unwrap_err().to_string();
+    assert_eq!(err, "invalid config: rope_scaling.factor must be a finite number >= 1, got 0.5");
+    let bad = Llama3Scaling { high_freq_factor: f32::NAN, ..Llama3Scaling::LLAMA_3_1 };
+    let err = bad.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("rope_scaling.high_freq_factor must be finite") && !err.contains("Llama3Scaling {"),
+        "{err}"
+    );
+}

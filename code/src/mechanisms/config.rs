@@ -99,7 +99,7 @@ impl AttentionConfig {
             )));
         }
         if let Some(s) = &self.rope_scaling {
-            check_llama3_scaling(s, names.rope_scaling)?;
+            s.check(names.rope_scaling)?;
         }
         Ok(q_width)
     }
@@ -143,33 +143,6 @@ impl FieldNames {
         context_length: "max_position_embeddings",
         rope_scaling: "rope_scaling",
     };
-}
-
-/// The llama3 scaling's conditions, each failure naming its field (`rope_scaling.factor`).
-///
-/// The same conditions as [`Llama3Scaling::validate`], which `Rope::new` runs, but a config is read by
-/// people who need to know which of the four numbers to fix, not a dump of the whole struct.
-fn check_llama3_scaling(s: &Llama3Scaling, scope: &str) -> Result<()> {
-    let bad = |field: &str, rule: &str, got: String| {
-        Err(AttnError::Config(format!("{scope}.{field} must be {rule}, got {got}")))
-    };
-    if !(s.factor.is_finite() && s.factor >= 1.0) {
-        return bad("factor", "a finite number >= 1", s.factor.to_string());
-    }
-    if !(s.low_freq_factor.is_finite() && s.low_freq_factor > 0.0) {
-        return bad("low_freq_factor", "a finite number > 0", s.low_freq_factor.to_string());
-    }
-    if !(s.high_freq_factor.is_finite() && s.high_freq_factor > s.low_freq_factor) {
-        let rule = format!(
-            "finite, with low_freq_factor < high_freq_factor (low_freq_factor = {})",
-            s.low_freq_factor
-        );
-        return bad("high_freq_factor", &rule, s.high_freq_factor.to_string());
-    }
-    if s.original_max_position_embeddings == 0 {
-        return bad("original_max_position_embeddings", "at least 1", "0".into());
-    }
-    Ok(())
 }
 
 /// A named model shape: an [`AttentionConfig`] and, where the model has one, its number of layers.

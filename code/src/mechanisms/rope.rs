@@ -53,21 +53,34 @@ impl Llama3Scaling {
     /// Llama 3.2's values: factor 32, low 1, high 4, original context 8192.
     pub const LLAMA_3_2: Self = Self { factor: 32.0, ..Self::LLAMA_3_1 };
 
-    /// Checks that the factors are finite and ordered (`factor >= 1`, `0 < low < high`).
+    /// Checks that the factors are finite and ordered (`factor >= 1`, `0 < low < high`) and the
+    /// original context is at least 1; an error names the field (`rope_scaling.factor must be ...`).
     pub fn validate(&self) -> Result<()> {
-        let ok = self.factor.is_finite()
-            && self.factor >= 1.0
-            && self.low_freq_factor > 0.0
-            && self.high_freq_factor.is_finite()
-            && self.high_freq_factor > self.low_freq_factor
-            && self.original_max_position_embeddings > 0;
-        if ok {
-            Ok(())
-        } else {
-            Err(AttnError::Config(format!(
-                "llama3 rope scaling needs factor >= 1, 0 < low_freq_factor < high_freq_factor and an original context > 0; got {self:?}"
-            )))
+        self.check("rope_scaling")
+    }
+
+    /// [`Llama3Scaling::validate`] with the fields named under `scope` (a config's key for them).
+    pub(crate) fn check(&self, scope: &str) -> Result<()> {
+        let bad = |field: &str, rule: &str, got: String| {
+            Err(AttnError::Config(format!("{scope}.{field} must be {rule}, got {got}")))
+        };
+        if !(self.factor.is_finite() && self.factor >= 1.0) {
+            return bad("factor", "a finite number >= 1", self.factor.to_string());
         }
+        if !(self.low_freq_factor.is_finite() && self.low_freq_factor > 0.0) {
+            return bad("low_freq_factor", "a finite number > 0", self.low_freq_factor.to_string());
+        }
+        if !(self.high_freq_factor.is_finite() && self.high_freq_factor > self.low_freq_factor) {
+            let rule = format!(
+                "finite, with low_freq_factor < high_freq_factor (low_freq_factor = {})",
+                self.low_freq_factor
+            );
+            return bad("high_freq_factor", &rule, self.high_freq_factor.to_string());
+        }
+        if self.original_max_position_embeddings == 0 {
+            return bad("original_max_position_embeddings", "at least 1", "0".into());
+        }
+        Ok(())
     }
 
     // ANCHOR: llama3_scaling
