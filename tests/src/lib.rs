@@ -14,7 +14,7 @@
 //!   `tests/figures.rs` fails when a committed figure is stale);
 //! - [`html`] checks the links, fragments, CDN references and KaTeX errors of the built book
 //!   (the `check-html` binary, run by `scripts/test.sh` after `mdbook build`);
-//! - [`bench`] reads `src/data/bench-results.json`, the one reader of the measurements, for the
+//! - [`bench`](mod@bench) reads `src/data/bench-results.json`, the one reader of the measurements, for the
 //!   speed figure and the results tables (bins `figures` and `bench-table`).
 //!
 //! Every check is a function over strings, unit-tested on small inputs, plus a thin layer that
