@@ -2,31 +2,14 @@
 //! PyTorch, and the parameters its narrower W_key and W_value save.
 extern crate attention;
 // ANCHOR: example
-use attention::support::init::splitmix_matrix;
-use attention::{Fixture, GroupedQueryAttention, Linear, Preset, QkvoWeights, Rope, Tolerance};
+use attention::{Fixture, Preset, Tolerance};
 
 fn main() -> Result<(), attention::AttnError> {
     let cfg = Preset::SMALL.config; // 768, 12 heads, 4 KV heads, head_dim 64, context 1024
-    // PyTorch's GroupedQueryAttention(768, 768, 12, 4, 1024, rope_theta=500000) with weights from the
-    // SplitMix64 generator that Python and Rust share: (seed, bound) per weight, in the JSON
-    let fx = Fixture::load("default_gqa")?;
-    let fixture_shape =
-        (fx.usize("d_in")?, fx.usize("n_heads")?, fx.usize("n_kv_heads")?, fx.usize("head_dim")?);
-    assert_eq!(fixture_shape, (cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim));
-    let weight = |name: &str, rows: usize| {
-        let seed = fx.config()["weight_seeds"][name].as_u64().expect("a seed");
-        let bound = fx.config()["weight_bounds"][name].as_f64().expect("a bound");
-        Linear::new(splitmix_matrix(seed, rows, cfg.d_model, bound), None)
-    };
-    let kv_dim = cfg.n_kv_heads * cfg.head_dim; // 4 · 64 = 256
-    let weights = QkvoWeights {
-        w_query: weight("W_query.weight", cfg.n_heads * cfg.head_dim)?, // (768, 768)
-        w_key: weight("W_key.weight", kv_dim)?,                         // (256, 768)
-        w_value: weight("W_value.weight", kv_dim)?,                     // (256, 768)
-        out_proj: weight("out_proj.weight", cfg.d_model)?,              // (768, 768)
-    };
-    let rope = Rope::new(cfg.head_dim, cfg.context_length, cfg.rope_theta, None)?;
-    let gqa = GroupedQueryAttention::new(weights, cfg.n_heads, cfg.n_kv_heads, Some(rope))?;
+    // PyTorch's GroupedQueryAttention(768, 768, 12, 4, 1024, rope_theta=500000)
+    let fx = Fixture::load("default_gqa")?; // its weights come from seeds (Appendix A)
+    let gqa = fx.gqa()?; // the 4 projections regenerated, with RoPE tables: 768 -> 768
+    assert_eq!((gqa.d_in(), gqa.n_heads(), gqa.n_kv_heads(), gqa.head_dim()), (768, 12, 4, 64));
     println!(
         "d_model {}, n_heads {}, n_kv_heads {}, group_size {}, head_dim {}",
         cfg.d_model,
