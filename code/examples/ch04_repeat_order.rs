@@ -2,16 +2,14 @@
 extern crate attention;
 // ANCHOR: example
 use attention::{
-    Fixture, GroupedQueryAttention, Mask, Result, Rope, Tolerance, attention_weights, compare,
-    matrix_to_row_major,
+    Fixture, GroupedQueryAttention, Mask, Result, Tolerance, attention_weights, compare, matrix_to_row_major,
 };
 
 fn main() -> Result<()> {
-    // torch.manual_seed(43); GroupedQueryAttention(12, 16, n_heads=4, n_kv_heads=2, rope_theta=10000)
-    let fx = Fixture::load("small_gqa")?;
-    let rope = Rope::new(fx.usize("head_dim")?, fx.usize("context_length")?, fx.f32("rope_theta")?, None)?;
-    let gqa =
-        GroupedQueryAttention::new(fx.weights()?, fx.usize("n_heads")?, fx.usize("n_kv_heads")?, Some(rope))?;
+    // torch.manual_seed(45); GroupedQueryAttention(12, 16, n_heads=4, n_kv_heads=2, context_length=32,
+    // rope_theta=None): 4 query heads over 2 KV heads, no RoPE
+    let fx = Fixture::load("small_gqa_norope")?;
+    let gqa = GroupedQueryAttention::new(fx.weights()?, fx.usize("n_heads")?, fx.usize("n_kv_heads")?, None)?;
     let (n_heads, n_kv_heads, group_size, hd) =
         (gqa.n_heads(), gqa.n_kv_heads(), gqa.group_size(), gqa.head_dim());
     let x = fx.batch("x")?;

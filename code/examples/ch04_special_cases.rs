@@ -2,13 +2,12 @@
 //! are grouped-query attention too.
 extern crate attention;
 // ANCHOR: example
-use attention::{Fixture, GroupedQueryAttention, Rope, Tolerance};
+use attention::{Fixture, GroupedQueryAttention, Tolerance};
 
 fn main() -> Result<(), attention::AttnError> {
     // MQA: torch.manual_seed(44); GroupedQueryAttention(12, 16, n_heads=4, n_kv_heads=1, rope_theta=10000)
     let fx = Fixture::load("small_mqa")?;
-    let rope = Rope::new(fx.usize("head_dim")?, fx.usize("context_length")?, fx.f32("rope_theta")?, None)?;
-    let mqa = GroupedQueryAttention::new(fx.weights()?, 4, 1, Some(rope))?; // 4 query heads, 1 KV head
+    let mqa = fx.gqa()?; // 4 query heads, 1 KV head (with RoPE tables, chapter 5's subject)
     println!(
         "MQA: {} query heads share {} KV head: W_key {:?}, group_size {}",
         mqa.n_heads(),
