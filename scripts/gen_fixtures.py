@@ -321,6 +321,37 @@ def main(out_dir):
                {**params(sa), "x": x, "queries": sa.queries, "keys": sa.keys, "values": sa.values,
                 "attn_scores": sa.attn_scores, "attn_weights": sa.attn_weights, "out": out})
 
+    # Raschka §3.4.1, step by step: torch.manual_seed(123); three torch.rand(d_in, d_out) matrices (not
+    # nn.Linear: stored (d_in, d_out), applied as x @ W); query_2 = x_2 @ W_query; keys = x @ W_key; ...
+    torch.manual_seed(123)
+    w_query, w_key, w_value = (torch.rand(3, 2) for _ in range(3))
+    query_2 = x[1] @ w_query
+    keys, values = x @ w_key, x @ w_value
+    attn_scores_2 = query_2 @ keys.T
+    attn_weights_2 = torch.softmax(attn_scores_2 / keys.shape[-1] ** 0.5, dim=-1)
+    context_vec_2 = attn_weights_2 @ values
+    torch.testing.assert_close(query_2, torch.tensor([0.4306, 1.4551]), atol=1e-4, rtol=0)  # the book's prints
+    torch.testing.assert_close(attn_scores_2[1], torch.tensor(1.8524), atol=1e-4, rtol=0)
+    torch.testing.assert_close(context_vec_2, torch.tensor([0.3061, 0.8210]), atol=1e-4, rtol=0)
+    write_case(out_dir, "toy_trainable_steps",
+               "Raschka 3.4.1: seed 123, W = torch.rand(d_in, d_out), the steps for query 2 (journey).",
+               123, {"d_in": 3, "d_out": 2, "weight_layout": "(d_in, d_out), applied as x @ W"},
+               {"x": x, "W_query": w_query, "W_key": w_key, "W_value": w_value, "query_2": query_2,
+                "keys": keys, "values": values, "attn_scores_2": attn_scores_2,
+                "attn_weights_2": attn_weights_2, "context_vec_2": context_vec_2})
+
+    # Raschka §3.5.1: sa_v2's scores (seed 789) masked with -inf above the diagonal, then the softmax
+    torch.manual_seed(789)
+    sa_v2 = SelfAttention_v2(3, 2)
+    sa_v2(x)
+    mask = torch.triu(torch.ones(6, 6), diagonal=1)
+    masked = sa_v2.attn_scores.masked_fill(mask.bool(), -torch.inf)
+    masked_weights = torch.softmax(masked / sa_v2.keys.shape[-1] ** 0.5, dim=-1)
+    torch.testing.assert_close(masked_weights[1, :2], torch.tensor([0.5517, 0.4483]), atol=1e-4, rtol=0)
+    write_case(out_dir, "toy_masked_sa_v2", "Raschka 3.5.1: sa_v2 (seed 789) scores, causally masked, softmax.",
+               789, {"d_in": 3, "d_out": 2, "seq": 6},
+               {**params(sa_v2), "x": x, "attn_scores": sa_v2.attn_scores, "masked_weights": masked_weights})
+
     # torch.manual_seed(123); ca = CausalAttention(d_in=3, d_out=2, context_length=6, dropout=0.0); out = ca(batch)
     torch.manual_seed(123)
     ca = CausalAttention(3, 2, context_length=6, dropout=0.0).eval()
