@@ -387,3 +387,18 @@ fn valid_header(bytes: &[u8]) -> bool {
             && serde_json::from_slice::<Map<String, Value>>(&bytes[8..8 + n as usize]).is_ok()
     }
 }
+
+/// A zero-size tensor is a valid safetensors entry; asking for it as a batch is an error that names
+/// the tensor, never a panic (a `(1, 0, 40)` hidden_states panicked before).
+#[test]
+fn zero_size_tensors_are_named_errors() {
+    let header = serde_json::json!({
+        "hidden_states": {"dtype": "F32", "shape": [1, 0, 40], "data_offsets": [0, 0]},
+        "w": {"dtype": "F32", "shape": [0, 40], "data_offsets": [0, 0]},
+    });
+    let file = TensorFile::from_bytes("zero.safetensors", raw(&header, None, &[])).unwrap();
+    let message = file.batch("hidden_states").unwrap_err().to_string();
+    assert!(!message.contains('\n') && message.contains("hidden_states"), "{message}");
+    // a matrix with no rows is a valid nalgebra matrix: returned as it is, not a panic
+    assert_eq!(file.matrix("w").unwrap().shape(), (0, 40));
+}

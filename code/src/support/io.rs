@@ -445,7 +445,19 @@ impl TensorFile {
 
     /// A 3-D tensor as a batch.
     pub fn batch(&self, name: &str) -> Result<Batch> {
-        self.tensor(name)?.to_batch()
+        let tensor = self.tensor(name)?;
+        if tensor.shape.len() == 3 && tensor.shape.contains(&0) {
+            // valid in the file, but no sequence of tokens: say which tensor, not "seq must be ..."
+            let shape: Vec<String> = tensor.shape.iter().map(usize::to_string).collect();
+            return Err(AttnError::Format {
+                path: self.path().to_string(),
+                message: format!(
+                    "tensor `{name}` has shape ({}): a batch needs every size >= 1",
+                    shape.join(", ")
+                ),
+            });
+        }
+        tensor.to_batch()
     }
 
     /// A linear layer from `{prefix}weight` and, if present, `{prefix}bias` (PyTorch's state_dict
