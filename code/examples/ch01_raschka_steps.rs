@@ -18,6 +18,10 @@ fn main() -> Result<(), attention::AttnError> {
     let keys = w_key.forward(&x)?; // (6, 2): one key per token
     let values = w_value.forward(&x)?; // (6, 2)
     println!("query_2 = [{}]", row(&query_2));
+    for j in 0..keys.nrows() {
+        let (k, v) = (row(&keys.rows(j, 1).into_owned()), row(&values.rows(j, 1).into_owned()));
+        println!("x{}: key [{k}], value [{v}]", j + 1); // x_j · W_k, x_j · W_v
+    }
     let omega_22 = query_2.row(0).dot(&keys.row(1)); // "journey" against its own key
     println!("ω22 = {omega_22:.4}");
     let scores = &query_2 * keys.transpose(); // (1, 6): ω21 .. ω26
