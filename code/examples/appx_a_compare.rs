@@ -6,10 +6,18 @@ use attention::{Attention, Fixture, SelfAttention, Tolerance, compare, max_abs_d
 fn main() -> Result<(), attention::AttnError> {
     // PyTorch: torch.manual_seed(123); CausalAttention(3, 2, ...) on the toy batch (2, 6, 3)
     let fx = Fixture::load("toy_causal")?;
-    let attn = SelfAttention::new(fx.linear("W_query")?, fx.linear("W_key")?, fx.linear("W_value")?, true)?;
+    let attn = SelfAttention::new(
+        fx.linear("W_query")?,
+        fx.linear("W_key")?,
+        fx.linear("W_value")?,
+        true,
+    )?;
     let got = attn.forward(&fx.batch("x")?)?.to_row_major();
     let want = fx.tensor("out")?;
-    println!("torch version of the fixture: {}", fx.config()["torch_version"].as_str().unwrap_or("?"));
+    println!(
+        "torch version of the fixture: {}",
+        fx.config()["torch_version"].as_str().unwrap_or("?")
+    );
     let tol = Tolerance::F32;
     assert!(compare(&got, &want.data, &want.shape, tol).is_ok());
     // The last bits depend on the order the products are summed in (and so on the CPU):

@@ -12,14 +12,17 @@ fn main() -> Result<(), attention::AttnError> {
     let w = |name: &str| Linear::new(fx.matrix(name)?.transpose(), None);
     let (w_query, w_key, w_value) = (w("W_query")?, w("W_key")?, w("W_value")?);
     let x = fx.matrix("x")?; // (6, 3)
-    let row = |m: &DMatrix<f32>| m.iter().map(|v| format!("{v:.4}")).collect::<Vec<_>>().join(", ");
+    let row = |m: &DMatrix<f32>| {
+        m.iter().map(|v| format!("{v:.4}")).collect::<Vec<_>>().join(", ")
+    };
 
     let query_2 = w_query.forward(&x.rows(1, 1).into_owned())?; // x2 · W_q: (1, 3) -> (1, 2)
     let keys = w_key.forward(&x)?; // (6, 2): one key per token
     let values = w_value.forward(&x)?; // (6, 2)
     println!("query_2 = [{}]", row(&query_2));
     for j in 0..keys.nrows() {
-        let (k, v) = (row(&keys.rows(j, 1).into_owned()), row(&values.rows(j, 1).into_owned()));
+        let (k, v) =
+            (row(&keys.rows(j, 1).into_owned()), row(&values.rows(j, 1).into_owned()));
         println!("x{}: key [{k}], value [{v}]", j + 1); // x_j · W_k, x_j · W_v
     }
     let omega_22 = query_2.row(0).dot(&keys.row(1)); // "journey" against its own key
@@ -33,7 +36,9 @@ fn main() -> Result<(), attention::AttnError> {
 
     // every step is PyTorch's (rtol 1.3e-6, atol 1e-5); a (1, n) matrix holds its row in order
     assert_matrix_close(&keys, &fx.matrix("keys")?, Tolerance::F32);
-    for (name, got) in [("query_2", &query_2), ("attn_weights_2", &weights), ("context_vec_2", &z2)] {
+    for (name, got) in
+        [("query_2", &query_2), ("attn_weights_2", &weights), ("context_vec_2", &z2)]
+    {
         let want = fx.tensor(name)?.data;
         compare(got.as_slice(), &want, &[want.len()], Tolerance::F32).expect(name);
     }

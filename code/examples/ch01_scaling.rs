@@ -3,7 +3,8 @@ extern crate attention;
 extern crate nalgebra;
 // ANCHOR: example
 use attention::{
-    Fixture, Mask, Tolerance, assert_matrix_close, attention_weights, softmax_rows, splitmix_matrix,
+    Fixture, Mask, Tolerance, assert_matrix_close, attention_weights, softmax_rows,
+    splitmix_matrix,
 };
 use nalgebra::DMatrix;
 
@@ -21,7 +22,11 @@ fn main() -> Result<(), attention::AttnError> {
     println!("toy, head_dim 2   softmax(s)      {}", fmt(&softmax_rows(&scores)));
     let scaled = softmax_rows(&(&scores / head_dim.sqrt()));
     println!("                  softmax(s/√2)   {}", fmt(&scaled));
-    assert_matrix_close(&scaled, &fx.matrix("attn_weights")?.rows(1, 1).into_owned(), Tolerance::F32);
+    assert_matrix_close(
+        &scaled,
+        &fx.matrix("attn_weights")?.rows(1, 1).into_owned(),
+        Tolerance::F32,
+    );
 
     // 2. Random queries and keys whose entries have variance 1: the scores' spread grows like √head_dim.
     println!("head_dim  score std   √head_dim   max weight unscaled   scaled");
@@ -36,7 +41,11 @@ fn main() -> Result<(), attention::AttnError> {
         let std = (scores.map(|s| s * s).mean() - scores.mean().powi(2)).sqrt();
         let unscaled = softmax_rows(&scores);
         let scaled = attention_weights(q.as_view(), k.as_view(), Mask::None)?;
-        assert_matrix_close(&scaled, &softmax_rows(&(scores / (head_dim as f32).sqrt())), Tolerance::F32);
+        assert_matrix_close(
+            &scaled,
+            &softmax_rows(&(scores / (head_dim as f32).sqrt())),
+            Tolerance::F32,
+        );
         let note = if head_dim == llama_head_dim { "Llama 3 8B" } else { "" };
         let line = format!(
             "{head_dim:8} {std:10.2} {:11.2} {:21.3} {:8.3}   {note}",
@@ -46,10 +55,19 @@ fn main() -> Result<(), attention::AttnError> {
         );
         println!("{}", line.trim_end());
         // what the text claims, as bounds that hold on every machine
-        assert!((std / (head_dim as f32).sqrt() - 1.0).abs() < 0.1, "the spread grows like √head_dim");
-        assert!((0.08..0.12).contains(&mean_row_max(&scaled)), "scaled: a spread over many keys");
+        assert!(
+            (std / (head_dim as f32).sqrt() - 1.0).abs() < 0.1,
+            "the spread grows like √head_dim"
+        );
+        assert!(
+            (0.08..0.12).contains(&mean_row_max(&scaled)),
+            "scaled: a spread over many keys"
+        );
         if head_dim >= llama_head_dim {
-            assert!(mean_row_max(&unscaled) > 0.9, "unscaled: (almost) one key per query");
+            assert!(
+                mean_row_max(&unscaled) > 0.9,
+                "unscaled: (almost) one key per query"
+            );
         }
     }
     Ok(())

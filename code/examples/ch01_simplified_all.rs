@@ -2,16 +2,24 @@
 extern crate attention;
 extern crate nalgebra;
 // ANCHOR: example
-use attention::{Fixture, Tolerance, assert_matrix_close, simplified_self_attention, softmax_rows};
+use attention::{
+    Fixture, Tolerance, assert_matrix_close, simplified_self_attention, softmax_rows,
+};
 use nalgebra::DMatrix;
 
 const TOKENS: [&str; 6] = ["Your", "journey", "starts", "with", "one", "step"];
 
 /// Prints a matrix under its column names, one row per line labelled with its token, 4 decimals.
 fn print_rows(title: &str, columns: &[&str], m: &DMatrix<f32>) {
-    println!("{title:<10}{}", columns.iter().map(|c| format!("{c:>8}")).collect::<String>());
+    println!(
+        "{title:<10}{}",
+        columns.iter().map(|c| format!("{c:>8}")).collect::<String>()
+    );
     for (token, row) in TOKENS.iter().zip(m.row_iter()) {
-        println!("  {token:<8}{}", row.iter().map(|v| format!("{v:8.4}")).collect::<String>());
+        println!(
+            "  {token:<8}{}",
+            row.iter().map(|v| format!("{v:8.4}")).collect::<String>()
+        );
     }
 }
 

@@ -29,11 +29,18 @@ fn main() -> Result<(), attention::AttnError> {
     println!("{:<22}{}", "exp(s) / Σ exp(s)", fmt_row(&naive));
     println!("{:<22}{}", "softmax (max removed)", fmt_row(&softmax_rows(&large)));
 
-    assert!(divided.iter().any(|&w| w < 0.0), "plain division keeps the sign of a negative score");
+    assert!(
+        divided.iter().any(|&w| w < 0.0),
+        "plain division keeps the sign of a negative score"
+    );
     assert!(naive.iter().any(|w| w.is_nan()), "exp overflows without the max subtracted");
     // our softmax of both rows is PyTorch's
     let ours = softmax_rows(&scores.rows(0, 2).into_owned());
-    assert_matrix_close(&ours, &fx.matrix("out")?.rows(0, 2).into_owned(), Tolerance::F32);
+    assert_matrix_close(
+        &ours,
+        &fx.matrix("out")?.rows(0, 2).into_owned(),
+        Tolerance::F32,
+    );
     Ok(())
 }
 // ANCHOR_END: example

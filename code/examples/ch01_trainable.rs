@@ -9,9 +9,15 @@ const TOKENS: [&str; 6] = ["Your", "journey", "starts", "with", "one", "step"];
 
 /// Prints a matrix under its column names, one row per line with a label, 4 decimals.
 fn print_rows(title: &str, columns: &[&str], rows: &[&str], m: &DMatrix<f32>) {
-    println!("{title:<10}{}", columns.iter().map(|c| format!("{c:>8}")).collect::<String>());
+    println!(
+        "{title:<10}{}",
+        columns.iter().map(|c| format!("{c:>8}")).collect::<String>()
+    );
     for (label, row) in rows.iter().zip(m.row_iter()) {
-        println!("  {label:<8}{}", row.iter().map(|v| format!("{v:8.4}")).collect::<String>());
+        println!(
+            "  {label:<8}{}",
+            row.iter().map(|v| format!("{v:8.4}")).collect::<String>()
+        );
     }
 }
 
@@ -27,14 +33,27 @@ fn main() -> Result<(), attention::AttnError> {
     let x = fx.matrix("x")?; // (6, 3)
     let out = attn.forward_with_weights(&x)?; // context (6, 2), weights (6, 6)
 
-    print_rows("W_query", &["x[0]", "x[1]", "x[2]"], &["q[0]", "q[1]"], attn.w_query().weight());
+    print_rows(
+        "W_query",
+        &["x[0]", "x[1]", "x[2]"],
+        &["q[0]", "q[1]"],
+        attn.w_query().weight(),
+    );
     print_rows("weights", &TOKENS, &TOKENS, &out.weights); // row = query, column = key
     print_rows("context", &["dim 0", "dim 1"], &TOKENS, &out.context);
 
     // Each step is PyTorch's: projections, weights (scaled by 1/√d_out), context.
-    assert_matrix_close(&attn.w_query().forward(&x)?, &fx.matrix("queries")?, Tolerance::F32);
+    assert_matrix_close(
+        &attn.w_query().forward(&x)?,
+        &fx.matrix("queries")?,
+        Tolerance::F32,
+    );
     assert_matrix_close(&attn.w_key().forward(&x)?, &fx.matrix("keys")?, Tolerance::F32);
-    assert_matrix_close(&attn.w_value().forward(&x)?, &fx.matrix("values")?, Tolerance::F32);
+    assert_matrix_close(
+        &attn.w_value().forward(&x)?,
+        &fx.matrix("values")?,
+        Tolerance::F32,
+    );
     assert_matrix_close(&out.weights, &fx.matrix("attn_weights")?, Tolerance::F32);
     assert_matrix_close(&out.context, &fx.matrix("out")?, Tolerance::F32);
     Ok(())

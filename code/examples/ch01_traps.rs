@@ -2,7 +2,9 @@
 extern crate attention;
 extern crate nalgebra;
 // ANCHOR: example
-use attention::{Fixture, Tolerance, compare, matrix_from_row_major, matrix_to_row_major, softmax_rows};
+use attention::{
+    Fixture, Tolerance, compare, matrix_from_row_major, matrix_to_row_major, softmax_rows,
+};
 use nalgebra::DMatrix;
 
 /// Numbers with 4 decimals, each in a column 8 wide.
@@ -33,8 +35,11 @@ fn main() -> Result<(), attention::AttnError> {
 
     // Same shape (6, 6), so a test that checks shapes passes; comparing the numbers does not.
     let want = matrix_to_row_major(&fx.matrix("attn_weights")?);
-    assert!(compare(&matrix_to_row_major(&weights), &want, &[6, 6], Tolerance::F32).is_ok());
-    let m = compare(&matrix_to_row_major(&wrong_axis), &want, &[6, 6], Tolerance::F32).unwrap_err();
+    assert!(
+        compare(&matrix_to_row_major(&weights), &want, &[6, 6], Tolerance::F32).is_ok()
+    );
+    let m = compare(&matrix_to_row_major(&wrong_axis), &want, &[6, 6], Tolerance::F32)
+        .unwrap_err();
     println!(
         "wrong axis vs PyTorch: {} of {} weights differ; worst at {:?}: {:.4} instead of {:.4}",
         m.n_bad, m.n_total, m.index, m.got, m.want

@@ -21,7 +21,10 @@ fn main() -> Result<(), attention::AttnError> {
     println!("{:<10}{:>18}{:>18}", "", "item 0", "item 1");
     for (t, token) in tokens.iter().enumerate() {
         let (a, b) = (out.items()[0].row(t), out.items()[1].row(t));
-        println!("  {token:<8}  [{:7.4} {:7.4}]  [{:7.4} {:7.4}]", a[0], a[1], b[0], b[1]);
+        println!(
+            "  {token:<8}  [{:7.4} {:7.4}]  [{:7.4} {:7.4}]",
+            a[0], a[1], b[0], b[1]
+        );
     }
     // PyTorch's output for the whole batch (assert_close semantics: rtol 1.3e-6, atol 1e-5)
     assert_batch_close(&out, &fx.batch("out")?, Tolerance::F32);

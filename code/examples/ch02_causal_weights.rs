@@ -2,23 +2,36 @@
 extern crate attention;
 extern crate nalgebra;
 // ANCHOR: example
-use attention::{Fixture, SelfAttention, Tolerance, assert_matrix_close, causal_mask, softmax_rows};
+use attention::{
+    Fixture, SelfAttention, Tolerance, assert_matrix_close, causal_mask, softmax_rows,
+};
 use nalgebra::DMatrix;
 
 const TOKENS: [&str; 6] = ["Your", "journey", "starts", "with", "one", "step"];
 
 /// Prints a (6, 6) matrix with the tokens as row and column labels, 4 decimals.
 fn print_rows(title: &str, m: &DMatrix<f32>) {
-    println!("{title:<10}{}", TOKENS.iter().map(|c| format!("{c:>8}")).collect::<String>());
+    println!(
+        "{title:<10}{}",
+        TOKENS.iter().map(|c| format!("{c:>8}")).collect::<String>()
+    );
     for (label, row) in TOKENS.iter().zip(m.row_iter()) {
-        println!("  {label:<8}{}", row.iter().map(|v| format!("{v:8.4}")).collect::<String>());
+        println!(
+            "  {label:<8}{}",
+            row.iter().map(|v| format!("{v:8.4}")).collect::<String>()
+        );
     }
 }
 
 fn main() -> Result<(), attention::AttnError> {
     // PyTorch: torch.manual_seed(123); CausalAttention(d_in=3, d_out=2, context_length=6, dropout=0.0)
     let fx = Fixture::load("toy_causal")?;
-    let attn = SelfAttention::new(fx.linear("W_query")?, fx.linear("W_key")?, fx.linear("W_value")?, true)?;
+    let attn = SelfAttention::new(
+        fx.linear("W_query")?,
+        fx.linear("W_key")?,
+        fx.linear("W_value")?,
+        true,
+    )?;
     let x = fx.batch("x")?.items()[0].clone(); // (6, 3): the first sentence of the batch
 
     // By hand: scaled scores, plus the mask (0 on and below the diagonal, -inf above), then softmax.

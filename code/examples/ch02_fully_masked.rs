@@ -30,7 +30,11 @@ fn main() -> Result<(), attention::AttnError> {
     // -inf - (-inf) is NaN, so the plain formula returns NaN for the fully masked row...
     assert!(plain_softmax(&scores.rows(3, 1).into_owned()).iter().all(|w| w.is_nan()));
     let partly = scores.rows(2, 1).into_owned();
-    assert_matrix_close(&plain_softmax(&partly), &fx.matrix("out")?.rows(2, 1).into_owned(), Tolerance::F32);
+    assert_matrix_close(
+        &plain_softmax(&partly),
+        &fx.matrix("out")?.rows(2, 1).into_owned(),
+        Tolerance::F32,
+    );
     // ...and our softmax_rows returns zeros, as torch._safe_softmax does.
     assert_matrix_close(&softmax_rows(&scores), &fx.matrix("out_safe")?, Tolerance::F32);
 

@@ -14,11 +14,14 @@ fn main() -> Result<(), attention::AttnError> {
     // PyTorch: torch.manual_seed(123); CausalAttention(d_in=3, d_out=2, context_length=6, dropout=0.0)
     let fx = Fixture::load("toy_causal")?;
     let x = fx.batch("x")?.items()[0].clone(); // (6, 3)
-    let (wq, wk, wv) = (fx.linear("W_query")?, fx.linear("W_key")?, fx.linear("W_value")?);
-    let unmasked = SelfAttention::new(wq, wk, wv, false)?.forward_with_weights(&x)?.weights; // (6, 6)
+    let (wq, wk, wv) =
+        (fx.linear("W_query")?, fx.linear("W_key")?, fx.linear("W_value")?);
+    let unmasked =
+        SelfAttention::new(wq, wk, wv, false)?.forward_with_weights(&x)?.weights; // (6, 6)
 
     // Zero every weight above the diagonal (Raschka's `torch.tril` route)...
-    let zeroed = DMatrix::from_fn(6, 6, |i, j| if j <= i { unmasked[(i, j)] } else { 0.0 });
+    let zeroed =
+        DMatrix::from_fn(6, 6, |i, j| if j <= i { unmasked[(i, j)] } else { 0.0 });
     println!("row sums after zeroing     {}", fmt_row_sums(&zeroed));
     // ...then divide each row by its sum so it is a distribution again.
     let mut renormalised = zeroed.clone();
@@ -32,14 +35,21 @@ fn main() -> Result<(), attention::AttnError> {
     let tol = Tolerance::F32;
     let check = |m: &DMatrix<f32>| compare(&matrix_to_row_major(m), &want, &[6, 6], tol);
     check(&renormalised).expect("renormalised = the -inf mask's weights");
-    println!("renormalised vs PyTorch: all 36 weights within rtol {:e}, atol {:e}", tol.rtol, tol.atol);
+    println!(
+        "renormalised vs PyTorch: all 36 weights within rtol {:e}, atol {:e}",
+        tol.rtol, tol.atol
+    );
     // Without the renormalisation the rows do not sum to 1, and the numbers are wrong.
     let m = check(&zeroed).unwrap_err();
     println!(
         "zeroed, not renormalised, vs PyTorch: {} of {} weights differ; worst at {:?}: {:.4} instead of {:.4}",
         m.n_bad, m.n_total, m.index, m.got, m.want
     );
-    assert_eq!((m.n_bad, m.index), (15, vec![0, 0]), "every weight left of the diagonal; worst: the first");
+    assert_eq!(
+        (m.n_bad, m.index),
+        (15, vec![0, 0]),
+        "every weight left of the diagonal; worst: the first"
+    );
     Ok(())
 }
 // ANCHOR_END: example

@@ -2,7 +2,9 @@
 extern crate attention;
 extern crate nalgebra;
 // ANCHOR: example
-use attention::{Attention, Fixture, Mask, MultiHeadAttention, Tolerance, attention_weights};
+use attention::{
+    Attention, Fixture, Mask, MultiHeadAttention, Tolerance, attention_weights,
+};
 use nalgebra::DMatrix;
 
 fn main() -> Result<(), attention::AttnError> {
@@ -33,14 +35,22 @@ fn main() -> Result<(), attention::AttnError> {
         println!("  head {h}: [{}]", last.join(" "));
         // PyTorch's attn_weights[0, h]: a (7, 7) block of the row-major (2, 4, 7, 7) tensor
         let block = &want.data[h * 49..(h + 1) * 49];
-        attention::assert_matrix_close(&w, &DMatrix::from_row_slice(7, 7, block), Tolerance::F32);
+        attention::assert_matrix_close(
+            &w,
+            &DMatrix::from_row_slice(7, 7, block),
+            Tolerance::F32,
+        );
     }
 
     let context = x.try_map(|m| mha.context(m))?; // (2, 7, 16): the 4 heads side by side
     let out = mha.forward(&x)?; // (2, 7, 16) -> out_proj -> (2, 7, 16)
-    let first: Vec<String> = out.items()[0].row(0).iter().take(4).map(|v| format!("{v:.4}")).collect();
+    let first: Vec<String> =
+        out.items()[0].row(0).iter().take(4).map(|v| format!("{v:.4}")).collect();
     let ([b, s, d], [_, _, d_out]) = (context.shape(), out.shape());
-    println!("context ({b}, {s}, {d}) -> out ({b}, {s}, {d_out}); out[0, 0, :4] = [{}]", first.join(" "));
+    println!(
+        "context ({b}, {s}, {d}) -> out ({b}, {s}, {d_out}); out[0, 0, :4] = [{}]",
+        first.join(" ")
+    );
     // all printed numbers are PyTorch's (assert_close semantics: rtol 1.3e-6, atol 1e-5)
     attention::assert_batch_close(&context, &fx.batch("context")?, Tolerance::F32);
     attention::assert_batch_close(&out, &fx.batch("out")?, Tolerance::F32);

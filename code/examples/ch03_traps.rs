@@ -3,8 +3,8 @@ extern crate attention;
 extern crate nalgebra;
 // ANCHOR: example
 use attention::{
-    Fixture, Mask, Tolerance, apply_causal_mask, attention_weights, compare, matrix_from_row_major,
-    matrix_to_row_major, softmax_rows_in_place,
+    Fixture, Mask, Tolerance, apply_causal_mask, attention_weights, compare,
+    matrix_from_row_major, matrix_to_row_major, softmax_rows_in_place,
 };
 use nalgebra::DMatrix;
 
@@ -16,15 +16,21 @@ fn main() -> Result<(), attention::AttnError> {
     let queries = fx.linear("W_query")?.forward(x0)?; // (7, 16)
     let keys = fx.linear("W_key")?.forward(x0)?; // (7, 16)
     // PyTorch's attn_weights[0, 0]: head 0 of item 0, (7, 7)
-    let want = DMatrix::from_row_slice(seq, seq, &fx.tensor("attn_weights")?.data[..seq * seq]);
+    let want =
+        DMatrix::from_row_slice(seq, seq, &fx.tensor("attn_weights")?.data[..seq * seq]);
     let causal = Mask::Causal { query_offset: 0 };
 
     // right: head 0 is columns 0..head_dim of every row, scores scaled by 1/√head_dim
-    let right = attention_weights(queries.columns(0, head_dim), keys.columns(0, head_dim), causal)?;
+    let right = attention_weights(
+        queries.columns(0, head_dim),
+        keys.columns(0, head_dim),
+        causal,
+    )?;
 
     // bug 1: scaled by 1/√d_out (= 1/4) instead of 1/√head_dim (= 1/2)
     let d_out = n_heads * head_dim;
-    let mut too_flat = queries.columns(0, head_dim) * keys.columns(0, head_dim).transpose();
+    let mut too_flat =
+        queries.columns(0, head_dim) * keys.columns(0, head_dim).transpose();
     too_flat /= (d_out as f32).sqrt();
     apply_causal_mask(&mut too_flat, 0)?;
     softmax_rows_in_place(&mut too_flat);
@@ -36,11 +42,20 @@ fn main() -> Result<(), attention::AttnError> {
         let flat = matrix_to_row_major(m);
         matrix_from_row_major(seq, head_dim, &flat[..seq * head_dim])
     };
-    let mixed = attention_weights(first_block(&queries)?.as_view(), first_block(&keys)?.as_view(), causal)?;
+    let mixed = attention_weights(
+        first_block(&queries)?.as_view(),
+        first_block(&keys)?.as_view(),
+        causal,
+    )?;
 
     // PyTorch's assert_close test (rtol 1.3e-6, atol 1e-5); on failure it names the worst element
     let check = |w: &DMatrix<f32>| {
-        compare(&matrix_to_row_major(w), &matrix_to_row_major(&want), &[seq, seq], Tolerance::F32)
+        compare(
+            &matrix_to_row_major(w),
+            &matrix_to_row_major(&want),
+            &[seq, seq],
+            Tolerance::F32,
+        )
     };
     println!("head 0 of item 0 against PyTorch's attn_weights[0, 0] (7 x 7):");
     // (name, weights, how many of the 49 differ from PyTorch's)
@@ -49,7 +64,8 @@ fn main() -> Result<(), attention::AttnError> {
         ("1/sqrt(d_out)", &too_flat, 27),
         ("view, no transpose", &mixed, 27),
     ] {
-        let last: Vec<String> = w.row(seq - 1).iter().map(|v| format!("{v:.4}")).collect();
+        let last: Vec<String> =
+            w.row(seq - 1).iter().map(|v| format!("{v:.4}")).collect();
         println!("  {name:<18} last row [{}]", last.join(" "));
         match check(w) {
             Ok(()) => println!("  {:<18} matches", ""),

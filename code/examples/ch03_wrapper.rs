@@ -1,7 +1,9 @@
 //! Chapter 3: two independent causal heads side by side, Raschka's `MultiHeadAttentionWrapper`.
 extern crate attention;
 // ANCHOR: example
-use attention::{Attention, Fixture, MultiHeadAttentionWrapper, SelfAttention, Tolerance};
+use attention::{
+    Attention, Fixture, MultiHeadAttentionWrapper, SelfAttention, Tolerance,
+};
 
 fn main() -> Result<(), attention::AttnError> {
     // torch.manual_seed(123); MultiHeadAttentionWrapper(3, 2, 6, 0.0, num_heads=2): PyTorch's weights

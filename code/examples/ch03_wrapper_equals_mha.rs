@@ -4,11 +4,16 @@ extern crate attention;
 // ANCHOR: example
 use attention::support::compare::max_abs_diff;
 use attention::{
-    Attention, Fixture, Linear, MultiHeadAttention, MultiHeadAttentionWrapper, SelfAttention, Tolerance,
+    Attention, Fixture, Linear, MultiHeadAttention, MultiHeadAttentionWrapper,
+    SelfAttention, Tolerance,
 };
 
 /// Rows `h·head_dim .. (h+1)·head_dim` of a `(d_out, d_in)` projection: the part that makes head `h`.
-fn head_rows(w: &Linear, h: usize, head_dim: usize) -> Result<Linear, attention::AttnError> {
+fn head_rows(
+    w: &Linear,
+    h: usize,
+    head_dim: usize,
+) -> Result<Linear, attention::AttnError> {
     let weight = w.weight().rows(h * head_dim, head_dim).into_owned(); // (head_dim, d_in)
     let bias = w.bias().as_ref().map(|b| b.rows(h * head_dim, head_dim).into_owned());
     Linear::new(weight, bias)
@@ -17,7 +22,8 @@ fn head_rows(w: &Linear, h: usize, head_dim: usize) -> Result<Linear, attention:
 fn main() -> Result<(), attention::AttnError> {
     // torch.manual_seed(42); MultiHeadAttention(12, 16, 7, 0.0, num_heads=4, qkv_bias=True)
     let fx = Fixture::load("small_mha")?;
-    let (wq, wk, wv) = (fx.linear("W_query")?, fx.linear("W_key")?, fx.linear("W_value")?);
+    let (wq, wk, wv) =
+        (fx.linear("W_query")?, fx.linear("W_key")?, fx.linear("W_value")?);
     let (n_heads, head_dim) = (4, 4);
     let heads = (0..n_heads)
         .map(|h| {

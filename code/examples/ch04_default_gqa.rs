@@ -9,7 +9,10 @@ fn main() -> Result<(), attention::AttnError> {
     // PyTorch's GroupedQueryAttention(768, 768, 12, 4, 1024, rope_theta=500000)
     let fx = Fixture::load("default_gqa")?; // its weights come from seeds (Appendix A)
     let gqa = fx.gqa()?; // the 4 projections regenerated, with RoPE tables: 768 -> 768
-    assert_eq!((gqa.d_in(), gqa.n_heads(), gqa.n_kv_heads(), gqa.head_dim()), (768, 12, 4, 64));
+    assert_eq!(
+        (gqa.d_in(), gqa.n_heads(), gqa.n_kv_heads(), gqa.head_dim()),
+        (768, 12, 4, 64)
+    );
     println!(
         "d_model {}, n_heads {}, n_kv_heads {}, group_size {}, head_dim {}",
         cfg.d_model,
@@ -22,9 +25,13 @@ fn main() -> Result<(), attention::AttnError> {
     let out = gqa.forward(&x, 0, None)?;
     // PyTorch's output (assert_close semantics: rtol 1.3e-6, atol 1e-5)
     attention::assert_batch_close(&out, &fx.batch("out")?, Tolerance::F32);
-    let first: Vec<String> = out.items()[0].row(0).iter().take(4).map(|v| format!("{v:.4}")).collect();
+    let first: Vec<String> =
+        out.items()[0].row(0).iter().take(4).map(|v| format!("{v:.4}")).collect();
     let [b, s, d] = out.shape();
-    println!("out ({b}, {s}, {d}) matches PyTorch; out[0, 0, :4] = [{}]", first.join(" "));
+    println!(
+        "out ({b}, {s}, {d}) matches PyTorch; out[0, 0, :4] = [{}]",
+        first.join(" ")
+    );
 
     // parameters of W_key and W_value: n_kv_heads · head_dim rows each, against n_heads · head_dim for MHA
     let w = gqa.weights();

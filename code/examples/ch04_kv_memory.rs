@@ -2,19 +2,35 @@
 //! GQA saves over multi-head attention; computed by the crate.
 extern crate attention;
 // ANCHOR: example
-use attention::{AttentionConfig, DType, Preset, gqa_kv_saving, kv_cache_bytes, kv_cache_bytes_per_layer};
+use attention::{
+    AttentionConfig, DType, Preset, gqa_kv_saving, kv_cache_bytes,
+    kv_cache_bytes_per_layer,
+};
 
 /// Bytes in MiB or GiB, one decimal.
 fn human(bytes: u128) -> String {
     let mib = bytes as f64 / (1024.0 * 1024.0);
-    if mib < 1024.0 { format!("{mib:.1} MiB") } else { format!("{:.1} GiB", mib / 1024.0) }
+    if mib < 1024.0 {
+        format!("{mib:.1} MiB")
+    } else {
+        format!("{:.1} GiB", mib / 1024.0)
+    }
 }
 
 fn main() {
-    println!("batch 1, full context; one layer in f32, the whole model in bf16 (as checkpoints store it)");
+    println!(
+        "batch 1, full context; one layer in f32, the whole model in bf16 (as checkpoints store it)"
+    );
     println!(
         "{:<24} {:>5} {:>3} {:>7} {:>6} {:>10} {:>10} {:>10}",
-        "model", "heads", "kv", "context", "saving", "layer f32", "model bf16", "MHA bf16"
+        "model",
+        "heads",
+        "kv",
+        "context",
+        "saving",
+        "layer f32",
+        "model bf16",
+        "MHA bf16"
     );
     for preset in Preset::ALL {
         let cfg = preset.config;

@@ -11,10 +11,16 @@ fn main() -> Result<(), AttnError> {
 
     // every n_kv_heads from 1 to 12 that the crate accepts, with its group_size
     let valid: Vec<AttentionConfig> = (1..=12)
-        .filter_map(|n_kv_heads| AttentionConfig::new(768, 12, n_kv_heads, 1024, 500_000.0).ok())
+        .filter_map(|n_kv_heads| {
+            AttentionConfig::new(768, 12, n_kv_heads, 1024, 500_000.0).ok()
+        })
         .collect();
     for cfg in &valid {
-        println!("n_kv_heads = {:>2}: group_size {:>2}", cfg.n_kv_heads, cfg.group_size());
+        println!(
+            "n_kv_heads = {:>2}: group_size {:>2}",
+            cfg.n_kv_heads,
+            cfg.group_size()
+        );
     }
     let accepted: Vec<usize> = valid.iter().map(|cfg| cfg.n_kv_heads).collect();
     assert_eq!(accepted, [1, 2, 3, 4, 6, 12]);

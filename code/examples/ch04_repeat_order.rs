@@ -2,14 +2,20 @@
 extern crate attention;
 // ANCHOR: example
 use attention::{
-    Fixture, GroupedQueryAttention, Mask, Result, Tolerance, attention_weights, compare, matrix_to_row_major,
+    Fixture, GroupedQueryAttention, Mask, Result, Tolerance, attention_weights, compare,
+    matrix_to_row_major,
 };
 
 fn main() -> Result<()> {
     // torch.manual_seed(45); GroupedQueryAttention(12, 16, n_heads=4, n_kv_heads=2, context_length=32,
     // rope_theta=None): 4 query heads over 2 KV heads, no RoPE
     let fx = Fixture::load("small_gqa_norope")?;
-    let gqa = GroupedQueryAttention::new(fx.weights()?, fx.usize("n_heads")?, fx.usize("n_kv_heads")?, None)?;
+    let gqa = GroupedQueryAttention::new(
+        fx.weights()?,
+        fx.usize("n_heads")?,
+        fx.usize("n_kv_heads")?,
+        None,
+    )?;
     let (n_heads, n_kv_heads, group_size, hd) =
         (gqa.n_heads(), gqa.n_kv_heads(), gqa.group_size(), gqa.head_dim());
     let x = fx.batch("x")?;
@@ -29,11 +35,14 @@ fn main() -> Result<()> {
     let verdict = |ok: bool| if ok { "matches" } else { "WRONG" };
 
     println!("{n_heads} query heads, {n_kv_heads} KV heads, group_size {group_size}");
-    println!("query head | repeat_interleave: h / {group_size}  | repeat: h % {n_kv_heads}");
+    println!(
+        "query head | repeat_interleave: h / {group_size}  | repeat: h % {n_kv_heads}"
+    );
     let mut wrong = 0;
     for h in 0..n_heads {
         let (interleaved, repeated) = (h / group_size, h % n_kv_heads);
-        let (ok_i, ok_r) = (matches_pytorch(h, interleaved)?, matches_pytorch(h, repeated)?);
+        let (ok_i, ok_r) =
+            (matches_pytorch(h, interleaved)?, matches_pytorch(h, repeated)?);
         let left = format!("KV head {interleaved}, {}", verdict(ok_i));
         println!("{h:>10} | {left:<26} | KV head {repeated}, {}", verdict(ok_r));
         assert!(ok_i, "repeat_interleave order must match PyTorch");

@@ -8,12 +8,17 @@ fn main() -> Result<(), attention::AttnError> {
     // rope_theta=None): no RoPE yet, that is chapter 5
     let fx = Fixture::load("small_gqa_norope")?;
     let weights = QkvoWeights {
-        w_query: fx.linear("W_query")?,   // (n_heads · head_dim, d_in) = (16, 12)
-        w_key: fx.linear("W_key")?,       // (n_kv_heads · head_dim, d_in) = (8, 12): half the rows
-        w_value: fx.linear("W_value")?,   // (8, 12)
+        w_query: fx.linear("W_query")?, // (n_heads · head_dim, d_in) = (16, 12)
+        w_key: fx.linear("W_key")?, // (n_kv_heads · head_dim, d_in) = (8, 12): half the rows
+        w_value: fx.linear("W_value")?, // (8, 12)
         out_proj: fx.linear("out_proj")?, // (16, 16)
     };
-    let gqa = GroupedQueryAttention::new(weights, fx.usize("n_heads")?, fx.usize("n_kv_heads")?, None)?;
+    let gqa = GroupedQueryAttention::new(
+        weights,
+        fx.usize("n_heads")?,
+        fx.usize("n_kv_heads")?,
+        None,
+    )?;
     println!(
         "n_heads {}, n_kv_heads {}, group_size {}, head_dim {}",
         gqa.n_heads(),
@@ -40,7 +45,8 @@ fn main() -> Result<(), attention::AttnError> {
 
     let out = gqa.forward(&x, 0, None)?; // (2, 7, 12) -> (2, 7, 16): positions 0.., no cache
     let [b, s, d] = out.shape();
-    let first: Vec<String> = out.items()[0].row(0).iter().take(4).map(|v| format!("{v:.4}")).collect();
+    let first: Vec<String> =
+        out.items()[0].row(0).iter().take(4).map(|v| format!("{v:.4}")).collect();
     println!("out ({b}, {s}, {d}); out[0, 0, :4] = [{}]", first.join(" "));
 
     // PyTorch's output (assert_close semantics: rtol 1.3e-6, atol 1e-5)

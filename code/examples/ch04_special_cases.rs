@@ -19,7 +19,9 @@ fn main() -> Result<(), attention::AttnError> {
     // PyTorch's output (assert_close semantics: rtol 1.3e-6, atol 1e-5)
     attention::assert_batch_close(&out, &fx.batch("out")?, Tolerance::F32);
     let [b, s, d] = out.shape();
-    println!("     out ({b}, {s}, {d}) matches PyTorch's GroupedQueryAttention(n_kv_heads=1)");
+    println!(
+        "     out ({b}, {s}, {d}) matches PyTorch's GroupedQueryAttention(n_kv_heads=1)"
+    );
 
     // MHA: PyTorch's MultiHeadAttention(12, 16, num_heads=4, qkv_bias=True), seed 42, run as GQA
     // with 4 KV heads and no RoPE (its biases are applied: they are part of each Linear)

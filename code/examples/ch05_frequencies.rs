@@ -15,7 +15,10 @@ fn main() -> Result<(), attention::AttnError> {
     // base 10 000: close to the exact value (f32 rounding only)
     for (i, &theta) in llama2.iter().enumerate() {
         let exact = 10_000f64.powf(-2.0 * i as f64 / head_dim as f64);
-        assert!((theta as f64 - exact).abs() <= 1e-6 * exact, "pair {i}: {theta} vs {exact}");
+        assert!(
+            (theta as f64 - exact).abs() <= 1e-6 * exact,
+            "pair {i}: {theta} vs {exact}"
+        );
     }
     assert_eq!((llama2[0], llama3[0]), (1.0, 1.0)); // pair 0 turns one radian per position
     assert!(llama3.windows(2).all(|w| w[1] < w[0])); // every pair slower than the one before
@@ -27,8 +30,12 @@ fn main() -> Result<(), attention::AttnError> {
         let w = tau / theta; // positions per full turn
         if w < 100.0 { format!("{w:.1}") } else { format!("{w:.0}") }
     };
-    println!("head_dim {head_dim}: 32 pairs; wavelength = positions per full turn = 2π/θ_i");
-    println!("pair i | θ_i (10 000)  wavelength | θ_i (500 000)  wavelength | turns by pos 8191 (500 000)");
+    println!(
+        "head_dim {head_dim}: 32 pairs; wavelength = positions per full turn = 2π/θ_i"
+    );
+    println!(
+        "pair i | θ_i (10 000)  wavelength | θ_i (500 000)  wavelength | turns by pos 8191 (500 000)"
+    );
     for i in [0, 1, 2, 8, 16, 24, 31] {
         println!(
             "{i:>6} | {:>12.3e} {:>11} | {:>13.3e} {:>11} | {:>10.3}",

@@ -3,8 +3,8 @@ extern crate attention;
 extern crate nalgebra;
 // ANCHOR: example
 use attention::{
-    Attention, Fixture, Mask, Rope, SelfAttention, Tolerance, assert_matrix_close, matrix_to_row_major,
-    max_abs_diff, scaled_dot_product_attention,
+    Attention, Fixture, Mask, Rope, SelfAttention, Tolerance, assert_matrix_close,
+    matrix_to_row_major, max_abs_diff, scaled_dot_product_attention,
 };
 use nalgebra::DMatrix;
 
@@ -16,7 +16,12 @@ fn permute(x: &DMatrix<f32>, order: &[usize]) -> DMatrix<f32> {
 fn main() -> Result<(), attention::AttnError> {
     // PyTorch: torch.manual_seed(789); SelfAttention_v2(3, 2) on "Your journey starts with one step"
     let fx = Fixture::load("toy_self_attention")?;
-    let attn = SelfAttention::new(fx.linear("W_query")?, fx.linear("W_key")?, fx.linear("W_value")?, false)?;
+    let attn = SelfAttention::new(
+        fx.linear("W_query")?,
+        fx.linear("W_key")?,
+        fx.linear("W_value")?,
+        false,
+    )?;
     let x = fx.matrix("x")?; // (6, 3)
     let out = attn.forward_one(&x)?; // (6, 2)
     assert_matrix_close(&out, &fx.matrix("out")?, Tolerance::F32);
@@ -37,8 +42,10 @@ fn main() -> Result<(), attention::AttnError> {
         );
     }
     // Permuting the tokens only permutes the outputs (up to f32 rounding: the sums run in another order).
-    let diff =
-        max_abs_diff(&matrix_to_row_major(&permute(&out, &order)), &matrix_to_row_major(&out_reversed));
+    let diff = max_abs_diff(
+        &matrix_to_row_major(&permute(&out, &order)),
+        &matrix_to_row_major(&out_reversed),
+    );
     assert!(diff < 1e-6);
     println!("max |difference| after undoing the permutation: < 1e-6");
     assert_matrix_close(&out_reversed, &permute(&out, &order), Tolerance::F32);
@@ -50,14 +57,30 @@ fn main() -> Result<(), attention::AttnError> {
         rope.apply(&mut q, 0)?;
         rope.apply(&mut k, 0)?;
         let v = attn.w_value().forward(x)?;
-        Ok(scaled_dot_product_attention(q.as_view(), k.as_view(), v.as_view(), Mask::None)?.context)
+        Ok(scaled_dot_product_attention(
+            q.as_view(),
+            k.as_view(),
+            v.as_view(),
+            Mask::None,
+        )?
+        .context)
     };
     let rope_out = with_rope(&x)?;
     let rope_reversed = with_rope(&permute(&x, &order))?;
-    let diff =
-        max_abs_diff(&matrix_to_row_major(&permute(&rope_out, &order)), &matrix_to_row_major(&rope_reversed));
-    println!("with RoPE: \"journey\" gives [{:7.4}, {:7.4}]", rope_out[(1, 0)], rope_out[(1, 1)]);
-    println!("           reversed:    [{:7.4}, {:7.4}]", rope_reversed[(4, 0)], rope_reversed[(4, 1)]);
+    let diff = max_abs_diff(
+        &matrix_to_row_major(&permute(&rope_out, &order)),
+        &matrix_to_row_major(&rope_reversed),
+    );
+    println!(
+        "with RoPE: \"journey\" gives [{:7.4}, {:7.4}]",
+        rope_out[(1, 0)],
+        rope_out[(1, 1)]
+    );
+    println!(
+        "           reversed:    [{:7.4}, {:7.4}]",
+        rope_reversed[(4, 0)],
+        rope_reversed[(4, 1)]
+    );
     println!("max |difference| after undoing the permutation: {diff:.3}");
     assert!(diff > 1e-2, "with RoPE, word order must change the outputs");
     Ok(())

@@ -2,7 +2,9 @@
 extern crate attention;
 extern crate nalgebra;
 // ANCHOR: example
-use attention::{Fixture, Rope, Tolerance, assert_matrix_close, matrix_to_row_major, max_abs_diff};
+use attention::{
+    Fixture, Rope, Tolerance, assert_matrix_close, matrix_to_row_major, max_abs_diff,
+};
 use nalgebra::DMatrix;
 
 fn main() -> Result<(), attention::AttnError> {
@@ -19,7 +21,8 @@ fn main() -> Result<(), attention::AttnError> {
         println!("  θ_{i:<2} = {:.8e} (bits {:#010x})", want[i], want[i].to_bits());
     }
 
-    let positions: Vec<usize> = fx.tensor("positions")?.data.iter().map(|&p| p as usize).collect();
+    let positions: Vec<usize> =
+        fx.tensor("positions")?.data.iter().map(|&p| p as usize).collect();
     let (want_cos, want_sin) = (fx.matrix("cos")?, fx.matrix("sin")?); // (10, 64): both halves repeat
     let mut worst = 0.0f32;
     for (r, &pos) in positions.iter().enumerate() {
@@ -38,7 +41,9 @@ fn main() -> Result<(), attention::AttnError> {
     let last = positions.len() - 1;
     let (cos_8191, want_8191) = (rope.cos_sin(8191, 0)?.0, want_cos[(last, 0)]);
     assert!((cos_8191 - want_8191).abs() <= 1e-6);
-    println!("pair 0 at position 8191: PyTorch's cos {want_8191:.7}, ours within 1e-6 of it");
+    println!(
+        "pair 0 at position 8191: PyTorch's cos {want_8191:.7}, ours within 1e-6 of it"
+    );
 
     // Rotating the ten vectors, each at its own position:
     let x = fx.matrix("x")?;

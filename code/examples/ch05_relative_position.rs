@@ -11,11 +11,12 @@ fn main() -> Result<(), attention::AttnError> {
     let (q, k) = (x.rows(0, 1).into_owned(), x.rows(1, 1).into_owned()); // (1, 64) each
     let rope = Rope::new(64, 8192, 500_000.0, None)?; // Llama 3's base
 
-    let rotated = |v: &DMatrix<f32>, pos: usize| -> Result<DMatrix<f32>, attention::AttnError> {
-        let mut v = v.clone();
-        rope.apply(&mut v, pos)?;
-        Ok(v)
-    };
+    let rotated =
+        |v: &DMatrix<f32>, pos: usize| -> Result<DMatrix<f32>, attention::AttnError> {
+            let mut v = v.clone();
+            rope.apply(&mut v, pos)?;
+            Ok(v)
+        };
     let score = |m: usize, n: usize| -> Result<f32, attention::AttnError> {
         Ok(rotated(&q, m)?.dot(&rotated(&k, n)?)) // query at position m, key at position n
     };
@@ -41,7 +42,10 @@ fn main() -> Result<(), attention::AttnError> {
         } else {
             format!("differs by {low:e} to {high:e}")
         };
-        println!("query at {m:>4}, key at {n:>4} (distance {:>2}): q·k = {s:.3}  ({band})", m - n);
+        println!(
+            "query at {m:>4}, key at {n:>4} (distance {:>2}): q·k = {s:.3}  ({band})",
+            m - n
+        );
         if high == 0.0 {
             assert_eq!(diff, 0.0); // the very same computation
         } else {
@@ -51,7 +55,10 @@ fn main() -> Result<(), attention::AttnError> {
     }
     for (m, n) in [(5, 5), (5, 0), (2, 5)] {
         let s = score(m, n)?;
-        println!("query at {m:>4}, key at {n:>4} (distance {:>2}): q·k = {s:.3}", m as i64 - n as i64);
+        println!(
+            "query at {m:>4}, key at {n:>4} (distance {:>2}): q·k = {s:.3}",
+            m as i64 - n as i64
+        );
         assert!((s - reference).abs() > 0.1, "another distance gives another score");
     }
     // Distance 0: both vectors turned by the same angles, the score without RoPE comes back.
@@ -62,7 +69,10 @@ fn main() -> Result<(), attention::AttnError> {
         let norm = rotated(&q, pos)?.norm();
         assert!((norm - q.norm()).abs() <= 1e-5 * q.norm(), "{norm} vs {}", q.norm());
     }
-    println!("|q| = {:.3}, and |RoPE(q)| at positions 0, 1, 1000, 8191 is the same to 1e-5", q.norm());
+    println!(
+        "|q| = {:.3}, and |RoPE(q)| at positions 0, 1, 1000, 8191 is the same to 1e-5",
+        q.norm()
+    );
     Ok(())
 }
 // ANCHOR_END: example

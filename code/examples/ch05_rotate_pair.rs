@@ -11,7 +11,10 @@ fn main() -> Result<(), attention::AttnError> {
     let mut x = DMatrix::zeros(1, 64);
     x[(0, 0)] = 1.0; // pair 0 = dimensions (0, 32)
     x[(0, 31)] = 1.0; // pair 31 = dimensions (31, 63)
-    println!("position | pair 0 (θ = 1 rad)       angle | pair 31 (θ = {:.3e})   angle", rope.inv_freq()[31]);
+    println!(
+        "position | pair 0 (θ = 1 rad)       angle | pair 31 (θ = {:.3e})   angle",
+        rope.inv_freq()[31]
+    );
     for pos in [0, 1, 2, 3, 100, 8191] {
         let mut r = x.clone();
         rope.apply(&mut r, pos)?;
@@ -32,7 +35,10 @@ fn main() -> Result<(), attention::AttnError> {
             assert!((c - angle.cos()).abs() <= 1e-6 && (s - angle.sin()).abs() <= 1e-6);
         }
         // and the other 30 pairs stay at (0, 0)
-        assert_eq!(r.iter().filter(|v| **v != 0.0).count(), 4 - usize::from(pos == 0) * 2);
+        assert_eq!(
+            r.iter().filter(|v| **v != 0.0).count(),
+            4 - usize::from(pos == 0) * 2
+        );
     }
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! Chapter 6: cached decoding and chunked prefill give the full forward pass's numbers, PyTorch's.
 extern crate attention;
 // ANCHOR: example
-use attention::{Batch, Fixture, LayerKvCache, Tolerance, assert_batch_close, max_abs_diff};
+use attention::{
+    Batch, Fixture, LayerKvCache, Tolerance, assert_batch_close, max_abs_diff,
+};
 
 fn main() -> Result<(), attention::AttnError> {
     // PyTorch: torch.manual_seed(47); GroupedQueryAttention(12, 16, n_heads=4, n_kv_heads=2,
@@ -23,7 +25,11 @@ fn main() -> Result<(), attention::AttnError> {
         let mut cache = gqa.new_cache(x.batch_size(), 32)?;
         let (mut outs, mut start_pos) = (Vec::new(), 0);
         for &n in chunks {
-            outs.push(gqa.forward(&x.narrow_seq(start_pos, n)?, start_pos, Some(&mut cache))?);
+            outs.push(gqa.forward(
+                &x.narrow_seq(start_pos, n)?,
+                start_pos,
+                Some(&mut cache),
+            )?);
             start_pos += n;
         }
         Ok((Batch::concat_seq(&outs)?, cache))
@@ -48,9 +54,16 @@ fn main() -> Result<(), attention::AttnError> {
     // The last decode step alone: token 8, one query against the 9 cached keys.
     let (decoded, _) = run(&[5, 1, 1, 1, 1])?;
     let want = fx.batch("out_decode")?;
-    let first4 = |b: &Batch| b.items()[0].row(8).iter().take(4).copied().collect::<Vec<f32>>();
-    println!("token 8 of sequence 0, first 4 of 16 outputs: ours    {:.4?}", first4(&decoded));
-    println!("                                              PyTorch {:.4?}", first4(&want));
+    let first4 =
+        |b: &Batch| b.items()[0].row(8).iter().take(4).copied().collect::<Vec<f32>>();
+    println!(
+        "token 8 of sequence 0, first 4 of 16 outputs: ours    {:.4?}",
+        first4(&decoded)
+    );
+    println!(
+        "                                              PyTorch {:.4?}",
+        first4(&want)
+    );
     Ok(())
 }
 // ANCHOR_END: example

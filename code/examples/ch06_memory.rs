@@ -18,7 +18,10 @@ fn main() {
         let per_token = kv_cache_bytes(&c, n_layers, 1, 1, DType::BF16);
         let total = kv_cache_bytes(&c, n_layers, 1, c.context_length, DType::BF16);
         // keys and values (2) · layers · positions · KV heads · head_dim · 2 bytes
-        assert_eq!(total, (2 * n_layers * c.context_length * c.n_kv_heads * c.head_dim * 2) as u128);
+        assert_eq!(
+            total,
+            (2 * n_layers * c.context_length * c.n_kv_heads * c.head_dim * 2) as u128
+        );
         assert_eq!(total, per_token * c.context_length as u128);
         println!(
             "{:<14} {n_layers:>6} {:>8} {:>8} {:>9} {:>9} KiB {:>6.1} GiB",

@@ -1,7 +1,9 @@
 //! Chapter 6: one decode step done right, and the two classic bugs that silently change its numbers.
 extern crate attention;
 // ANCHOR: example
-use attention::{AttnError, Fixture, grouped_attention, matrix_to_row_major, max_abs_diff};
+use attention::{
+    AttnError, Fixture, grouped_attention, matrix_to_row_major, max_abs_diff,
+};
 
 fn main() -> Result<(), AttnError> {
     let fx = Fixture::load("kv_cache")?; // GQA(12, 16, 4 heads, 2 KV heads, RoPE 10 000), seed 47
@@ -11,17 +13,24 @@ fn main() -> Result<(), AttnError> {
 
     // One decode step by hand, as `forward` does it with a cache: `start_pos` (RoPE's position) and
     // `query_offset` (the mask's rows before the query) are what the two bugs change.
-    let decode_token_5 = |start_pos: usize, query_offset: usize| -> Result<f32, AttnError> {
-        let mut cache = gqa.new_cache(1, 32)?;
-        let (_, k, v) = gqa.project(&x.rows(0, 5).into_owned(), 0)?; // prefill positions 0..5
-        cache.append(0, &[k], &[v])?;
-        let (q, k, v) = gqa.project(&x.rows(5, 1).into_owned(), start_pos)?; // (1, 16), (1, 8), (1, 8)
-        cache.append(5, &[k], &[v])?; // the cache checks its own positions; RoPE's is ours to get right
-        // q: (1, 16) against the cache's (6, 8) keys and values
-        let context = grouped_attention(&q, cache.keys(0)?, cache.values(0)?, gqa.heads(), query_offset)?;
-        let out = gqa.weights().out_proj.forward(&context)?;
-        Ok(max_abs_diff(&matrix_to_row_major(&out), &matrix_to_row_major(&want)))
-    };
+    let decode_token_5 =
+        |start_pos: usize, query_offset: usize| -> Result<f32, AttnError> {
+            let mut cache = gqa.new_cache(1, 32)?;
+            let (_, k, v) = gqa.project(&x.rows(0, 5).into_owned(), 0)?; // prefill positions 0..5
+            cache.append(0, &[k], &[v])?;
+            let (q, k, v) = gqa.project(&x.rows(5, 1).into_owned(), start_pos)?; // (1, 16), (1, 8), (1, 8)
+            cache.append(5, &[k], &[v])?; // the cache checks its own positions; RoPE's is ours to get right
+            // q: (1, 16) against the cache's (6, 8) keys and values
+            let context = grouped_attention(
+                &q,
+                cache.keys(0)?,
+                cache.values(0)?,
+                gqa.heads(),
+                query_offset,
+            )?;
+            let out = gqa.weights().out_proj.forward(&context)?;
+            Ok(max_abs_diff(&matrix_to_row_major(&out), &matrix_to_row_major(&want)))
+        };
 
     let right = decode_token_5(5, 5)?;
     let offset_bug = decode_token_5(0, 5)?; // RoPE offset not advanced: the new token rotated as position 0

@@ -3,22 +3,27 @@ extern crate attention;
 extern crate nalgebra;
 // ANCHOR: example
 use attention::{
-    Batch, FIXTURE_DIR, GroupedQueryAttention, HfLlamaConfig, Linear, QkvoWeights, RopeLayout, TensorFile,
-    Tolerance, assert_batch_close, max_abs_diff, open_layer_tensors, permute_hf_to_meta, permute_meta_to_hf,
+    Batch, FIXTURE_DIR, GroupedQueryAttention, HfLlamaConfig, Linear, QkvoWeights,
+    RopeLayout, TensorFile, Tolerance, assert_batch_close, max_abs_diff,
+    open_layer_tensors, permute_hf_to_meta, permute_meta_to_hf,
 };
 use nalgebra::DMatrix;
 
 fn main() -> Result<(), attention::AttnError> {
     // Where the rows of one head (head_dim 8) go: row r of a "weight" holds the number r
     let rows = Linear::new(DMatrix::from_fn(8, 1, |r, _| r as f32), None)?;
-    let hf_rows: Vec<f32> = permute_meta_to_hf(&rows, 1)?.weight().iter().copied().collect();
+    let hf_rows: Vec<f32> =
+        permute_meta_to_hf(&rows, 1)?.weight().iter().copied().collect();
     println!("Meta rows in Hugging Face order: {hf_rows:?}");
 
     // transformers' layer (case gqa: 4 heads, 2 KV heads, head_dim 12, positions 37..45) ...
     let dir = format!("{FIXTURE_DIR}/hf/gqa");
     let cfg = HfLlamaConfig::from_file(format!("{dir}/config.json"))?;
     let hf = cfg.load_attention(
-        &open_layer_tensors(format!("{dir}/model.safetensors"), "model.layers.0.self_attn.")?,
+        &open_layer_tensors(
+            format!("{dir}/model.safetensors"),
+            "model.layers.0.self_attn.",
+        )?,
         "model.layers.0.self_attn.",
     )?;
     // ... and the same layer in Meta's layout, un-permuted by the generator (Meta's names wq, wk, wv, wo)
@@ -26,12 +31,20 @@ fn main() -> Result<(), attention::AttnError> {
     let w = |n: &str| meta.linear(&format!("layers.0.attention.{n}."));
     assert_eq!(permute_hf_to_meta(&hf.weights().w_query, 4)?, w("wq")?); // n_heads for q
     assert_eq!(permute_hf_to_meta(&hf.weights().w_key, 2)?, w("wk")?); // n_kv_heads for k
-    println!("permute_hf_to_meta(q_proj, 4) == wq and permute_hf_to_meta(k_proj, 2) == wk: exactly");
+    println!(
+        "permute_hf_to_meta(q_proj, 4) == wq and permute_hf_to_meta(k_proj, 2) == wk: exactly"
+    );
 
-    let x = TensorFile::open(format!("{dir}/input.safetensors"))?.batch("hidden_states")?; // (2, 9, 40)
+    let x =
+        TensorFile::open(format!("{dir}/input.safetensors"))?.batch("hidden_states")?; // (2, 9, 40)
     let expected = TensorFile::open(format!("{dir}/expected.safetensors"))?;
     let meta_weights = || -> attention::Result<QkvoWeights> {
-        Ok(QkvoWeights { w_query: w("wq")?, w_key: w("wk")?, w_value: w("wv")?, out_proj: w("wo")? })
+        Ok(QkvoWeights {
+            w_query: w("wq")?,
+            w_key: w("wk")?,
+            w_value: w("wv")?,
+            out_proj: w("wo")?,
+        })
     };
     let rope = hf.rope().unwrap();
     let meta_rope = rope.clone().with_layout(RopeLayout::Interleaved); // the same angles, pairs (2i, 2i+1)
@@ -39,7 +52,11 @@ fn main() -> Result<(), attention::AttnError> {
     let interleaved = meta_attn.forward(&x, 37, None)?;
     let split_halves = hf.forward(&x, 37, None)?;
     // Meta's own formulation (complex numbers on pairs (2i, 2i+1)) and transformers' LlamaAttention
-    assert_batch_close(&interleaved, &expected.batch("meta_attn_output")?, Tolerance::F32);
+    assert_batch_close(
+        &interleaved,
+        &expected.batch("meta_attn_output")?,
+        Tolerance::F32,
+    );
     assert_batch_close(&split_halves, &expected.batch("attn_output")?, Tolerance::F32);
     // The last bits depend on the order products are summed in (and so on the CPU): we print the
     // bound each difference is checked against, not its exact value.

@@ -2,8 +2,8 @@
 extern crate attention;
 // ANCHOR: example
 use attention::{
-    Batch, FIXTURE_DIR, HfLlamaConfig, TensorFile, Tolerance, assert_batch_close, max_abs_diff,
-    open_layer_tensors,
+    Batch, FIXTURE_DIR, HfLlamaConfig, TensorFile, Tolerance, assert_batch_close,
+    max_abs_diff, open_layer_tensors,
 };
 
 fn main() -> Result<(), attention::AttnError> {
@@ -33,12 +33,14 @@ fn main() -> Result<(), attention::AttnError> {
     assert!(weights.names()?.iter().all(|n| n.starts_with(prefix)));
     let attn = cfg.load_attention(&weights, prefix)?;
 
-    let x: Batch = TensorFile::open(format!("{dir}/input.safetensors"))?.batch("hidden_states")?;
+    let x: Batch =
+        TensorFile::open(format!("{dir}/input.safetensors"))?.batch("hidden_states")?;
     let start_pos = 131_066; // the last 6 positions of the 131 072-token context
     let full = attn.forward(&x, start_pos, None)?; // one pass, no cache
     let decoded = attn.forward_prefill_decode(&x, start_pos, 2)?; // prefill 2, then 4 single steps
     // transformers: LlamaAttention (eager) with LlamaRotaryEmbedding at position_ids 131066..131071
-    let hf = TensorFile::open(format!("{dir}/expected.safetensors"))?.batch("attn_output")?;
+    let hf =
+        TensorFile::open(format!("{dir}/expected.safetensors"))?.batch("attn_output")?;
     assert_batch_close(&full, &hf, Tolerance::F32);
     assert_batch_close(&decoded, &hf, Tolerance::F32);
     // The last bits depend on the CPU (the order products are summed in, the math library's cos and

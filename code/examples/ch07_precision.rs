@@ -5,8 +5,11 @@ use attention::{FIXTURE_DIR, HfLlamaConfig, Llama3Scaling, Rope, TensorFile};
 
 /// Llama 3.x scaling of one frequency, in f64 (the same formula as `Llama3Scaling::scale`).
 fn scale_f64(s: &Llama3Scaling, f: f64) -> f64 {
-    let (orig, low, high) =
-        (s.original_max_position_embeddings as f64, s.low_freq_factor as f64, s.high_freq_factor as f64);
+    let (orig, low, high) = (
+        s.original_max_position_embeddings as f64,
+        s.low_freq_factor as f64,
+        s.high_freq_factor as f64,
+    );
     let wavelength = 2.0 * std::f64::consts::PI / f;
     if wavelength < orig / high {
         f
@@ -24,8 +27,9 @@ fn main() -> Result<(), attention::AttnError> {
     let cfg = HfLlamaConfig::from_file(format!("{dir}/config.json"))?;
     let s = cfg.rope_scaling.unwrap();
     let rope: Rope = cfg.rope(131_072)?; // f32, as PyTorch
-    let exact: Vec<f64> =
-        (0..64).map(|i| scale_f64(&s, 500_000f64.powf(-(2.0 * i as f64) / 128.0))).collect();
+    let exact: Vec<f64> = (0..64)
+        .map(|i| scale_f64(&s, 500_000f64.powf(-(2.0 * i as f64) / 128.0)))
+        .collect();
 
     println!(
         "position | max |angle f32 - exact| | max |cos(angle f32) - cos exact| | f32 ulp of pair 1's angle"
@@ -47,7 +51,8 @@ fn main() -> Result<(), attention::AttnError> {
     }
 
     // transformers' tables at positions 131066..131071 are the f32 ones, not the exact ones
-    let hf_cos = TensorFile::open(format!("{dir}/expected.safetensors"))?.matrix("cos")?; // (6, 128)
+    let hf_cos =
+        TensorFile::open(format!("{dir}/expected.safetensors"))?.matrix("cos")?; // (6, 128)
     let (mut vs_f32, mut vs_exact) = (0.0f64, 0.0f64);
     for t in 0..6 {
         for (i, &theta) in exact.iter().enumerate() {

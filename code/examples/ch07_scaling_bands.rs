@@ -4,16 +4,23 @@ extern crate attention;
 use attention::{FIXTURE_DIR, Llama3Scaling, TensorFile, rope_inv_freq};
 
 /// Prints the three bands of one configuration and checks every frequency against transformers'.
-fn bands(label: &str, head_dim: usize, s: Llama3Scaling, case: &str) -> Result<(), attention::AttnError> {
+fn bands(
+    label: &str,
+    head_dim: usize,
+    s: Llama3Scaling,
+    case: &str,
+) -> Result<(), attention::AttnError> {
     let plain = rope_inv_freq(head_dim, 500_000.0)?;
     let scaled: Vec<f32> = plain.iter().map(|&f| s.scale(f)).collect();
     // transformers: LlamaRotaryEmbedding(config).inv_freq, from the case's config.json (rope_type llama3)
-    let hf = TensorFile::open(format!("{FIXTURE_DIR}/hf/{case}/expected.safetensors"))?.tensor("inv_freq")?;
+    let hf = TensorFile::open(format!("{FIXTURE_DIR}/hf/{case}/expected.safetensors"))?
+        .tensor("inv_freq")?;
     assert_eq!(scaled, hf.data, "every bit of every scaled frequency");
 
     let wavelength = |f: f32| 2.0 * std::f32::consts::PI / f;
     let kept: Vec<usize> = (0..plain.len()).filter(|&i| scaled[i] == plain[i]).collect();
-    let divided: Vec<usize> = (0..plain.len()).filter(|&i| scaled[i] == plain[i] / s.factor).collect();
+    let divided: Vec<usize> =
+        (0..plain.len()).filter(|&i| scaled[i] == plain[i] / s.factor).collect();
     let blended: Vec<usize> =
         (0..plain.len()).filter(|i| !kept.contains(i) && !divided.contains(i)).collect();
     println!(
@@ -21,7 +28,9 @@ fn bands(label: &str, head_dim: usize, s: Llama3Scaling, case: &str) -> Result<(
         s.factor,
         plain.len()
     );
-    for (band, pairs) in [("kept   ", &kept), ("blended", &blended), ("divided", &divided)] {
+    for (band, pairs) in
+        [("kept   ", &kept), ("blended", &blended), ("divided", &divided)]
+    {
         let (first, last) = (pairs[0], pairs[pairs.len() - 1]);
         println!(
             "  {band} pairs {first:>2}-{last:<2}  wavelength {:>9.1} .. {:>9.1} positions",
@@ -31,7 +40,10 @@ fn bands(label: &str, head_dim: usize, s: Llama3Scaling, case: &str) -> Result<(
     }
     for &i in &blended {
         let ratio = plain[i] / scaled[i];
-        println!("    pair {i}: θ {:.6e} -> {:.6e} (slowed {ratio:.2}x)", plain[i], scaled[i]);
+        println!(
+            "    pair {i}: θ {:.6e} -> {:.6e} (slowed {ratio:.2}x)",
+            plain[i], scaled[i]
+        );
     }
     Ok(())
 }

@@ -19,10 +19,19 @@ fn main() -> Result<(), attention::AttnError> {
     let ours = Batch::concat_seq(&outputs)?;
     let want = fx.batch("out_decode")?;
     assert_batch_close(&ours, &want, Tolerance::F32);
-    println!("flash prefill of 5 tokens, then 4 decode steps: PyTorch's out_decode, batch (2, 9, 16)");
-    let first4 = |b: &Batch| b.items()[0].row(8).iter().take(4).copied().collect::<Vec<f32>>();
-    println!("token 8 of sequence 0, first 4 of 16 outputs: ours    {:.4?}", first4(&ours));
-    println!("                                              PyTorch {:.4?}", first4(&want));
+    println!(
+        "flash prefill of 5 tokens, then 4 decode steps: PyTorch's out_decode, batch (2, 9, 16)"
+    );
+    let first4 =
+        |b: &Batch| b.items()[0].row(8).iter().take(4).copied().collect::<Vec<f32>>();
+    println!(
+        "token 8 of sequence 0, first 4 of 16 outputs: ours    {:.4?}",
+        first4(&ours)
+    );
+    println!(
+        "                                              PyTorch {:.4?}",
+        first4(&want)
+    );
     Ok(())
 }
 // ANCHOR_END: example

@@ -4,7 +4,10 @@ extern crate attention;
 use attention::fast::fast_exp::{EXP_MAX_REL_ERROR, exp_approx};
 
 fn main() {
-    println!("{:>8} {:>16} {:>16} {:>10}", "x", "exp_approx(x)", "exact exp(x)", "rel. error");
+    println!(
+        "{:>8} {:>16} {:>16} {:>10}",
+        "x", "exp_approx(x)", "exact exp(x)", "rel. error"
+    );
     for x in [0.0_f32, -0.5, -1.0, -10.0, -87.0, 10.0] {
         let (ours, exact) = (exp_approx(x), (x as f64).exp());
         let rel = ((ours as f64 - exact) / exact).abs();

@@ -3,8 +3,8 @@ extern crate attention;
 // ANCHOR: example
 use attention::support::init::splitmix_matrix;
 use attention::{
-    AttentionInputs, Fixture, FlashAttention, HeadLayout, Tolerance, assert_matrix_close, grouped_attention,
-    max_abs_diff,
+    AttentionInputs, Fixture, FlashAttention, HeadLayout, Tolerance, assert_matrix_close,
+    grouped_attention, max_abs_diff,
 };
 
 fn main() -> Result<(), attention::AttnError> {
@@ -27,8 +27,14 @@ fn main() -> Result<(), attention::AttnError> {
     assert_matrix_close(&out, &want, Tolerance::F32);
     assert!(max_abs_diff(out.as_slice(), want.as_slice()) < 1e-5);
     println!("default config, 16 tokens: flash output vs PyTorch's, max |diff| < 1e-5");
-    println!("  token 15, first 4 of 768: ours    {:.4?}", out.row(15).iter().take(4).collect::<Vec<_>>());
-    println!("                            PyTorch {:.4?}", want.row(15).iter().take(4).collect::<Vec<_>>());
+    println!(
+        "  token 15, first 4 of 768: ours    {:.4?}",
+        out.row(15).iter().take(4).collect::<Vec<_>>()
+    );
+    println!(
+        "                            PyTorch {:.4?}",
+        want.row(15).iter().take(4).collect::<Vec<_>>()
+    );
 
     // longer, odd sizes: 1000 queries (7 full tiles of 128 and one of 104) after 37 cached positions
     let (q, k, v) = (

@@ -12,7 +12,8 @@ fn main() -> Result<(), attention::AttnError> {
     let (q, k, _) = gqa.project(&x.items()[0], 0)?;
     // head 0 (KV head 0), the last query (token 6): it sees all 7 keys
     let q6 = q.view((6, 0), (1, 4));
-    let scores: Vec<f32> = (0..7).map(|j| q6.dot(&k.view((j, 0), (1, 4))) / 2.0).collect(); // √4 = 2
+    let scores: Vec<f32> =
+        (0..7).map(|j| q6.dot(&k.view((j, 0), (1, 4))) / 2.0).collect(); // √4 = 2
     let (mut row_max, mut row_sum) = (f32::NEG_INFINITY, 0.0_f32);
     let mut weights = Vec::new();
     for block in scores.chunks(3) {
@@ -20,7 +21,10 @@ fn main() -> Result<(), attention::AttnError> {
         let rescale = online_softmax_step(&mut block, 3, &mut row_max, &mut row_sum);
         weights.iter_mut().for_each(|w: &mut f32| *w *= rescale); // earlier weights to the new max
         weights.extend(block);
-        println!("after {} keys: max {row_max:.4}, sum {row_sum:.4}, rescale {rescale:.4}", weights.len());
+        println!(
+            "after {} keys: max {row_max:.4}, sum {row_sum:.4}, rescale {rescale:.4}",
+            weights.len()
+        );
     }
     weights.iter_mut().for_each(|w| *w /= row_sum);
     let want = fx.tensor("attn_weights")?; // (batch 2, heads 4, 7, 7), row-major

@@ -12,7 +12,12 @@ fn main() -> Result<(), attention::AttnError> {
     println!("12 heads of head_dim 64, one sequence, causal:");
     println!(
         "{:>6} {:>14} {:>12} {:>11} {:>17} {:>17}",
-        "seq", "mult-adds, all", "causal part", "exp calls", "scores, one head", "scores, 12 heads"
+        "seq",
+        "mult-adds, all",
+        "causal part",
+        "exp calls",
+        "scores, one head",
+        "scores, 12 heads"
     );
     for seq in [1024_u64, 4096, 32768] {
         // Q·Kᵀ and weights·V: seq² · head_dim multiply-adds each per head, if every score is computed

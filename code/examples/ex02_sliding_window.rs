@@ -6,7 +6,10 @@ use attention::{causal_mask, softmax_rows};
 use nalgebra::DMatrix;
 
 /// Query `i` sees keys `i - window < j <= i`: the causal mask, minus keys too far back.
-fn sliding_window_mask(seq: usize, window: usize) -> Result<DMatrix<f32>, attention::AttnError> {
+fn sliding_window_mask(
+    seq: usize,
+    window: usize,
+) -> Result<DMatrix<f32>, attention::AttnError> {
     let mut mask = causal_mask(seq, seq, 0)?; // (seq, seq): 0 or -inf
     for i in 0..seq {
         for j in 0..(i + 1).saturating_sub(window) {
@@ -33,7 +36,8 @@ fn main() -> Result<(), attention::AttnError> {
     let mut padded = mask.clone();
     padded.columns_mut(0, 2).fill(f32::NEG_INFINITY);
     let weights = softmax_rows(&padded);
-    let fully_masked: Vec<usize> = (0..seq).filter(|&i| weights.row(i).iter().all(|&w| w == 0.0)).collect();
+    let fully_masked: Vec<usize> =
+        (0..seq).filter(|&i| weights.row(i).iter().all(|&w| w == 0.0)).collect();
     println!("with keys 0 and 1 hidden, fully masked rows: {fully_masked:?}");
     assert_eq!(fully_masked, [0, 1]);
     Ok(())

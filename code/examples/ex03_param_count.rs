@@ -15,8 +15,11 @@ fn main() -> Result<(), attention::AttnError> {
     // 12 heads of 64 over a 768-wide input, no biases, as GPT-2 small's attention would be
     let wrapper = MultiHeadAttentionWrapper::random(768, 64, 12, false, &mut rng)?; // d_out per head
     let mha = MultiHeadAttention::random(768, 768, 12, false, &mut rng)?; // d_out in total
-    let wrapper_qkv: usize =
-        wrapper.heads().iter().map(|h| params(h.w_query()) + params(h.w_key()) + params(h.w_value())).sum();
+    let wrapper_qkv: usize = wrapper
+        .heads()
+        .iter()
+        .map(|h| params(h.w_query()) + params(h.w_key()) + params(h.w_value()))
+        .sum();
     let w = mha.weights();
     let mha_qkv = params(&w.w_query) + params(&w.w_key) + params(&w.w_value);
     println!("wrapper, 12 heads of (64, 768) per Q/K/V: {wrapper_qkv} parameters");

@@ -9,10 +9,19 @@ fn main() {
     let gqa = kv_cache_bytes(&cfg, n_layers, 1, 8192, DType::BF16);
     // by hand: keys and values · layers · positions · KV heads · head_dim · 2 bytes
     assert_eq!(gqa, 2 * 16 * 8192 * 8 * 64 * 2);
-    let mha =
-        kv_cache_bytes(&AttentionConfig { n_kv_heads: cfg.n_heads, ..cfg }, n_layers, 1, 8192, DType::BF16);
+    let mha = kv_cache_bytes(
+        &AttentionConfig { n_kv_heads: cfg.n_heads, ..cfg },
+        n_layers,
+        1,
+        8192,
+        DType::BF16,
+    );
     let mib = |b: u128| b as f64 / (1 << 20) as f64;
     println!("Llama 3.2 1B, 8192 tokens, bf16: {:.0} MiB with 8 KV heads", mib(gqa));
-    println!("the same with 32 KV heads (MHA): {:.0} MiB, {}x as much", mib(mha), mha / gqa);
+    println!(
+        "the same with 32 KV heads (MHA): {:.0} MiB, {}x as much",
+        mib(mha),
+        mha / gqa
+    );
 }
 // ANCHOR_END: example

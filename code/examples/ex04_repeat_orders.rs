@@ -11,7 +11,9 @@ fn main() -> Result<(), attention::AttnError> {
         // the classic bug (repeat): heads cycle through the KV heads
         let wrong: Vec<usize> = (0..n_heads).map(|h| h % n_kv_heads).collect();
         let same = if right == wrong { "the same" } else { "different" };
-        println!("{n_heads} heads over {n_kv_heads} KV heads: {right:?} vs {wrong:?}: {same}");
+        println!(
+            "{n_heads} heads over {n_kv_heads} KV heads: {right:?} vs {wrong:?}: {same}"
+        );
     }
     Ok(())
 }

@@ -15,7 +15,9 @@ fn main() -> Result<(), attention::AttnError> {
     // the last pair: 2π · base^((d-2)/d), far more than the 8192 positions of pre-training
     let last = 2.0 * std::f64::consts::PI * 500_000f64.powf(126.0 / 128.0);
     println!("2π · 500000^(126/128) = {last:.1}");
-    assert!((2.0 * std::f64::consts::PI / f64::from(theta[63]) / last - 1.0).abs() < 1e-4);
+    assert!(
+        (2.0 * std::f64::consts::PI / f64::from(theta[63]) / last - 1.0).abs() < 1e-4
+    );
     Ok(())
 }
 // ANCHOR_END: example

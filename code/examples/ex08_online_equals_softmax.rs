@@ -21,7 +21,8 @@ fn main() {
         println!("after {} keys: running max {max:.4}, running sum {sum:.4}", kept.len());
     }
     let got: Vec<f32> = kept.iter().map(|w| w / sum).collect();
-    let diff = got.iter().zip(want.iter()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    let diff =
+        got.iter().zip(want.iter()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
     println!("online vs softmax_rows: max |diff| {diff:.1e}");
     assert!(diff < 1e-6);
 }
