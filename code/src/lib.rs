@@ -7,7 +7,7 @@
 //! |---|---|
 //! | first dot products | [`simplified_self_attention`], [`softmax_rows`] |
 //! | trainable Q/K/V, causal masking | [`SelfAttention`], [`causal_mask`], [`scaled_dot_product_attention`] |
-//! | multi-head attention | [`MultiHeadAttention`], [`MultiHeadAttentionWrapper`] |
+//! | multi-head attention | [`MultiHeadAttention`], [`MultiHeadAttentionWrapper`], [`QkvoWeights`] |
 //! | grouped-query attention | [`HeadLayout`], [`grouped_attention`], [`GroupedQueryAttention`] |
 //! | rotary position embeddings | [`Rope`], [`Llama3Scaling`] |
 //! | KV cache | [`LayerKvCache`], [`GroupedQueryAttention::forward`] with a cache, [`GroupedQueryAttention::new_cache`] |
