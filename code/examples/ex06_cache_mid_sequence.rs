@@ -1,0 +1,32 @@
+//! Exercise 6.2: a cache whose first token sits at position 100 gives the cache-less forward.
+extern crate attention;
+extern crate rand;
+// ANCHOR: example
+use attention::{Batch, GroupedQueryAttention, Rope, splitmix_matrix};
+use rand::{SeedableRng, rngs::StdRng};
+
+fn main() -> Result<(), attention::AttnError> {
+    let mut rng = StdRng::seed_from_u64(6);
+    let rope = Rope::new(4, 128, 10_000.0, None)?;
+    let gqa = GroupedQueryAttention::random(12, 16, 4, 2, Some(rope), &mut rng)?;
+    let x = Batch::single(splitmix_matrix(7, 6, 12, 1.0)); // 6 tokens at positions 100 .. 106
+    let full = gqa.forward(&x, 100, None)?;
+    let mut cache = gqa.new_cache(1, 6)?;
+    let mut steps = vec![gqa.forward(&x.narrow_seq(0, 4)?, 100, Some(&mut cache))?]; // prefill 4
+    for t in 4..6 {
+        steps.push(gqa.forward(&x.narrow_seq(t, 1)?, 100 + t, Some(&mut cache))?); // one at a time
+    }
+    let cached = Batch::concat_seq(&steps)?;
+    let (c, f) = (cached.to_row_major(), full.to_row_major());
+    let diff = c.iter().zip(&f).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    println!(
+        "cache from position {}: max |cached - full| = {diff:.1e}",
+        cache.first_pos()
+    );
+    assert!(diff < 1e-5);
+    // and a step at a position that does not continue the cache is refused
+    let err = gqa.forward(&x.narrow_seq(5, 1)?, 105, Some(&mut cache)).unwrap_err();
+    println!("{err}");
+    Ok(())
+}
+// ANCHOR_END: example
