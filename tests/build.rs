@@ -1,19 +1,19 @@
 //! Has skeptic compile and run every Rust block of the book's chapters.
 //!
-//! skeptic passes mdBook directives to rustc verbatim, so this script first writes expanded
-//! copies of the chapters (every `*.md` under `src/` but `SUMMARY.md`) into
-//! `$OUT_DIR/chapters/`, then generates the tests from the copies; `tests/skeptic.rs` includes
-//! them. The chapters are expanded by mdBook's own `links` preprocessor (`LinkPreprocessor` of
-//! `mdbook-driver` =0.5.4, the version of the pinned `mdbook`), the expansion `mdbook test`
-//! hands to rustdoc: `{{#include}}` as the reader sees it, `{{#rustdoc_include}}` with the rest
-//! of the file behind hidden `# ` lines.
+//! skeptic passes mdBook directives to rustc verbatim, so this script first writes
+//! expanded copies of the chapters (every `*.md` under `src/` but `SUMMARY.md`) into
+//! `$OUT_DIR/chapters/`, then generates the tests from the copies; `tests/skeptic.rs`
+//! includes them. The chapters are expanded by mdBook's own `links` preprocessor
+//! (`LinkPreprocessor` of `mdbook-driver` =0.5.4, the version of the pinned `mdbook`),
+//! the expansion `mdbook test` hands to rustdoc: `{{#include}}` as the reader sees it,
+//! `{{#rustdoc_include}}` with the rest of the file behind hidden `# ` lines.
 //!
 //! It also checks that `src/links.rs` (the directive finder of the include checks) finds
 //! exactly the directives mdBook expands, and writes what differs to
 //! `$OUT_DIR/directive-mismatches.txt` for `tests/includes.rs` to report.
 //!
-//! A failing test is named after the chapter, its section and the line of the block in the
-//! *expanded* copy (`$OUT_DIR/chapters/<chapter>.md`), not in the source chapter.
+//! A failing test is named after the chapter, its section and the line of the block in
+//! the *expanded* copy (`$OUT_DIR/chapters/<chapter>.md`), not in the source chapter.
 
 use std::env;
 use std::fs;
@@ -25,12 +25,16 @@ use mdbook_driver::config::Config;
 use mdbook_preprocessor::{Preprocessor, PreprocessorContext};
 use walkdir::WalkDir;
 
-#[allow(dead_code, reason = "the module is shared with the library, which uses more of it")]
+#[allow(
+    dead_code,
+    reason = "the module is shared with the library, which uses more of it"
+)]
 #[path = "src/links.rs"]
 mod links;
 
 fn main() {
-    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let manifest_dir =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let root = manifest_dir.parent().expect("tests/ is inside the workspace");
     let src = root.join("src");
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("set by cargo"));
@@ -51,8 +55,8 @@ fn main() {
         .into_iter()
         .filter(|p| p.file_name().is_some_and(|n| n != "SUMMARY.md"))
         .map(|path| {
-            let text =
-                fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+            let text = fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
             (path, text)
         })
         .collect();
@@ -65,9 +69,13 @@ fn main() {
             if file.exists() {
                 rerun_if_changed(&file);
             } else {
-                // Left unexpanded, like mdBook does; tests/includes.rs says what is wrong.
+                // Left unexpanded, like mdBook does; tests/includes.rs says what is
+                // wrong.
                 let shown = chapter.strip_prefix(root).unwrap_or(chapter).display();
-                println!("cargo:warning={shown}: cannot read included file {}", file.display());
+                println!(
+                    "cargo:warning={shown}: cannot read included file {}",
+                    file.display()
+                );
             }
         }
     }
@@ -80,7 +88,8 @@ fn main() {
         mismatches.push_str(&check_directives(&src, chapter, text, expansion, &shown));
         let copy = copies_dir.join(chapter.strip_prefix(&src).expect("found under src/"));
         let folder = chapter.parent().expect("a chapter is in a folder");
-        let inputs = std::iter::once(chapter.clone()).chain(links::included_files(text, folder));
+        let inputs =
+            std::iter::once(chapter.clone()).chain(links::included_files(text, folder));
         write_copy(&copy, expansion, inputs);
         copies.push(copy);
     }
@@ -90,10 +99,12 @@ fn main() {
             let _ = fs::remove_file(stale);
         }
     }
-    fs::write(out_dir.join("directive-mismatches.txt"), mismatches).expect("write directive-mismatches.txt");
+    fs::write(out_dir.join("directive-mismatches.txt"), mismatches)
+        .expect("write directive-mismatches.txt");
 
     if copies.is_empty() {
-        // skeptic writes nothing for an empty list; tests/skeptic.rs still includes the file.
+        // skeptic writes nothing for an empty list; tests/skeptic.rs still includes the
+        // file.
         fs::write(out_dir.join("skeptic-tests.rs"), "").expect("write skeptic-tests.rs");
     } else {
         skeptic::generate_doc_tests(&copies);
@@ -107,19 +118,31 @@ fn expand(src: &Path, chapters: &[(PathBuf, String)]) -> Vec<String> {
     for (path, text) in chapters {
         let relative = path.strip_prefix(src).expect("found under src/");
         let name = relative.display().to_string();
-        book.push_item(BookItem::Chapter(Chapter::new(&name, text.clone(), relative, Vec::new())));
+        book.push_item(BookItem::Chapter(Chapter::new(
+            &name,
+            text.clone(),
+            relative,
+            Vec::new(),
+        )));
     }
     let mut config = Config::default();
     config.book.src = src.to_path_buf();
     let context = PreprocessorContext::new(src.to_path_buf(), config, "test".to_owned());
-    let book = LinkPreprocessor::new().run(&context, book).expect("mdBook's links preprocessor");
+    let book =
+        LinkPreprocessor::new().run(&context, book).expect("mdBook's links preprocessor");
     book.chapters().map(|chapter| chapter.content.clone()).collect()
 }
 
-/// Whether `src/links.rs` finds in `text` exactly the directives mdBook expands: the chapter
-/// with each directive found replaced by mdBook's expansion of that directive alone must be
-/// mdBook's expansion of the whole chapter. Returns a report, empty if so.
-fn check_directives(src: &Path, chapter: &Path, text: &str, expansion: &str, shown: &str) -> String {
+/// Whether `src/links.rs` finds in `text` exactly the directives mdBook expands: the
+/// chapter with each directive found replaced by mdBook's expansion of that directive
+/// alone must be mdBook's expansion of the whole chapter. Returns a report, empty if so.
+fn check_directives(
+    src: &Path,
+    chapter: &Path,
+    text: &str,
+    expansion: &str,
+    shown: &str,
+) -> String {
     let directives = links::find_directives(text);
     let alone: Vec<(PathBuf, String)> =
         directives.iter().map(|d| (chapter.to_path_buf(), d.text.to_owned())).collect();
@@ -135,8 +158,10 @@ fn check_directives(src: &Path, chapter: &Path, text: &str, expansion: &str, sho
     if spliced == expansion {
         return String::new();
     }
-    let found: Vec<String> =
-        directives.iter().map(|d| format!("  line {}: {}", links::line_of(text, d.start), d.text)).collect();
+    let found: Vec<String> = directives
+        .iter()
+        .map(|d| format!("  line {}: {}", links::line_of(text, d.start), d.text))
+        .collect();
     format!(
         "{shown}: tests/src/links.rs finds other directives than mdBook expands; it finds:\n{}\n",
         found.join("\n")
@@ -148,26 +173,35 @@ fn md_files(dir: &Path) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = WalkDir::new(dir)
         .into_iter()
         .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "md"))
+        .filter(|e| {
+            e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "md")
+        })
         .map(walkdir::DirEntry::into_path)
         .collect();
     found.sort();
     found
 }
 
-/// Writes an expanded chapter, only if its text changed, and dates it like its newest input.
+/// Writes an expanded chapter, only if its text changed, and dates it like its newest
+/// input.
 ///
-/// skeptic prints `cargo:rerun-if-changed` for the files it is given. A copy written while
-/// this script runs would be newer than the run itself, so cargo would run the script (and
-/// rebuild the tests) again on every `cargo test`; backdating it to its inputs avoids that.
+/// skeptic prints `cargo:rerun-if-changed` for the files it is given. A copy written
+/// while this script runs would be newer than the run itself, so cargo would run the
+/// script (and rebuild the tests) again on every `cargo test`; backdating it to its
+/// inputs avoids that.
 fn write_copy(copy: &Path, text: &str, inputs: impl Iterator<Item = PathBuf>) {
     if fs::read_to_string(copy).ok().as_deref() != Some(text) {
-        fs::create_dir_all(copy.parent().expect("has a parent")).expect("create OUT_DIR folder");
+        fs::create_dir_all(copy.parent().expect("has a parent"))
+            .expect("create OUT_DIR folder");
         fs::write(copy, text).expect("write the expanded chapter");
     }
-    let newest_input = inputs.filter_map(|p| fs::metadata(p).and_then(|m| m.modified()).ok()).max();
+    let newest_input =
+        inputs.filter_map(|p| fs::metadata(p).and_then(|m| m.modified()).ok()).max();
     if let Some(time) = newest_input {
-        let file = fs::File::options().write(true).open(copy).expect("open the expanded chapter");
+        let file = fs::File::options()
+            .write(true)
+            .open(copy)
+            .expect("open the expanded chapter");
         file.set_modified(time).expect("set the expanded chapter's date");
     }
 }

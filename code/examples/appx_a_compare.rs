@@ -4,7 +4,8 @@ extern crate attention;
 use attention::{Attention, Fixture, SelfAttention, Tolerance, compare, max_abs_diff};
 
 fn main() -> Result<(), attention::AttnError> {
-    // PyTorch: torch.manual_seed(123); CausalAttention(3, 2, ...) on the toy batch (2, 6, 3)
+    // PyTorch: torch.manual_seed(123); CausalAttention(3, 2, ...) on the toy batch (2,
+    // 6, 3)
     let fx = Fixture::load("toy_causal")?;
     let attn = SelfAttention::new(
         fx.linear("W_query")?,
@@ -30,11 +31,14 @@ fn main() -> Result<(), attention::AttnError> {
     // (Built from PyTorch's own numbers, so the report reads the same on every machine.)
     let mut broken = want.data.clone();
     broken[13] += 1e-3; // batch 1, token 0, feature 1
-    let mismatch = compare(&broken, &want.data, &want.shape, tol).unwrap_err();
-    assert_eq!(mismatch.index, vec![1, 0, 1]);
-    println!("after changing one value: {mismatch}");
+    let m = compare(&broken, &want.data, &want.shape, tol).unwrap_err();
+    assert_eq!(m.index, vec![1, 0, 1]);
+    println!("after changing one value: {} of {} elements differ", m.n_bad, m.n_total);
+    println!("  worst at index {:?}: got {:e}, want {:e}", m.index, m.got, m.want);
+    println!("  |diff| {:e} > allowed {:e} = atol + rtol·|want|", m.diff, m.allowed);
 
-    // The multi-head fixtures give every axis its own size: a transposed matrix cannot pass by accident.
+    // The multi-head fixtures give every axis its own size: a transposed matrix cannot
+    // pass by accident.
     let small = Fixture::load("small_mha")?;
     let (x, w) = (small.tensor("x")?.shape, small.tensor("W_query.weight")?.shape);
     println!("small_mha: x (batch, seq, d_in) {x:?}, W_query (d_out, d_in) {w:?}");

@@ -1,4 +1,5 @@
-//! Chapter 1: Raschka's §3.4.1 step by step, one query ("journey"), with PyTorch's seed-123 weights.
+//! Chapter 1: Raschka's §3.4.1 step by step, one query ("journey"), with PyTorch's
+//! seed-123 weights.
 extern crate attention;
 extern crate nalgebra;
 // ANCHOR: example
@@ -6,9 +7,11 @@ use attention::{Fixture, Linear, Tolerance, assert_matrix_close, compare, softma
 use nalgebra::DMatrix;
 
 fn main() -> Result<(), attention::AttnError> {
-    // torch.manual_seed(123); W_query, W_key, W_value = torch.rand(3, 2) each: stored (d_in, d_out)
+    // torch.manual_seed(123); W_query, W_key, W_value = torch.rand(3, 2) each: stored
+    // (d_in, d_out)
     let fx = Fixture::load("toy_trainable_steps")?;
-    // as Linear (PyTorch's nn.Linear layout, (d_out, d_in)): the transpose of Raschka's matrices
+    // as Linear (PyTorch's nn.Linear layout, (d_out, d_in)): the transpose of Raschka's
+    // matrices
     let w = |name: &str| Linear::new(fx.matrix(name)?.transpose(), None);
     let (w_query, w_key, w_value) = (w("W_query")?, w("W_key")?, w("W_value")?);
     let x = fx.matrix("x")?; // (6, 3)
@@ -16,7 +19,8 @@ fn main() -> Result<(), attention::AttnError> {
         m.iter().map(|v| format!("{v:.4}")).collect::<Vec<_>>().join(", ")
     };
 
-    let query_2 = w_query.forward(&x.rows(1, 1).into_owned())?; // x2 · W_q: (1, 3) -> (1, 2)
+    // x2 · W_q: (1, 3) -> (1, 2)
+    let query_2 = w_query.forward(&x.rows(1, 1).into_owned())?;
     let keys = w_key.forward(&x)?; // (6, 2): one key per token
     let values = w_value.forward(&x)?; // (6, 2)
     println!("query_2 = [{}]", row(&query_2));
@@ -34,7 +38,8 @@ fn main() -> Result<(), attention::AttnError> {
     let z2 = &weights * &values; // (1, 6) · (6, 2) -> (1, 2)
     println!("z2  = [{}]", row(&z2));
 
-    // every step is PyTorch's (rtol 1.3e-6, atol 1e-5); a (1, n) matrix holds its row in order
+    // every step is PyTorch's (rtol 1.3e-6, atol 1e-5); a (1, n) matrix holds its row in
+    // order
     assert_matrix_close(&keys, &fx.matrix("keys")?, Tolerance::F32);
     for (name, got) in
         [("query_2", &query_2), ("attn_weights_2", &weights), ("context_vec_2", &z2)]

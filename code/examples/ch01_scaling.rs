@@ -8,14 +8,17 @@ use attention::{
 };
 use nalgebra::DMatrix;
 
-/// The mean over rows of each row's largest entry: 1.0 means every query looks at a single key.
+/// The mean over rows of each row's largest entry: 1.0 means every query looks at a
+/// single key.
 fn mean_row_max(w: &DMatrix<f32>) -> f32 {
     w.row_iter().map(|row| row.max()).sum::<f32>() / w.nrows() as f32
 }
 
 fn main() -> Result<(), attention::AttnError> {
-    // 1. The toy: PyTorch's unscaled scores of "journey", then softmax with and without 1/√2.
-    let fx = Fixture::load("toy_self_attention")?; // torch.manual_seed(789); SelfAttention_v2(3, 2)
+    // 1. The toy: PyTorch's unscaled scores of "journey", then softmax with and without
+    //    1/√2.
+    // torch.manual_seed(789); SelfAttention_v2(3, 2)
+    let fx = Fixture::load("toy_self_attention")?;
     let scores = fx.matrix("attn_scores")?.rows(1, 1).into_owned(); // q2 · k_j, (1, 6)
     let head_dim = fx.usize("d_out")? as f32; // 2
     let fmt = |m: &DMatrix<f32>| m.iter().map(|v| format!("{v:8.4}")).collect::<String>();
@@ -28,15 +31,17 @@ fn main() -> Result<(), attention::AttnError> {
         Tolerance::F32,
     );
 
-    // 2. Random queries and keys whose entries have variance 1: the scores' spread grows like √head_dim.
+    // 2. Random queries and keys whose entries have variance 1: the scores' spread grows
+    //    like √head_dim.
     println!("head_dim  score std   √head_dim   max weight unscaled   scaled");
     let llama_head_dim = 128; // Llama 3 8B's (chapter 4 lists the models' shapes)
     for head_dim in [2, 16, llama_head_dim, 1024] {
         let bound = 3f64.sqrt(); // uniform in [-√3, √3): variance 1
         let q = splitmix_matrix(1, 16, head_dim, bound); // 16 queries
         let k = splitmix_matrix(2, 64, head_dim, bound); // 64 keys
-        // 3 decimals: summed in f32 over up to 1024 products, in an order that depends on the CPU,
-        // the scores (and so the weights) can differ in their last digits from machine to machine
+        // 3 decimals: summed in f32 over up to 1024 products, in an order that depends on
+        // the CPU, the scores (and so the weights) can differ in their last digits from
+        // machine to machine
         let scores = &q * k.transpose(); // (16, 64)
         let std = (scores.map(|s| s * s).mean() - scores.mean().powi(2)).sqrt();
         let unscaled = softmax_rows(&scores);

@@ -1,4 +1,5 @@
-//! Chapter 1: every token's weights and context vector at once, with three matrix products.
+//! Chapter 1: every token's weights and context vector at once, with three matrix
+//! products.
 extern crate attention;
 extern crate nalgebra;
 // ANCHOR: example
@@ -9,7 +10,8 @@ use nalgebra::DMatrix;
 
 const TOKENS: [&str; 6] = ["Your", "journey", "starts", "with", "one", "step"];
 
-/// Prints a matrix under its column names, one row per line labelled with its token, 4 decimals.
+/// Prints a matrix under its column names, one row per line labelled with its token, 4
+/// decimals.
 fn print_rows(title: &str, columns: &[&str], m: &DMatrix<f32>) {
     println!(
         "{title:<10}{}",
@@ -24,7 +26,8 @@ fn print_rows(title: &str, columns: &[&str], m: &DMatrix<f32>) {
 }
 
 fn main() -> Result<(), attention::AttnError> {
-    let fx = Fixture::load("toy_simplified")?; // PyTorch: x @ x.T, torch.softmax(dim=-1), @ x
+    // PyTorch: x @ x.T, torch.softmax(dim=-1), @ x
+    let fx = Fixture::load("toy_simplified")?;
     let x = fx.matrix("x")?; // (6, 3)
 
     let scores = &x * x.transpose(); // (6, 3) · (3, 6) -> (6, 6): all dot products

@@ -1,4 +1,5 @@
-//! Chapter 1: why softmax and not plain division by the sum, and why the maximum is subtracted.
+//! Chapter 1: why softmax and not plain division by the sum, and why the maximum is
+//! subtracted.
 extern crate attention;
 extern crate nalgebra;
 // ANCHOR: example
@@ -11,7 +12,8 @@ fn fmt_row(m: &DMatrix<f32>) -> String {
 }
 
 fn main() -> Result<(), attention::AttnError> {
-    // torch.softmax(scores, dim=-1) on hand-picked rows (scripts/gen_fixtures.py, case softmax_edge)
+    // torch.softmax(scores, dim=-1) on hand-picked rows (scripts/gen_fixtures.py, case
+    // softmax_edge)
     let fx = Fixture::load("softmax_edge")?;
     let scores = fx.matrix("scores")?; // (3, 5)
     let small = scores.rows(0, 1).into_owned(); // ordinary scores, one of them negative
@@ -23,7 +25,8 @@ fn main() -> Result<(), attention::AttnError> {
     println!("{:<22}{}", "divided by their sum", fmt_row(&divided));
     println!("{:<22}{}", "softmax", fmt_row(&softmax_rows(&small)));
 
-    // 2. exp without subtracting the maximum: exp(1000) is inf in f32, and inf / inf is NaN.
+    // 2. exp without subtracting the maximum: exp(1000) is inf in f32, and inf / inf is
+    //    NaN.
     let naive = large.map(f32::exp) / large.map(f32::exp).sum();
     println!("{:<22}{}", "large scores", fmt_row(&large));
     println!("{:<22}{}", "exp(s) / Σ exp(s)", fmt_row(&naive));

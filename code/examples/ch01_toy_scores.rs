@@ -1,4 +1,5 @@
-//! Chapter 1: the scores, attention weights and context vector of one query, "journey" (x2).
+//! Chapter 1: the scores, attention weights and context vector of one query, "journey"
+//! (x2).
 extern crate attention;
 extern crate nalgebra;
 // ANCHOR: example
@@ -11,8 +12,10 @@ fn fmt_row(m: &DMatrix<f32>) -> String {
 }
 
 fn main() -> Result<(), attention::AttnError> {
-    let fx = Fixture::load("toy_simplified")?; // PyTorch's numbers, from scripts/gen_fixtures.py
-    let x = fx.matrix("x")?; // (6, 3): "Your journey starts with one step", one row per token
+    // PyTorch's numbers, from scripts/gen_fixtures.py
+    let fx = Fixture::load("toy_simplified")?;
+    // (6, 3): "Your journey starts with one step", one row per token
+    let x = fx.matrix("x")?;
     let query = x.row(1); // x2, "journey"
 
     // One dot product per token: how far does each token point the same way as "journey"?
@@ -34,7 +37,8 @@ fn main() -> Result<(), attention::AttnError> {
     println!("{:<14}{}   sum {:.4}", "weight α2j", fmt_row(&weights), weights.sum());
     println!("{:<14}{}", "context z2", fmt_row(&z2));
 
-    // The same numbers from PyTorch: row 1 of its score and weight matrices and of its output.
+    // The same numbers from PyTorch: row 1 of its score and weight matrices and of its
+    // output.
     let row1 = |name: &str| fx.matrix(name).map(|m| m.rows(1, 1).into_owned());
     assert_matrix_close(&scores, &row1("attn_scores")?, Tolerance::F32);
     assert_matrix_close(&weights, &row1("attn_weights")?, Tolerance::F32);

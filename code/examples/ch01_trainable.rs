@@ -1,4 +1,5 @@
-//! Chapter 1: self-attention with trainable W_q, W_k, W_v, loaded from PyTorch's `SelfAttention_v2`.
+//! Chapter 1: self-attention with trainable W_q, W_k, W_v, loaded from PyTorch's
+//! `SelfAttention_v2`.
 extern crate attention;
 extern crate nalgebra;
 // ANCHOR: example
@@ -22,7 +23,8 @@ fn print_rows(title: &str, columns: &[&str], rows: &[&str], m: &DMatrix<f32>) {
 }
 
 fn main() -> Result<(), attention::AttnError> {
-    // PyTorch: torch.manual_seed(789); sa = SelfAttention_v2(d_in=3, d_out=2); out = sa(x)
+    // PyTorch: torch.manual_seed(789); sa = SelfAttention_v2(d_in=3, d_out=2); out =
+    // sa(x)
     let fx = Fixture::load("toy_self_attention")?;
     let attn = SelfAttention::new(
         fx.linear("W_query")?, // weight (d_out, d_in) = (2, 3), as nn.Linear stores it

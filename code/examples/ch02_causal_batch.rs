@@ -1,10 +1,12 @@
-//! Chapter 2: Raschka's `CausalAttention` on the toy batch (the sentence twice), (2, 6, 3) -> (2, 6, 2).
+//! Chapter 2: Raschka's `CausalAttention` on the toy batch (the sentence twice), (2,
+//! 6, 3) -> (2, 6, 2).
 extern crate attention;
 // ANCHOR: example
 use attention::{Attention, Fixture, SelfAttention, Tolerance, assert_batch_close};
 
 fn main() -> Result<(), attention::AttnError> {
-    // PyTorch: torch.manual_seed(123); ca = CausalAttention(3, 2, context_length=6, dropout=0.0)
+    // PyTorch: torch.manual_seed(123); ca = CausalAttention(3, 2, context_length=6,
+    // dropout=0.0)
     //          batch = torch.stack((inputs, inputs)); out = ca(batch)
     let fx = Fixture::load("toy_causal")?;
     let causal_attention = SelfAttention::new(
@@ -26,7 +28,8 @@ fn main() -> Result<(), attention::AttnError> {
             a[0], a[1], b[0], b[1]
         );
     }
-    // PyTorch's output for the whole batch (assert_close semantics: rtol 1.3e-6, atol 1e-5)
+    // PyTorch's output for the whole batch (assert_close semantics: rtol 1.3e-6, atol
+    // 1e-5)
     assert_batch_close(&out, &fx.batch("out")?, Tolerance::F32);
     Ok(())
 }

@@ -24,7 +24,8 @@ fn print_rows(title: &str, m: &DMatrix<f32>) {
 }
 
 fn main() -> Result<(), attention::AttnError> {
-    // PyTorch: torch.manual_seed(123); CausalAttention(d_in=3, d_out=2, context_length=6, dropout=0.0)
+    // PyTorch: torch.manual_seed(123); CausalAttention(d_in=3, d_out=2, context_length=6,
+    // dropout=0.0)
     let fx = Fixture::load("toy_causal")?;
     let attn = SelfAttention::new(
         fx.linear("W_query")?,
@@ -34,7 +35,8 @@ fn main() -> Result<(), attention::AttnError> {
     )?;
     let x = fx.batch("x")?.items()[0].clone(); // (6, 3): the first sentence of the batch
 
-    // By hand: scaled scores, plus the mask (0 on and below the diagonal, -inf above), then softmax.
+    // By hand: scaled scores, plus the mask (0 on and below the diagonal, -inf above),
+    // then softmax.
     let (q, k) = (attn.w_query().forward(&x)?, attn.w_key().forward(&x)?); // (6, 2) each
     let scores = &q * k.transpose() / 2f32.sqrt(); // (6, 6), scaled by 1/√head_dim
     let masked = scores + causal_mask(6, 6, 0)?; // query_offset 0: a fresh sequence
@@ -42,7 +44,8 @@ fn main() -> Result<(), attention::AttnError> {
     print_rows("masked", &masked);
     print_rows("weights", &weights);
 
-    // The module does the same (with `apply_causal_mask` in place), and both are PyTorch's.
+    // The module does the same (with `apply_causal_mask` in place), and both are
+    // PyTorch's.
     let out = attn.forward_with_weights(&x)?;
     assert_matrix_close(&weights, &out.weights, Tolerance::F32);
     assert_matrix_close(&weights, &fx.matrix("attn_weights")?, Tolerance::F32);

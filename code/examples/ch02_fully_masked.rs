@@ -1,4 +1,5 @@
-//! Chapter 2: a row with every key masked: NaN from a plain softmax, zeros from ours (and PyTorch's safe one).
+//! Chapter 2: a row with every key masked: NaN from a plain softmax, zeros from ours (and
+//! PyTorch's safe one).
 extern crate attention;
 extern crate nalgebra;
 // ANCHOR: example
@@ -18,9 +19,11 @@ fn plain_softmax(row: &DMatrix<f32>) -> DMatrix<f32> {
 }
 
 fn main() -> Result<(), attention::AttnError> {
-    // PyTorch: torch.softmax and torch._safe_softmax over the last axis (case softmax_edge)
+    // PyTorch: torch.softmax and torch._safe_softmax over the last axis (case
+    // softmax_edge)
     let fx = Fixture::load("softmax_edge")?;
-    let scores = fx.matrix("scores_safe")?; // (4, 5); row 2 partly masked, row 3 fully masked
+    // (4, 5); row 2 partly masked, row 3 fully masked
+    let scores = fx.matrix("scores_safe")?;
     for (name, r) in [("partly masked", 2), ("fully masked", 3)] {
         let row = scores.rows(r, 1).into_owned();
         println!("{name:<15}{:<14}{}", "scores", fmt_row(&row));
@@ -38,7 +41,8 @@ fn main() -> Result<(), attention::AttnError> {
     // ...and our softmax_rows returns zeros, as torch._safe_softmax does.
     assert_matrix_close(&softmax_rows(&scores), &fx.matrix("out_safe")?, Tolerance::F32);
 
-    // A causal mask alone never masks a whole row: query i always sees its own key query_offset + i.
+    // A causal mask alone never masks a whole row: query i always sees its own key
+    // query_offset + i.
     let mut checked = 0;
     for n_keys in 1..=32 {
         for query_offset in 0..n_keys {

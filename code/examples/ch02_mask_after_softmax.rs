@@ -1,4 +1,5 @@
-//! Chapter 2: zeroing the future after the softmax and renormalising gives the -inf mask's weights.
+//! Chapter 2: zeroing the future after the softmax and renormalising gives the -inf
+//! mask's weights.
 extern crate attention;
 extern crate nalgebra;
 // ANCHOR: example
@@ -11,13 +12,15 @@ fn fmt_row_sums(m: &DMatrix<f32>) -> String {
 }
 
 fn main() -> Result<(), attention::AttnError> {
-    // PyTorch: torch.manual_seed(123); CausalAttention(d_in=3, d_out=2, context_length=6, dropout=0.0)
+    // PyTorch: torch.manual_seed(123); CausalAttention(d_in=3, d_out=2, context_length=6,
+    // dropout=0.0)
     let fx = Fixture::load("toy_causal")?;
     let x = fx.batch("x")?.items()[0].clone(); // (6, 3)
     let (wq, wk, wv) =
         (fx.linear("W_query")?, fx.linear("W_key")?, fx.linear("W_value")?);
     let unmasked =
-        SelfAttention::new(wq, wk, wv, false)?.forward_with_weights(&x)?.weights; // (6, 6)
+        // (6, 6)
+        SelfAttention::new(wq, wk, wv, false)?.forward_with_weights(&x)?.weights;
 
     // Zero every weight above the diagonal (Raschka's `torch.tril` route)...
     let zeroed =
@@ -30,7 +33,8 @@ fn main() -> Result<(), attention::AttnError> {
     }
     println!("row sums after renormalising{}", fmt_row_sums(&renormalised));
 
-    // PyTorch's weights, from -inf before the softmax; compared with assert_close's f32 tolerance
+    // PyTorch's weights, from -inf before the softmax; compared with assert_close's f32
+    // tolerance
     let want = matrix_to_row_major(&fx.matrix("attn_weights")?);
     let tol = Tolerance::F32;
     let check = |m: &DMatrix<f32>| compare(&matrix_to_row_major(m), &want, &[6, 6], tol);
@@ -42,7 +46,8 @@ fn main() -> Result<(), attention::AttnError> {
     // Without the renormalisation the rows do not sum to 1, and the numbers are wrong.
     let m = check(&zeroed).unwrap_err();
     println!(
-        "zeroed, not renormalised, vs PyTorch: {} of {} weights differ; worst at {:?}: {:.4} instead of {:.4}",
+        "zeroed, not renormalised, vs PyTorch: {} of {} weights differ;\n  \
+            worst at {:?}: {:.4} instead of {:.4}",
         m.n_bad, m.n_total, m.index, m.got, m.want
     );
     assert_eq!(

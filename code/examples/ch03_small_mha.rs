@@ -1,4 +1,5 @@
-//! Chapter 3: `MultiHeadAttention` with 4 heads and q/k/v biases, step by step, against PyTorch.
+//! Chapter 3: `MultiHeadAttention` with 4 heads and q/k/v biases, step by step, against
+//! PyTorch.
 extern crate attention;
 extern crate nalgebra;
 // ANCHOR: example
@@ -8,18 +9,22 @@ use attention::{
 use nalgebra::DMatrix;
 
 fn main() -> Result<(), attention::AttnError> {
-    // torch.manual_seed(42); MultiHeadAttention(12, 16, 7, 0.0, num_heads=4, qkv_bias=True)
+    // torch.manual_seed(42); MultiHeadAttention(12, 16, 7, 0.0, num_heads=4,
+    // qkv_bias=True)
     let fx = Fixture::load("small_mha")?;
-    let mha = MultiHeadAttention::new(fx.weights()?, fx.usize("n_heads")?)?; // W_query, W_key, ...
+    // W_query, W_key, ...
+    let mha = MultiHeadAttention::new(fx.weights()?, fx.usize("n_heads")?)?;
     let (n_heads, head_dim) = (mha.n_heads(), mha.head_dim());
     let x = fx.batch("x")?; // (batch, seq, d_in) = (2, 7, 12)
     let x0 = &x.items()[0]; // item 0: (seq, d_in) = (7, 12)
 
-    let queries = mha.weights().w_query.forward(x0)?; // (7, 12) -> (7, 16) = (seq, n_heads * head_dim)
+    // (7, 12) -> (7, 16) = (seq, n_heads * head_dim)
+    let queries = mha.weights().w_query.forward(x0)?;
     let keys = mha.weights().w_key.forward(x0)?; // (7, 16)
     println!("x {:?} -> queries and keys {:?}", x0.shape(), queries.shape());
     println!(
-        "{n_heads} heads of head_dim {head_dim}: head h = columns {head_dim}h..{head_dim}h+{head_dim}, a (7, {head_dim}) view"
+        "{n_heads} heads of head_dim {head_dim}: head h = columns \
+            {head_dim}h..{head_dim}h+{head_dim}, a (7, {head_dim}) view"
     );
     println!("weights of the last token (it sees all 7), item 0:");
     let want = fx.tensor("attn_weights")?; // (batch, n_heads, seq, seq)
@@ -33,7 +38,8 @@ fn main() -> Result<(), attention::AttnError> {
         )?;
         let last: Vec<String> = w.row(6).iter().map(|v| format!("{v:.4}")).collect();
         println!("  head {h}: [{}]", last.join(" "));
-        // PyTorch's attn_weights[0, h]: a (7, 7) block of the row-major (2, 4, 7, 7) tensor
+        // PyTorch's attn_weights[0, h]: a (7, 7) block of the row-major (2, 4, 7, 7)
+        // tensor
         let block = &want.data[h * 49..(h + 1) * 49];
         attention::assert_matrix_close(
             &w,

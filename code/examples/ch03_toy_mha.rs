@@ -4,10 +4,12 @@ extern crate attention;
 use attention::{Attention, Fixture, MultiHeadAttention, QkvoWeights, Tolerance};
 
 fn main() -> Result<(), attention::AttnError> {
-    // torch.manual_seed(123); MultiHeadAttention(3, 2, 6, 0.0, num_heads=2): PyTorch's weights
+    // torch.manual_seed(123); MultiHeadAttention(3, 2, 6, 0.0, num_heads=2): PyTorch's
+    // weights
     let fx = Fixture::load("toy_mha")?;
     let weights = QkvoWeights {
-        w_query: fx.linear("W_query")?, // (d_out, d_in) = (2, 3): ONE projection for both heads
+        // (d_out, d_in) = (2, 3): ONE projection for both heads
+        w_query: fx.linear("W_query")?,
         w_key: fx.linear("W_key")?,
         w_value: fx.linear("W_value")?,
         out_proj: fx.linear("out_proj")?, // (2, 2), with a bias
@@ -22,7 +24,8 @@ fn main() -> Result<(), attention::AttnError> {
     );
 
     let x = fx.batch("x")?; // (2, 6, 3)
-    let context = x.try_map(|m| mha.context(m))?; // (2, 6, 2): head 0 | head 1, before out_proj
+    // (2, 6, 2): head 0 | head 1, before out_proj
+    let context = x.try_map(|m| mha.context(m))?;
     let out = mha.forward(&x)?; // (2, 6, 2): after out_proj
     let ([b, s, d_in], [_, _, d_out]) = (x.shape(), out.shape());
     println!("input ({b}, {s}, {d_in}) -> output ({b}, {s}, {d_out})");

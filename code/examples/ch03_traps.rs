@@ -9,7 +9,8 @@ use attention::{
 use nalgebra::DMatrix;
 
 fn main() -> Result<(), attention::AttnError> {
-    let fx = Fixture::load("small_mha")?; // MultiHeadAttention(12, 16, num_heads=4, qkv_bias=True)
+    // MultiHeadAttention(12, 16, num_heads=4, qkv_bias=True)
+    let fx = Fixture::load("small_mha")?;
     let (n_heads, head_dim, seq) = (4, 4, 7);
     let x = fx.batch("x")?;
     let x0 = &x.items()[0]; // item 0: (7, 12)
@@ -35,9 +36,10 @@ fn main() -> Result<(), attention::AttnError> {
     apply_causal_mask(&mut too_flat, 0)?;
     softmax_rows_in_place(&mut too_flat);
 
-    // bug 2: PyTorch's t.view(b, n_heads, seq, head_dim) without .view(b, seq, n_heads, head_dim)
-    // .transpose(1, 2): "head 0" becomes the first seq·head_dim = 28 numbers in row-major order
-    // (token 0's 16 features and 12 of token 1's) cut into rows of 4: tokens and heads mixed up
+    // bug 2: PyTorch's t.view(b, n_heads, seq, head_dim) without .view(b, seq, n_heads,
+    // head_dim) .transpose(1, 2): "head 0" becomes the first seq·head_dim = 28 numbers in
+    // row-major order (token 0's 16 features and 12 of token 1's) cut into rows of 4:
+    // tokens and heads mixed up
     let first_block = |m: &DMatrix<f32>| {
         let flat = matrix_to_row_major(m);
         matrix_from_row_major(seq, head_dim, &flat[..seq * head_dim])
@@ -48,7 +50,8 @@ fn main() -> Result<(), attention::AttnError> {
         causal,
     )?;
 
-    // PyTorch's assert_close test (rtol 1.3e-6, atol 1e-5); on failure it names the worst element
+    // PyTorch's assert_close test (rtol 1.3e-6, atol 1e-5); on failure it names the worst
+    // element
     let check = |w: &DMatrix<f32>| {
         compare(
             &matrix_to_row_major(w),
@@ -69,7 +72,8 @@ fn main() -> Result<(), attention::AttnError> {
         println!("  {name:<18} last row [{}]", last.join(" "));
         match check(w) {
             Ok(()) => println!("  {:<18} matches", ""),
-            // the worst difference to 2 digits: its last digits are f32 rounding, which varies by CPU
+            // the worst difference to 2 digits: its last digits are f32 rounding, which
+            // varies by CPU
             Err(m) => println!(
                 "  {:<18} {} of {} differ, worst by {:.2} at {:?}",
                 "", m.n_bad, m.n_total, m.diff, m.index

@@ -1,4 +1,5 @@
-//! Chapter 3: two independent causal heads side by side, Raschka's `MultiHeadAttentionWrapper`.
+//! Chapter 3: two independent causal heads side by side, Raschka's
+//! `MultiHeadAttentionWrapper`.
 extern crate attention;
 // ANCHOR: example
 use attention::{
@@ -6,12 +7,14 @@ use attention::{
 };
 
 fn main() -> Result<(), attention::AttnError> {
-    // torch.manual_seed(123); MultiHeadAttentionWrapper(3, 2, 6, 0.0, num_heads=2): PyTorch's weights
+    // torch.manual_seed(123); MultiHeadAttentionWrapper(3, 2, 6, 0.0, num_heads=2):
+    // PyTorch's weights
     let fx = Fixture::load("toy_wrapper")?;
     let heads = (0..2)
         .map(|h| {
             let w = |name: &str| fx.linear(&format!("heads.{h}.{name}"));
-            // each head is a causal single-head attention 3 -> 2, with its own W_q, W_k, W_v
+            // each head is a causal single-head attention 3 -> 2, with its own W_q, W_k,
+            // W_v
             SelfAttention::new(w("W_query")?, w("W_key")?, w("W_value")?, true)
         })
         .collect::<Result<Vec<_>, _>>()?;

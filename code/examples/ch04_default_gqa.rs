@@ -1,11 +1,12 @@
-//! Chapter 4: the starting project's default layer (d_model 768, 12 query heads, 4 KV heads) against
-//! PyTorch, and the parameters its narrower W_key and W_value save.
+//! Chapter 4: the starting project's default layer (d_model 768, 12 query heads, 4 KV
+//! heads) against PyTorch, and the parameters its narrower W_key and W_value save.
 extern crate attention;
 // ANCHOR: example
 use attention::{Fixture, Preset, Tolerance};
 
 fn main() -> Result<(), attention::AttnError> {
-    let cfg = Preset::SMALL.config; // 768, 12 heads, 4 KV heads, head_dim 64, context 1024
+    // 768, 12 heads, 4 KV heads, head_dim 64, context 1024
+    let cfg = Preset::SMALL.config;
     // PyTorch's GroupedQueryAttention(768, 768, 12, 4, 1024, rope_theta=500000)
     let fx = Fixture::load("default_gqa")?; // its weights come from seeds (Appendix A)
     let gqa = fx.gqa()?; // the 4 projections regenerated, with RoPE tables: 768 -> 768
@@ -33,7 +34,8 @@ fn main() -> Result<(), attention::AttnError> {
         first.join(" ")
     );
 
-    // parameters of W_key and W_value: n_kv_heads · head_dim rows each, against n_heads · head_dim for MHA
+    // parameters of W_key and W_value: n_kv_heads · head_dim rows each, against n_heads ·
+    // head_dim for MHA
     let w = gqa.weights();
     let kv_params = w.w_key.weight().len() + w.w_value.weight().len();
     let mha_kv_params = 2 * cfg.n_heads * cfg.head_dim * cfg.d_model;
@@ -45,7 +47,8 @@ fn main() -> Result<(), attention::AttnError> {
     );
     let fewer = 100.0 * (1.0 - layer_params as f64 / mha_layer_params as f64);
     println!(
-        "whole attention layer: {layer_params} parameters (MHA: {mha_layer_params}), {fewer:.0} % fewer"
+        "whole attention layer: {layer_params} parameters (MHA: {mha_layer_params}), \
+            {fewer:.0} % fewer"
     );
     assert_eq!((kv_params, mha_kv_params), (393_216, 1_179_648));
     assert_eq!((layer_params, mha_layer_params), (1_572_864, 2_359_296));

@@ -1,5 +1,5 @@
-//! Chapter 4: the KV cache's size for the starting project's default and the Llama 3 models, and what
-//! GQA saves over multi-head attention; computed by the crate.
+//! Chapter 4: the KV cache's size for the starting project's default and the Llama 3
+//! models, and what GQA saves over multi-head attention; computed by the crate.
 extern crate attention;
 // ANCHOR: example
 use attention::{
@@ -19,7 +19,8 @@ fn human(bytes: u128) -> String {
 
 fn main() {
     println!(
-        "batch 1, full context; one layer in f32, the whole model in bf16 (as checkpoints store it)"
+        "batch 1, full context; one layer in f32, the whole model in bf16 (as \
+            checkpoints store it)"
     );
     println!(
         "{:<24} {:>5} {:>3} {:>7} {:>6} {:>10} {:>10} {:>10}",
@@ -34,7 +35,8 @@ fn main() {
     );
     for preset in Preset::ALL {
         let cfg = preset.config;
-        // the same query heads with one KV head each: what caching the expanded K/V would cost
+        // the same query heads with one KV head each: what caching the expanded K/V would
+        // cost
         let mha = AttentionConfig { n_kv_heads: cfg.n_heads, ..cfg };
         let ctx = cfg.context_length;
         let layer = kv_cache_bytes_per_layer(&cfg, 1, ctx, DType::F32);
@@ -68,8 +70,10 @@ fn main() {
     );
 
     // the key numbers, checked
-    assert_eq!(kv_cache_bytes_per_layer(&seed_mha, 1, 1024, DType::F32), 6 * 1024 * 1024); // 6 MiB
-    assert_eq!(kv_cache_bytes_per_layer(&seed, 1, 1024, DType::F32), 2 * 1024 * 1024); // 2 MiB
+    // 6 MiB
+    assert_eq!(kv_cache_bytes_per_layer(&seed_mha, 1, 1024, DType::F32), 6 * 1024 * 1024);
+    // 2 MiB
+    assert_eq!(kv_cache_bytes_per_layer(&seed, 1, 1024, DType::F32), 2 * 1024 * 1024);
     assert!((gqa_kv_saving(&seed) - 2.0 / 3.0).abs() < 1e-12); // 12 heads share 4: 67 %
     let l8 = Preset::LLAMA_3_8B.config;
     assert!((gqa_kv_saving(&l8) - 0.75).abs() < 1e-12); // 32 heads share 8: 75 %

@@ -4,13 +4,14 @@ extern crate attention;
 use attention::{Fixture, GroupedQueryAttention, QkvoWeights, Tolerance};
 
 fn main() -> Result<(), attention::AttnError> {
-    // torch.manual_seed(45); GroupedQueryAttention(12, 16, n_heads=4, n_kv_heads=2, context_length=32,
-    // rope_theta=None): no RoPE yet, that is chapter 5
+    // torch.manual_seed(45); GroupedQueryAttention(12, 16, n_heads=4, n_kv_heads=2,
+    // context_length=32, rope_theta=None): no RoPE yet, that is chapter 5
     let fx = Fixture::load("small_gqa_norope")?;
     let weights = QkvoWeights {
         w_query: fx.linear("W_query")?, // (n_heads · head_dim, d_in) = (16, 12)
-        w_key: fx.linear("W_key")?, // (n_kv_heads · head_dim, d_in) = (8, 12): half the rows
-        w_value: fx.linear("W_value")?, // (8, 12)
+        // (n_kv_heads · head_dim, d_in) = (8, 12): half the rows
+        w_key: fx.linear("W_key")?,
+        w_value: fx.linear("W_value")?,   // (8, 12)
         out_proj: fx.linear("out_proj")?, // (16, 16)
     };
     let gqa = GroupedQueryAttention::new(
@@ -43,7 +44,8 @@ fn main() -> Result<(), attention::AttnError> {
         v.shape()
     );
 
-    let out = gqa.forward(&x, 0, None)?; // (2, 7, 12) -> (2, 7, 16): positions 0.., no cache
+    // (2, 7, 12) -> (2, 7, 16): positions 0.., no cache
+    let out = gqa.forward(&x, 0, None)?;
     let [b, s, d] = out.shape();
     let first: Vec<String> =
         out.items()[0].row(0).iter().take(4).map(|v| format!("{v:.4}")).collect();

@@ -1,13 +1,15 @@
-//! Chapter 4: multi-query attention (n_kv_heads = 1) and multi-head attention (n_kv_heads = n_heads)
-//! are grouped-query attention too.
+//! Chapter 4: multi-query attention (n_kv_heads = 1) and multi-head attention (n_kv_heads
+//! = n_heads) are grouped-query attention too.
 extern crate attention;
 // ANCHOR: example
 use attention::{Fixture, GroupedQueryAttention, Tolerance};
 
 fn main() -> Result<(), attention::AttnError> {
-    // MQA: torch.manual_seed(44); GroupedQueryAttention(12, 16, n_heads=4, n_kv_heads=1, rope_theta=10000)
+    // MQA: torch.manual_seed(44); GroupedQueryAttention(12, 16, n_heads=4, n_kv_heads=1,
+    // rope_theta=10000)
     let fx = Fixture::load("small_mqa")?;
-    let mqa = fx.gqa()?; // 4 query heads, 1 KV head (with RoPE tables, chapter 5's subject)
+    // 4 query heads, 1 KV head (with RoPE tables, chapter 5's subject)
+    let mqa = fx.gqa()?;
     println!(
         "MQA: {} query heads share {} KV head: W_key {:?}, group_size {}",
         mqa.n_heads(),
@@ -23,10 +25,12 @@ fn main() -> Result<(), attention::AttnError> {
         "     out ({b}, {s}, {d}) matches PyTorch's GroupedQueryAttention(n_kv_heads=1)"
     );
 
-    // MHA: PyTorch's MultiHeadAttention(12, 16, num_heads=4, qkv_bias=True), seed 42, run as GQA
-    // with 4 KV heads and no RoPE (its biases are applied: they are part of each Linear)
+    // MHA: PyTorch's MultiHeadAttention(12, 16, num_heads=4, qkv_bias=True), seed 42, run
+    // as GQA with 4 KV heads and no RoPE (its biases are applied: they are part of each
+    // Linear)
     let fx = Fixture::load("small_mha")?;
-    let mha = GroupedQueryAttention::new(fx.weights()?, 4, 4, None)?; // 4 query heads, 4 KV heads
+    // 4 query heads, 4 KV heads
+    let mha = GroupedQueryAttention::new(fx.weights()?, 4, 4, None)?;
     println!(
         "MHA: {} query heads, {} KV heads: W_key {:?}, group_size {}",
         mha.n_heads(),

@@ -20,11 +20,14 @@ fn main() -> Result<(), attention::AttnError> {
             "pair {i}: {theta} vs {exact}"
         );
     }
-    assert_eq!((llama2[0], llama3[0]), (1.0, 1.0)); // pair 0 turns one radian per position
-    assert!(llama3.windows(2).all(|w| w[1] < w[0])); // every pair slower than the one before
+    // pair 0 turns one radian per position
+    assert_eq!((llama2[0], llama3[0]), (1.0, 1.0));
+    // every pair slower than the one before
+    assert!(llama3.windows(2).all(|w| w[1] < w[0]));
 
-    // The 10 000 column is checked above against the exact value only (not against PyTorch): θ_i is
-    // printed to 4 digits and wavelengths above 100 to whole positions. The 500 000 column is PyTorch's.
+    // The 10 000 column is checked above against the exact value only (not against
+    // PyTorch): θ_i is printed to 4 digits and wavelengths above 100 to whole positions.
+    // The 500 000 column is PyTorch's.
     let tau = std::f32::consts::TAU;
     let wavelength = |theta: f32| {
         let w = tau / theta; // positions per full turn
@@ -34,7 +37,7 @@ fn main() -> Result<(), attention::AttnError> {
         "head_dim {head_dim}: 32 pairs; wavelength = positions per full turn = 2π/θ_i"
     );
     println!(
-        "pair i | θ_i (10 000)  wavelength | θ_i (500 000)  wavelength | turns by pos 8191 (500 000)"
+        "pair i | θ_i (10 000)  wavelength | θ_i (500 000)  wavelength | turns by 8191"
     );
     for i in [0, 1, 2, 8, 16, 24, 31] {
         println!(

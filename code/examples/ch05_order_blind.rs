@@ -14,7 +14,8 @@ fn permute(x: &DMatrix<f32>, order: &[usize]) -> DMatrix<f32> {
 }
 
 fn main() -> Result<(), attention::AttnError> {
-    // PyTorch: torch.manual_seed(789); SelfAttention_v2(3, 2) on "Your journey starts with one step"
+    // PyTorch: torch.manual_seed(789); SelfAttention_v2(3, 2) on "Your journey starts
+    // with one step"
     let fx = Fixture::load("toy_self_attention")?;
     let attn = SelfAttention::new(
         fx.linear("W_query")?,
@@ -41,7 +42,8 @@ fn main() -> Result<(), attention::AttnError> {
             out_reversed[(r, 1)]
         );
     }
-    // Permuting the tokens only permutes the outputs (up to f32 rounding: the sums run in another order).
+    // Permuting the tokens only permutes the outputs (up to f32 rounding: the sums run in
+    // another order).
     let diff = max_abs_diff(
         &matrix_to_row_major(&permute(&out, &order)),
         &matrix_to_row_major(&out_reversed),
@@ -50,7 +52,8 @@ fn main() -> Result<(), attention::AttnError> {
     println!("max |difference| after undoing the permutation: < 1e-6");
     assert_matrix_close(&out_reversed, &permute(&out, &order), Tolerance::F32);
 
-    // The same weights with RoPE on the queries and keys (head_dim 2: one pair, θ_0 = 1 rad per position).
+    // The same weights with RoPE on the queries and keys (head_dim 2: one pair, θ_0 = 1
+    // rad per position).
     let rope = Rope::new(2, 6, 10_000.0, None)?;
     let with_rope = |x: &DMatrix<f32>| -> Result<DMatrix<f32>, attention::AttnError> {
         let (mut q, mut k) = (attn.w_query().forward(x)?, attn.w_key().forward(x)?);

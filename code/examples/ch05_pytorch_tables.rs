@@ -1,4 +1,5 @@
-//! Chapter 5: the crate's RoPE tables and rotation against PyTorch's, up to position 8191.
+//! Chapter 5: the crate's RoPE tables and rotation against PyTorch's, up to
+//! position 8191.
 extern crate attention;
 extern crate nalgebra;
 // ANCHOR: example
@@ -8,9 +9,11 @@ use attention::{
 use nalgebra::DMatrix;
 
 fn main() -> Result<(), attention::AttnError> {
-    // PyTorch: inv_freq = 1.0 / (500000.0 ** (torch.arange(0, 64, 2).float() / 64))
-    //          angles = positions[:, None].float() * inv_freq[None, :]; cos, sin = angles.cos(), angles.sin()
-    //          out = apply_rope(x, cos, sin)     (x = torch.randn(10, 64), row r at positions[r])
+    // PyTorch (x = torch.randn(10, 64), row r at positions[r]):
+    //   inv_freq = 1.0 / (500000.0 ** (torch.arange(0, 64, 2).float() / 64))
+    //   angles = positions[:, None].float() * inv_freq[None, :]
+    //   cos, sin = angles.cos(), angles.sin()
+    //   out = apply_rope(x, cos, sin)
     let fx = Fixture::load("rope")?;
     let rope = Rope::new(64, 8192, fx.f32("rope_theta")?, None)?;
 
@@ -23,7 +26,8 @@ fn main() -> Result<(), attention::AttnError> {
 
     let positions: Vec<usize> =
         fx.tensor("positions")?.data.iter().map(|&p| p as usize).collect();
-    let (want_cos, want_sin) = (fx.matrix("cos")?, fx.matrix("sin")?); // (10, 64): both halves repeat
+    // (10, 64): both halves repeat
+    let (want_cos, want_sin) = (fx.matrix("cos")?, fx.matrix("sin")?);
     let mut worst = 0.0f32;
     for (r, &pos) in positions.iter().enumerate() {
         for i in 0..32 {
@@ -33,8 +37,9 @@ fn main() -> Result<(), attention::AttnError> {
             }
         }
     }
-    // Most are bit-identical; the others differ in the last bit, where the math library's `cos` and
-    // `sin` round differently (which ones depends on the library, so we check a bound).
+    // Most are bit-identical; the others differ in the last bit, where the math library's
+    // `cos` and `sin` round differently (which ones depends on the library, so we check a
+    // bound).
     assert!(worst <= 1e-6);
     println!("positions {positions:?}");
     println!("cos and sin, {} values: all within 1e-6 of PyTorch's", 2 * 10 * 32);

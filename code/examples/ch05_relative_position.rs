@@ -6,7 +6,8 @@ use attention::{Fixture, Rope};
 use nalgebra::DMatrix;
 
 fn main() -> Result<(), attention::AttnError> {
-    // Two random vectors of one head (head_dim 64) drawn by PyTorch: torch.manual_seed(46); torch.randn(10, 64)
+    // Two random vectors of one head (head_dim 64) drawn by PyTorch:
+    // torch.manual_seed(46); torch.randn(10, 64)
     let x = Fixture::load("rope")?.matrix("x")?;
     let (q, k) = (x.rows(0, 1).into_owned(), x.rows(1, 1).into_owned()); // (1, 64) each
     let rope = Rope::new(64, 8192, 500_000.0, None)?; // Llama 3's base
@@ -18,15 +19,17 @@ fn main() -> Result<(), attention::AttnError> {
             Ok(v)
         };
     let score = |m: usize, n: usize| -> Result<f32, attention::AttnError> {
-        Ok(rotated(&q, m)?.dot(&rotated(&k, n)?)) // query at position m, key at position n
+        // query at position m, key at position n
+        Ok(rotated(&q, m)?.dot(&rotated(&k, n)?))
     };
 
-    // Scores to 3 decimals: after RoPE their last digits depend on the math library's cos and sin,
-    // which may differ from machine to machine.
+    // Scores to 3 decimals: after RoPE their last digits depend on the math library's cos
+    // and sin, which may differ from machine to machine.
     println!("q·k without RoPE: {:.3}", q.dot(&k));
     let reference = score(5, 2)?;
-    // Equal in exact arithmetic; in f32 the angles pos·θ_i are rounded, more so at larger pos:
-    // the difference from the reference lies in the band [low, high) given for each pair of positions.
+    // Equal in exact arithmetic; in f32 the angles pos·θ_i are rounded, more so at larger
+    // pos: the difference from the reference lies in the band [low, high) given for each
+    // pair of positions.
     for (m, n, low, high) in [
         (5, 2, 0.0, 0.0),
         (13, 10, 0.0, 1e-5),
@@ -61,7 +64,8 @@ fn main() -> Result<(), attention::AttnError> {
         );
         assert!((s - reference).abs() > 0.1, "another distance gives another score");
     }
-    // Distance 0: both vectors turned by the same angles, the score without RoPE comes back.
+    // Distance 0: both vectors turned by the same angles, the score without RoPE comes
+    // back.
     assert!((score(5, 5)? - q.dot(&k)).abs() <= 1e-5);
 
     // A rotation keeps lengths: |RoPE(q)| = |q| at every position.

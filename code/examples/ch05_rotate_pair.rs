@@ -6,7 +6,8 @@ use attention::Rope;
 use nalgebra::DMatrix;
 
 fn main() -> Result<(), attention::AttnError> {
-    let rope = Rope::new(64, 8192, 500_000.0, None)?; // a Llama 3.2 1B head: 32 pairs, pair i = (i, i + 32)
+    // a Llama 3.2 1B head: 32 pairs, pair i = (i, i + 32)
+    let rope = Rope::new(64, 8192, 500_000.0, None)?;
     // A vector whose pair 0 and pair 31 both point along their first axis: (1, 0)
     let mut x = DMatrix::zeros(1, 64);
     x[(0, 0)] = 1.0; // pair 0 = dimensions (0, 32)

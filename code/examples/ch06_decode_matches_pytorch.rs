@@ -1,4 +1,5 @@
-//! Chapter 6: cached decoding and chunked prefill give the full forward pass's numbers, PyTorch's.
+//! Chapter 6: cached decoding and chunked prefill give the full forward pass's numbers,
+//! PyTorch's.
 extern crate attention;
 // ANCHOR: example
 use attention::{
@@ -6,15 +7,18 @@ use attention::{
 };
 
 fn main() -> Result<(), attention::AttnError> {
-    // PyTorch: torch.manual_seed(47); GroupedQueryAttention(12, 16, n_heads=4, n_kv_heads=2,
+    // PyTorch: torch.manual_seed(47); GroupedQueryAttention(12, 16, n_heads=4,
+    // n_kv_heads=2,
     //          context_length=32, rope_theta=10000.0); x = torch.randn(2, 9, 12)
     let fx = Fixture::load("kv_cache")?;
-    let gqa = fx.gqa()?; // the fixture's module: 4 query heads, 2 KV heads, head_dim 4, RoPE base 10 000
+    // the fixture's module: 4 query heads, 2 KV heads, head_dim 4, RoPE base 10 000
+    let gqa = fx.gqa()?;
     let x = fx.batch("x")?; // (batch 2, seq 9, d_in 12)
-    let full = gqa.forward(&x, 0, None)?; // no cache: all 9 tokens at once, positions 0..9
+    // no cache: all 9 tokens at once, positions 0..9
+    let full = gqa.forward(&x, 0, None)?;
     assert_batch_close(&full, &fx.batch("out_full")?, Tolerance::F32);
-    // The last bits depend on the order products are summed in (and so on the CPU): we print the
-    // bound each difference is checked against, not its exact value.
+    // The last bits depend on the order products are summed in (and so on the CPU): we
+    // print the bound each difference is checked against, not its exact value.
     let diff = |a: &Batch, b: &Batch| max_abs_diff(&a.to_row_major(), &b.to_row_major());
     assert!(diff(&full, &fx.batch("out_full")?) < 1e-6);
     println!("max |ours - PyTorch|, batch (2, 9, 16):");
@@ -42,13 +46,15 @@ fn main() -> Result<(), attention::AttnError> {
         let want = fx.batch(name)?;
         assert!(diff(&out, &want) < 1e-6 && diff(&out, &full) < 1e-6);
         println!(
-            "  {label:<22}        : < 1e-6 (vs our full pass < 1e-6; cache {} of {} filled)",
+            "  {label:<22}        : < 1e-6 (vs our full pass < 1e-6; cache {} of {} \
+                filled)",
             cache.len(),
             cache.capacity()
         );
         assert_batch_close(&out, &want, Tolerance::F32);
         assert_batch_close(&out, &full, Tolerance::F32);
-        // what the cache holds: keys after RoPE, n_kv_heads · head_dim = 8 wide, not n_heads · head_dim = 16
+        // what the cache holds: keys after RoPE, n_kv_heads · head_dim = 8 wide, not
+        // n_heads · head_dim = 16
         assert_eq!(cache.keys(0)?.shape(), (9, 8));
     }
     // The last decode step alone: token 8, one query against the 9 cached keys.

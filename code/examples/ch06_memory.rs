@@ -38,13 +38,15 @@ fn main() {
     let llama31 = Preset::LLAMA_3_1_8B.config;
     assert_eq!(kv_cache_bytes(&llama31, 32, 1, 131_072, DType::BF16), 16 * GIB);
 
-    // Without GQA (one KV head per query head), Llama 3 8B's cache would be n_heads / n_kv_heads = 4x bigger.
+    // Without GQA (one KV head per query head), Llama 3 8B's cache would be n_heads /
+    // n_kv_heads = 4x bigger.
     let mha = attention::AttentionConfig { n_kv_heads: llama3.n_heads, ..llama3 };
     let mha_bytes = kv_cache_bytes(&mha, 32, 1, 8192, DType::BF16);
     println!("Llama 3 8B with 32 KV heads instead of 8: {} GiB", mha_bytes / GIB);
     assert_eq!(mha_bytes, 4 * GIB);
 
-    // The small model (one layer's shape, no layer count): one layer, f32, its 1024 positions.
+    // The small model (one layer's shape, no layer count): one layer, f32, its 1024
+    // positions.
     let seed = Preset::SMALL.config;
     let per_layer = kv_cache_bytes_per_layer(&seed, 1, seed.context_length, DType::F32);
     println!(

@@ -4,11 +4,13 @@ extern crate attention;
 fn main() {
     let n: u64 = 1000; // tokens generated one at a time, from position 0
 
-    // Without a cache, step t (t = 1..=N tokens so far) projects all t tokens to keys and values again
-    // and recomputes the causal scores of all t queries: t·(t+1)/2 query-key dot products per head.
+    // Without a cache, step t (t = 1..=N tokens so far) projects all t tokens to keys and
+    // values again and recomputes the causal scores of all t queries: t·(t+1)/2 query-key
+    // dot products per head.
     let rows_without: u64 = (1..=n).sum();
     let scores_without: u64 = (1..=n).map(|t| t * (t + 1) / 2).sum();
-    // With a cache, step t projects only the new token and scores its one query against t keys.
+    // With a cache, step t projects only the new token and scores its one query against t
+    // keys.
     let rows_with: u64 = (1..=n).map(|_| 1).sum();
     let scores_with: u64 = (1..=n).sum();
 
@@ -19,7 +21,8 @@ fn main() {
     println!("K/V rows at step N   {n:>16} {:>12}", 1);
     println!("q·k at step N        {:>16} {n:>12}", n * (n + 1) / 2);
 
-    // Closed forms: N(N+1)/2 ≈ N²/2 rows without the cache, N with it; N(N+1)(N+2)/6 ≈ N³/6 scores.
+    // Closed forms: N(N+1)/2 ≈ N²/2 rows without the cache, N with it; N(N+1)(N+2)/6 ≈
+    // N³/6 scores.
     assert_eq!(rows_without, n * (n + 1) / 2);
     assert_eq!(rows_with, n);
     assert_eq!(scores_without, n * (n + 1) * (n + 2) / 6);

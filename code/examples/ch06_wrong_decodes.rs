@@ -1,4 +1,5 @@
-//! Chapter 6: one decode step done right, and the two classic bugs that silently change its numbers.
+//! Chapter 6: one decode step done right, and the two classic bugs that silently change
+//! its numbers.
 extern crate attention;
 // ANCHOR: example
 use attention::{
@@ -6,20 +7,27 @@ use attention::{
 };
 
 fn main() -> Result<(), AttnError> {
-    let fx = Fixture::load("kv_cache")?; // GQA(12, 16, 4 heads, 2 KV heads, RoPE 10 000), seed 47
-    let gqa = fx.gqa()?; // the fixture's module: 4 query heads, 2 KV heads, head_dim 4, RoPE base 10 000
+    // GQA(12, 16, 4 heads, 2 KV heads, RoPE 10 000), seed 47
+    let fx = Fixture::load("kv_cache")?;
+    // the fixture's module: 4 query heads, 2 KV heads, head_dim 4, RoPE base 10 000
+    let gqa = fx.gqa()?;
     let x = fx.batch("x")?.items()[0].clone(); // sequence 0: (9, 12)
-    let want = fx.batch("out_full")?.items()[0].rows(5, 1).into_owned(); // PyTorch, token 5: (1, 16)
+    // PyTorch, token 5: (1, 16)
+    let want = fx.batch("out_full")?.items()[0].rows(5, 1).into_owned();
 
-    // One decode step by hand, as `forward` does it with a cache: `start_pos` (RoPE's position) and
-    // `query_offset` (the mask's rows before the query) are what the two bugs change.
+    // One decode step by hand, as `forward` does it with a cache: `start_pos` (RoPE's
+    // position) and `query_offset` (the mask's rows before the query) are what the two
+    // bugs change.
     let decode_token_5 =
         |start_pos: usize, query_offset: usize| -> Result<f32, AttnError> {
             let mut cache = gqa.new_cache(1, 32)?;
-            let (_, k, v) = gqa.project(&x.rows(0, 5).into_owned(), 0)?; // prefill positions 0..5
+            // prefill positions 0..5
+            let (_, k, v) = gqa.project(&x.rows(0, 5).into_owned(), 0)?;
             cache.append(0, &[k], &[v])?;
-            let (q, k, v) = gqa.project(&x.rows(5, 1).into_owned(), start_pos)?; // (1, 16), (1, 8), (1, 8)
-            cache.append(5, &[k], &[v])?; // the cache checks its own positions; RoPE's is ours to get right
+            // (1, 16), (1, 8), (1, 8)
+            let (q, k, v) = gqa.project(&x.rows(5, 1).into_owned(), start_pos)?;
+            // the cache checks its own positions; RoPE's is ours to get right
+            cache.append(5, &[k], &[v])?;
             // q: (1, 16) against the cache's (6, 8) keys and values
             let context = grouped_attention(
                 &q,
@@ -33,10 +41,11 @@ fn main() -> Result<(), AttnError> {
         };
 
     let right = decode_token_5(5, 5)?;
-    let offset_bug = decode_token_5(0, 5)?; // RoPE offset not advanced: the new token rotated as position 0
+    // RoPE offset not advanced: the new token rotated as position 0
+    let offset_bug = decode_token_5(0, 5)?;
     let mask_bug = decode_token_5(5, 0)?; // top-left mask: the query sees key 0 only
-    // Right: f32 rounding only, whose last bits depend on the CPU, so we print the bound it is checked
-    // against. Wrong: 2 significant digits, far above the rounding.
+    // Right: f32 rounding only, whose last bits depend on the CPU, so we print the bound
+    // it is checked against. Wrong: 2 significant digits, far above the rounding.
     println!("token 5 after a prefill of 5, max |ours - PyTorch| over its 16 outputs:");
     println!("  RoPE at position 5, query sees keys 0..=5: < 1e-6");
     println!("  RoPE at position 0 (offset not advanced):  {offset_bug:.3}");

@@ -1,4 +1,5 @@
-//! Chapter 7: one layer of a Hugging Face checkpoint at positions 131066..131071, full and decoded, vs transformers.
+//! Chapter 7: one layer of a Hugging Face checkpoint at positions 131066..131071, full
+//! and decoded, vs transformers.
 extern crate attention;
 // ANCHOR: example
 use attention::{
@@ -7,13 +8,15 @@ use attention::{
 };
 
 fn main() -> Result<(), attention::AttnError> {
-    // A tiny Llama 3.1-style checkpoint made by transformers (scripts/gen_hf_fixtures.py): config.json
-    // with rope_scaling factor 8, bf16 weights for layer 0, head_dim 128 with hidden_size 32
+    // A tiny Llama 3.1-style checkpoint made by transformers
+    // (scripts/gen_hf_fixtures.py): config.json with rope_scaling factor 8, bf16 weights
+    // for layer 0, head_dim 128 with hidden_size 32
     let dir = format!("{FIXTURE_DIR}/hf/llama31_end_bf16");
     let cfg = HfLlamaConfig::from_file(format!("{dir}/config.json"))?;
     let scaling = cfg.rope_scaling.unwrap();
     println!(
-        "hidden_size {}, {} heads of {}, {} KV head, rope_theta {}, llama3 factor {}, {} positions",
+        "hidden_size {}, {} heads of {}, {} KV head, rope_theta {},\n\
+            llama3 factor {}, {} positions",
         cfg.hidden_size,
         cfg.num_attention_heads,
         cfg.head_dim,
@@ -23,8 +26,12 @@ fn main() -> Result<(), attention::AttnError> {
         cfg.max_position_embeddings
     );
     let prefix = "model.layers.0.self_attn.";
-    let weights = open_layer_tensors(format!("{dir}/model.safetensors"), prefix)?; // this layer's tensors only
-    println!("read: {:?}", weights.names()?);
+    // this layer's tensors only
+    let weights = open_layer_tensors(format!("{dir}/model.safetensors"), prefix)?;
+    println!("read:");
+    for name in weights.names()? {
+        println!("  {name}");
+    }
     // the whole file, opened only to list what open_layer_tensors left out
     let all = TensorFile::open(format!("{dir}/model.safetensors"))?.names()?;
     let skipped: Vec<&String> = all.iter().filter(|n| !n.starts_with(prefix)).collect();
@@ -37,18 +44,22 @@ fn main() -> Result<(), attention::AttnError> {
         TensorFile::open(format!("{dir}/input.safetensors"))?.batch("hidden_states")?;
     let start_pos = 131_066; // the last 6 positions of the 131 072-token context
     let full = attn.forward(&x, start_pos, None)?; // one pass, no cache
-    let decoded = attn.forward_prefill_decode(&x, start_pos, 2)?; // prefill 2, then 4 single steps
-    // transformers: LlamaAttention (eager) with LlamaRotaryEmbedding at position_ids 131066..131071
+    // prefill 2, then 4 single steps
+    let decoded = attn.forward_prefill_decode(&x, start_pos, 2)?;
+    // transformers: LlamaAttention (eager) with LlamaRotaryEmbedding at position_ids
+    // 131066..131071
     let hf =
         TensorFile::open(format!("{dir}/expected.safetensors"))?.batch("attn_output")?;
     assert_batch_close(&full, &hf, Tolerance::F32);
     assert_batch_close(&decoded, &hf, Tolerance::F32);
-    // The last bits depend on the CPU (the order products are summed in, the math library's cos and
-    // sin): we print the bound each difference is checked against, not its exact value.
+    // The last bits depend on the CPU (the order products are summed in, the math
+    // library's cos and sin): we print the bound each difference is checked against, not
+    // its exact value.
     let d = |a: &Batch| max_abs_diff(&a.to_row_major(), &hf.to_row_major());
     assert!(d(&full) < 1e-6 && d(&decoded) < 1e-6);
     println!(
-        "attn_output {:?}: max |full - transformers| < 1e-6, max |decoded - transformers| < 1e-6",
+        "attn_output {:?}:\n  max |full - transformers| < 1e-6, \
+            max |decoded - transformers| < 1e-6",
         full.shape()
     );
     println!(

@@ -1,9 +1,11 @@
-//! Chapter 7: Llama 3.x RoPE scaling sorts the pairs into three bands; the crate's frequencies are transformers'.
+//! Chapter 7: Llama 3.x RoPE scaling sorts the pairs into three bands; the crate's
+//! frequencies are transformers'.
 extern crate attention;
 // ANCHOR: example
 use attention::{FIXTURE_DIR, Llama3Scaling, TensorFile, rope_inv_freq};
 
-/// Prints the three bands of one configuration and checks every frequency against transformers'.
+/// Prints the three bands of one configuration and checks every frequency against
+/// transformers'.
 fn bands(
     label: &str,
     head_dim: usize,
@@ -12,7 +14,8 @@ fn bands(
 ) -> Result<(), attention::AttnError> {
     let plain = rope_inv_freq(head_dim, 500_000.0)?;
     let scaled: Vec<f32> = plain.iter().map(|&f| s.scale(f)).collect();
-    // transformers: LlamaRotaryEmbedding(config).inv_freq, from the case's config.json (rope_type llama3)
+    // transformers: LlamaRotaryEmbedding(config).inv_freq, from the case's config.json
+    // (rope_type llama3)
     let hf = TensorFile::open(format!("{FIXTURE_DIR}/hf/{case}/expected.safetensors"))?
         .tensor("inv_freq")?;
     assert_eq!(scaled, hf.data, "every bit of every scaled frequency");
@@ -33,7 +36,8 @@ fn bands(
     {
         let (first, last) = (pairs[0], pairs[pairs.len() - 1]);
         println!(
-            "  {band} pairs {first:>2}-{last:<2}  wavelength {:>9.1} .. {:>9.1} positions",
+            "  {band} pairs {first:>2}-{last:<2}  wavelength {:>9.1} .. {:>9.1} \
+                positions",
             wavelength(plain[first]),
             wavelength(plain[last])
         );

@@ -1,4 +1,5 @@
-//! Chapter 7: the scaling moves the RoPE tables at long positions and the output over long distances only.
+//! Chapter 7: the scaling moves the RoPE tables at long positions and the output over
+//! long distances only.
 extern crate attention;
 extern crate serde_json;
 // ANCHOR: example
@@ -7,7 +8,8 @@ use attention::{
     Tolerance, assert_batch_close, max_abs_diff, open_layer_tensors,
 };
 
-/// A case's layer with its own (scaled) tables and with plain RoPE; outputs of the expected rows.
+/// A case's layer with its own (scaled) tables and with plain RoPE; outputs of the
+/// expected rows.
 fn scaled_and_plain(case: &str) -> Result<(Batch, Batch, Batch), attention::AttnError> {
     let dir = format!("{FIXTURE_DIR}/hf/{case}");
     let cfg = HfLlamaConfig::from_file(format!("{dir}/config.json"))?;
@@ -29,7 +31,8 @@ fn scaled_and_plain(case: &str) -> Result<(Batch, Batch, Batch), attention::Attn
     let x =
         TensorFile::open(format!("{dir}/input.safetensors"))?.batch("hidden_states")?;
     let plain_rope = Rope::new(cfg.head_dim, start + x.seq_len(), cfg.rope_theta, None)?;
-    let plain = attn.clone().with_rope(Some(plain_rope))?; // the same weights, unscaled tables
+    // the same weights, unscaled tables
+    let plain = attn.clone().with_rope(Some(plain_rope))?;
     let tail = |a: &GroupedQueryAttention| {
         a.forward(&x, start, None)?.narrow_seq(from, x.seq_len() - from)
     };
@@ -39,12 +42,14 @@ fn scaled_and_plain(case: &str) -> Result<(Batch, Batch, Batch), attention::Attn
 }
 
 fn main() -> Result<(), attention::AttnError> {
-    // The tables: cos(pos · θ_i) of Llama 3.2's pair 20 (a "divided" pair), scaled vs plain
+    // The tables: cos(pos · θ_i) of Llama 3.2's pair 20 (a "divided" pair), scaled vs
+    // plain
     let scaled =
         Rope::new(64, 131_072, 500_000.0, Some(attention::Llama3Scaling::LLAMA_3_2))?;
     let plain = Rope::new(64, 131_072, 500_000.0, None)?;
-    // 5 decimals: the f32 cos of a large angle may differ in its last bit from one math library to
-    // the next, and none of these values is within a few bits of a 5-decimal rounding edge
+    // 5 decimals: the f32 cos of a large angle may differ in its last bit from one math
+    // library to the next, and none of these values is within a few bits of a 5-decimal
+    // rounding edge
     println!("pair 20 of head_dim 64: cos scaled  cos plain");
     for pos in [5, 100, 8_191, 40_000, 131_071] {
         println!(
@@ -55,8 +60,9 @@ fn main() -> Result<(), attention::AttnError> {
     }
     // The output: transformers' LlamaAttention vs ours, with and without the scaling
     let d = |a: &Batch, b: &Batch| max_abs_diff(&a.to_row_major(), &b.to_row_major());
-    // The last bits of ours depend on the CPU (summation order, the math library's cos and sin): we
-    // print the bounds each difference is checked against, not its exact value.
+    // The last bits of ours depend on the CPU (summation order, the math library's cos
+    // and sin): we print the bounds each difference is checked against, not its exact
+    // value.
     for (case, what, (low, high)) in [
         ("llama31_end_bf16", "6 tokens at 131066..131071", (1e-5, 1e-4)),
         (
@@ -70,7 +76,8 @@ fn main() -> Result<(), attention::AttnError> {
         assert!(d(&ours, &hf) < 1e-6 && (low..high).contains(&d(&ours_plain, &hf)));
         println!("{case} ({what}):");
         println!(
-            "  max |ours - transformers| < 1e-6;  without scaling: between {low:e} and {high:e}"
+            "  max |ours - transformers| < 1e-6;  without scaling: between {low:e} and \
+                {high:e}"
         );
     }
     Ok(())

@@ -8,10 +8,11 @@ use attention::{
 };
 
 fn main() -> Result<(), attention::AttnError> {
-    // PyTorch: GroupedQueryAttention(768, 768, 12 heads, 4 KV heads, RoPE θ 500 000), weights from
-    // the shared SplitMix64 generator (scripts/gen_fixtures.py), 16 tokens
+    // PyTorch: GroupedQueryAttention(768, 768, 12 heads, 4 KV heads, RoPE θ 500 000),
+    // weights from the shared SplitMix64 generator (scripts/gen_fixtures.py), 16 tokens
     let fx = Fixture::load("default_gqa")?;
-    let gqa = fx.gqa()?; // weights regenerated from the seeds in its JSON, as in chapter 4
+    // weights regenerated from the seeds in its JSON, as in chapter 4
+    let gqa = fx.gqa()?;
     let x = fx.batch("x")?;
     let (q, k, v) = gqa.project(&x.items()[0], 0)?;
     // the same projections, then the tiled path instead of grouped_attention
@@ -36,7 +37,8 @@ fn main() -> Result<(), attention::AttnError> {
         want.row(15).iter().take(4).collect::<Vec<_>>()
     );
 
-    // longer, odd sizes: 1000 queries (7 full tiles of 128 and one of 104) after 37 cached positions
+    // longer, odd sizes: 1000 queries (7 full tiles of 128 and one of 104) after 37
+    // cached positions
     let (q, k, v) = (
         splitmix_matrix(1, 1000, 768, 1.0),
         splitmix_matrix(2, 1037, 256, 1.0),
@@ -57,7 +59,8 @@ fn main() -> Result<(), attention::AttnError> {
         assert!(diff < 1e-5);
         assert_matrix_close(&fast, &slow, Tolerance::F32);
         println!(
-            "1000 queries after 37 cached keys, {threads} thread(s): flash vs straightforward, max |diff| < 1e-5"
+            "{threads} thread(s), 1000 queries after 37 cached keys: \
+                max |flash - straightforward| < 1e-5"
         );
         by_threads.push(fast);
     }

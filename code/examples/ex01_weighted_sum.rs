@@ -1,4 +1,5 @@
-//! Exercise 1.2: the loop over tokens and the matrix product give the same context vector.
+//! Exercise 1.2: the loop over tokens and the matrix product give the same context
+//! vector.
 extern crate attention;
 extern crate nalgebra;
 // ANCHOR: example

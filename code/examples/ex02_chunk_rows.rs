@@ -1,4 +1,5 @@
-//! Exercise 2.2: the weights of a chunk of queries are rows of the full sequence's weights.
+//! Exercise 2.2: the weights of a chunk of queries are rows of the full sequence's
+//! weights.
 extern crate attention;
 // ANCHOR: example
 use attention::{Mask, attention_weights, splitmix_matrix};
@@ -7,16 +8,20 @@ fn main() -> Result<(), attention::AttnError> {
     // 7 tokens, head_dim 4; the last 3 arrive as a chunk after 4 earlier ones
     let (q, k) = (splitmix_matrix(1, 7, 4, 1.0), splitmix_matrix(2, 7, 4, 1.0));
     let full =
-        attention_weights(q.as_view(), k.as_view(), Mask::Causal { query_offset: 0 })?; // (7, 7)
+        // (7, 7)
+        attention_weights(q.as_view(), k.as_view(), Mask::Causal { query_offset: 0 })?;
     let chunk_q = q.rows(4, 3); // queries 4, 5, 6 only
     let chunk =
-        attention_weights(chunk_q, k.as_view(), Mask::Causal { query_offset: 4 })?; // (3, 7)
+        // (3, 7)
+        attention_weights(chunk_q, k.as_view(), Mask::Causal { query_offset: 4 })?;
     let diff = (&chunk - full.rows(4, 3)).amax();
     println!(
-        "chunk of 3 at query_offset 4 vs rows 4..7 of the full weights: max |diff| {diff:.1e}"
+        "chunk of 3 at query_offset 4 vs rows 4..7 of the full weights: max |diff| \
+            {diff:.1e}"
     );
     assert!(diff < 1e-6);
-    // with query_offset 0 the chunk's first query would see only key 0: the top-left mistake
+    // with query_offset 0 the chunk's first query would see only key 0: the top-left
+    // mistake
     let wrong =
         attention_weights(chunk_q, k.as_view(), Mask::Causal { query_offset: 0 })?;
     println!(

@@ -1,4 +1,5 @@
-//! Exercise 2.1: a sliding-window causal mask, and the fully masked rows that padding creates.
+//! Exercise 2.1: a sliding-window causal mask, and the fully masked rows that padding
+//! creates.
 extern crate attention;
 extern crate nalgebra;
 // ANCHOR: example
@@ -22,7 +23,8 @@ fn sliding_window_mask(
 fn main() -> Result<(), attention::AttnError> {
     let (seq, window) = (6, 3);
     let mask = sliding_window_mask(seq, window)?;
-    let weights = softmax_rows(&mask); // all scores 0: each row spreads evenly over what it sees
+    // all scores 0: each row spreads evenly over what it sees
+    let weights = softmax_rows(&mask);
     for i in 0..seq {
         let visible = weights.row(i).iter().filter(|&&w| w > 0.0).count();
         println!(
@@ -31,8 +33,8 @@ fn main() -> Result<(), attention::AttnError> {
         );
         assert_eq!(visible, (i + 1).min(window));
     }
-    // Left padding: tokens 0 and 1 are padding, hidden from every query. The padding queries'
-    // own rows are then fully masked: the softmax gives them zeros, not NaN.
+    // Left padding: tokens 0 and 1 are padding, hidden from every query. The padding
+    // queries' own rows are then fully masked: the softmax gives them zeros, not NaN.
     let mut padded = mask.clone();
     padded.columns_mut(0, 2).fill(f32::NEG_INFINITY);
     let weights = softmax_rows(&padded);

@@ -12,9 +12,12 @@ fn params(l: &Linear) -> usize {
 
 fn main() -> Result<(), attention::AttnError> {
     let mut rng = StdRng::seed_from_u64(0);
-    // 12 heads of 64 over a 768-wide input, no biases, as GPT-2 small's attention would be
-    let wrapper = MultiHeadAttentionWrapper::random(768, 64, 12, false, &mut rng)?; // d_out per head
-    let mha = MultiHeadAttention::random(768, 768, 12, false, &mut rng)?; // d_out in total
+    // 12 heads of 64 over a 768-wide input, no biases, as GPT-2 small's attention would
+    // be
+    // d_out per head
+    let wrapper = MultiHeadAttentionWrapper::random(768, 64, 12, false, &mut rng)?;
+    // d_out in total
+    let mha = MultiHeadAttention::random(768, 768, 12, false, &mut rng)?;
     let wrapper_qkv: usize = wrapper
         .heads()
         .iter()

@@ -1,4 +1,5 @@
-//! Exercise 4.1: for which head layouts do `repeat_interleave`'s and `repeat`'s orders agree?
+//! Exercise 4.1: for which head layouts do `repeat_interleave`'s and `repeat`'s orders
+//! agree?
 extern crate attention;
 // ANCHOR: example
 use attention::HeadLayout;

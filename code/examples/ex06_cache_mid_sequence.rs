@@ -1,4 +1,5 @@
-//! Exercise 6.2: a cache whose first token sits at position 100 gives the cache-less forward.
+//! Exercise 6.2: a cache whose first token sits at position 100 gives the cache-less
+//! forward.
 extern crate attention;
 extern crate rand;
 // ANCHOR: example
@@ -9,12 +10,15 @@ fn main() -> Result<(), attention::AttnError> {
     let mut rng = StdRng::seed_from_u64(6);
     let rope = Rope::new(4, 128, 10_000.0, None)?;
     let gqa = GroupedQueryAttention::random(12, 16, 4, 2, Some(rope), &mut rng)?;
-    let x = Batch::single(splitmix_matrix(7, 6, 12, 1.0)); // 6 tokens at positions 100 .. 106
+    // 6 tokens at positions 100 .. 106
+    let x = Batch::single(splitmix_matrix(7, 6, 12, 1.0));
     let full = gqa.forward(&x, 100, None)?;
     let mut cache = gqa.new_cache(1, 6)?;
-    let mut steps = vec![gqa.forward(&x.narrow_seq(0, 4)?, 100, Some(&mut cache))?]; // prefill 4
+    // prefill 4
+    let mut steps = vec![gqa.forward(&x.narrow_seq(0, 4)?, 100, Some(&mut cache))?];
     for t in 4..6 {
-        steps.push(gqa.forward(&x.narrow_seq(t, 1)?, 100 + t, Some(&mut cache))?); // one at a time
+        // one at a time
+        steps.push(gqa.forward(&x.narrow_seq(t, 1)?, 100 + t, Some(&mut cache))?);
     }
     let cached = Batch::concat_seq(&steps)?;
     let (c, f) = (cached.to_row_major(), full.to_row_major());

@@ -1,4 +1,5 @@
-//! Exercise 6.1: four sequences of 128k tokens on Llama 3.1 8B: does the cache fit on an 80 GB card?
+//! Exercise 6.1: four sequences of 128k tokens on Llama 3.1 8B: does the cache fit on an
+//! 80 GB card?
 extern crate attention;
 // ANCHOR: example
 use attention::{DType, Preset, kv_cache_bytes};
@@ -8,7 +9,8 @@ fn main() {
     let (batch, context) = (4, 131_072);
     let cache =
         kv_cache_bytes(&p.config, p.n_layers.unwrap(), batch, context, DType::BF16);
-    let weights = 8_030_000_000_u128 * 2; // 8.03 B parameters in bf16 (the model card's count)
+    // 8.03 B parameters in bf16 (the model card's count)
+    let weights = 8_030_000_000_u128 * 2;
     let card = 80_000_000_000_u128; // "80 GB" is decimal
     let gib = |b: u128| b as f64 / (1u128 << 30) as f64;
     println!("KV cache, batch {batch} x {context} tokens, bf16: {:.1} GiB", gib(cache));

@@ -1,4 +1,5 @@
-//! Exercise 7.1: permuting `wk` with `n_heads` instead of `n_kv_heads` runs, and pairs the wrong rows.
+//! Exercise 7.1: permuting `wk` with `n_heads` instead of `n_kv_heads` runs, and pairs
+//! the wrong rows.
 extern crate attention;
 extern crate nalgebra;
 // ANCHOR: example
@@ -6,12 +7,14 @@ use attention::{Linear, permute_meta_to_hf};
 use nalgebra::DMatrix;
 
 fn main() -> Result<(), attention::AttnError> {
-    // Meta's wk for 2 KV heads of head_dim 8 (4 query heads): each row holds its own index
+    // Meta's wk for 2 KV heads of head_dim 8 (4 query heads): each row holds its own
+    // index
     let (n_heads, n_kv_heads) = (4, 2);
     let wk = Linear::new(DMatrix::from_fn(16, 1, |r, _| r as f32), None)?; // (16, 1)
     let order = |l: &Linear| l.weight().iter().map(|&v| v as usize).collect::<Vec<_>>();
     let right = permute_meta_to_hf(&wk, n_kv_heads)?; // heads of 8 rows
-    let wrong = permute_meta_to_hf(&wk, n_heads)?; // heads of 4 rows: no error, 16 is divisible by 4
+    // heads of 4 rows: no error, 16 is divisible by 4
+    let wrong = permute_meta_to_hf(&wk, n_heads)?;
     println!("with n_kv_heads = 2: {:?}", order(&right));
     println!("with n_heads = 4:    {:?}", order(&wrong));
     assert_ne!(right, wrong);

@@ -1,4 +1,5 @@
-//! Exercise 8.1: the online softmax, fed one block at a time, gives the softmax's weights.
+//! Exercise 8.1: the online softmax, fed one block at a time, gives the softmax's
+//! weights.
 extern crate attention;
 extern crate nalgebra;
 // ANCHOR: example
@@ -9,7 +10,8 @@ use nalgebra::DMatrix;
 fn main() {
     let scores = [0.9544_f32, 1.4950, 1.4754, 0.8434, 0.7070, 1.0865, 3.0, -2.0];
     let want = softmax_rows(&DMatrix::from_row_slice(1, 8, &scores));
-    // blocks of 3, 3 and 2 keys; keep each block's exp(s - running max) and rescale old blocks
+    // blocks of 3, 3 and 2 keys; keep each block's exp(s - running max) and rescale old
+    // blocks
     let (mut max, mut sum) = (f32::NEG_INFINITY, 0.0_f32);
     let mut kept: Vec<f32> = Vec::new();
     for block in scores.chunks(3) {

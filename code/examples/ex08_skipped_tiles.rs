@@ -13,7 +13,8 @@ fn main() {
         let total = q_blocks * k_blocks;
         let skipped = 100.0 * (1.0 - computed as f64 / total as f64);
         println!(
-            "seq {seq:>6}: {computed:>6} of {total:>6} tiles computed, {skipped:.0} % skipped"
+            "seq {seq:>6}: {computed:>6} of {total:>6} tiles computed, {skipped:.0} % \
+                skipped"
         );
     }
 }

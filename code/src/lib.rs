@@ -1,7 +1,7 @@
 //! # attention: Llama-3 style self-attention from scratch, on nalgebra
 //!
-//! The companion crate of the book *Attention from Scratch, in Rust*. Every mechanism the book
-//! teaches is here, small enough to read, and checked against PyTorch's numbers:
+//! The companion crate of the book *Attention from Scratch, in Rust*. Every mechanism the
+//! book teaches is here, small enough to read, and checked against PyTorch's numbers:
 //!
 //! | step | items |
 //! |---|---|
@@ -16,22 +16,24 @@
 //! | fast attention | [`FlashAttention`], [`DecodeAttention`] (one [`FastKernel`] shell), [`fast::online_softmax`], [`fast::fast_exp`] |
 //!
 //! ## Shapes and layout
-//! A sequence is a `DMatrix<f32>` of shape `(seq, d)`: one **row** per token. A batch `(batch, seq, d)`
-//! is a [`Batch`]. Multi-head tensors keep the heads side by side in the columns:
-//! `(seq, n_heads · head_dim)`, head `h` owning columns `h·head_dim .. (h+1)·head_dim`; nalgebra is
-//! column-major, so such a block of columns is contiguous and viewing one head copies nothing.
-//! Weights follow PyTorch's `nn.Linear` layout `(out_features, in_features)`.
+//! A sequence is a `DMatrix<f32>` of shape `(seq, d)`: one **row** per token. A batch
+//! `(batch, seq, d)` is a [`Batch`]. Multi-head tensors keep the heads side by side in
+//! the columns: `(seq, n_heads · head_dim)`, head `h` owning columns `h·head_dim ..
+//! (h+1)·head_dim`; nalgebra is column-major, so such a block of columns is contiguous
+//! and viewing one head copies nothing. Weights follow PyTorch's `nn.Linear` layout
+//! `(out_features, in_features)`.
 //!
 //! ## One layer, one forward
-//! [`GroupedQueryAttention::forward`]`(x, start_pos, cache)` is the production path: `start_pos` is
-//! the absolute position of the first token (what RoPE rotates by), the optional cache holds the
-//! keys and values of earlier tokens, and the layer picks the kernel ([`KernelChoice`]). The
-//! chapters' step-by-step functions ([`scaled_dot_product_attention`], [`grouped_attention`], ...)
-//! stay available to read and to compare with.
+//! [`GroupedQueryAttention::forward`]`(x, start_pos, cache)` is the production path:
+//! `start_pos` is the absolute position of the first token (what RoPE rotates by), the
+//! optional cache holds the keys and values of earlier tokens, and the layer picks the
+//! kernel ([`KernelChoice`]). The chapters' step-by-step functions
+//! ([`scaled_dot_product_attention`], [`grouped_attention`], ...) stay available to read
+//! and to compare with.
 //!
 //! ## Errors
-//! Functions that can receive a bad shape, config, position or file return [`Result`] with an
-//! [`AttnError`] that names the offending values.
+//! Functions that can receive a bad shape, config, position or file return [`Result`]
+//! with an [`AttnError`] that names the offending values.
 //!
 //! ```
 //! use attention::{AttentionConfig, AttnError};
@@ -57,11 +59,14 @@ pub use mechanisms::gqa::{GroupedQueryAttention, KernelChoice};
 pub use mechanisms::kv_cache::LayerKvCache;
 pub use mechanisms::linear::Linear;
 pub use mechanisms::mask::{apply_causal_mask, causal_mask};
-pub use mechanisms::memory::{DType, gqa_kv_saving, kv_cache_bytes, kv_cache_bytes_per_layer};
+pub use mechanisms::memory::{
+    DType, gqa_kv_saving, kv_cache_bytes, kv_cache_bytes_per_layer,
+};
 pub use mechanisms::mha::{MultiHeadAttention, MultiHeadAttentionWrapper, QkvoWeights};
 pub use mechanisms::rope::{Llama3Scaling, Rope, RopeLayout, rope_inv_freq};
 pub use mechanisms::sdpa::{
-    HeadLayout, HeadOutput, Mask, attention_weights, grouped_attention, scaled_dot_product_attention,
+    HeadLayout, HeadOutput, Mask, attention_weights, grouped_attention,
+    scaled_dot_product_attention,
 };
 pub use mechanisms::self_attention::{
     Attention, SelfAttention, SimplifiedSelfAttention, simplified_self_attention,
@@ -76,7 +81,8 @@ pub use support::fixtures::{FIXTURE_DIR, Fixture};
 pub use support::init::splitmix_matrix;
 pub use support::io::{Tensor, TensorFile, save_tensors};
 
-/// The README's code, compiled and run as a doctest so the front page cannot drift from the crate.
+/// The README's code, compiled and run as a doctest so the front page cannot drift from
+/// the crate.
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;

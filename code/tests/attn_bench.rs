@@ -1,11 +1,15 @@
-//! The `attn-bench` binary: a smoke test of its benchmark run (tiny shapes, well under a second),
-//! its memory run, its help, and its usage errors. (The book's results tables are rendered from the
-//! committed measurements by the `book-tests` package, and checked there: `tests/tests/bench_tables.rs`.)
+//! The `attn-bench` binary: a smoke test of its benchmark run (tiny shapes, well under a
+//! second), its memory run, its help, and its usage errors. (The book's results tables
+//! are rendered from the committed measurements by the `book-tests` package, and checked
+//! there: `tests/tests/bench_tables.rs`.)
 
 use std::process::Command;
 
 fn bench(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_attn-bench")).args(args).output().expect("runs attn-bench");
+    let out = Command::new(env!("CARGO_BIN_EXE_attn-bench"))
+        .args(args)
+        .output()
+        .expect("runs attn-bench");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8(out.stdout).expect("utf-8 stdout"),
@@ -17,12 +21,17 @@ fn bench(args: &[&str]) -> (i32, String, String) {
 fn quick_run_prints_one_json_object_per_case() {
     let (code, stdout, stderr) = bench(&["--quick"]);
     assert_eq!(code, 0, "{stderr}");
-    let lines: Vec<serde_json::Value> =
-        stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"))).collect();
-    let mut cases: Vec<&str> = lines.iter().map(|l| l["case"].as_str().unwrap()).collect();
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    let mut cases: Vec<&str> =
+        lines.iter().map(|l| l["case"].as_str().unwrap()).collect();
     cases.dedup();
     assert!(
-        cases.contains(&"prefill_naive") && cases.contains(&"prefill_flash") && cases.contains(&"decode")
+        cases.contains(&"prefill_naive")
+            && cases.contains(&"prefill_flash")
+            && cases.contains(&"decode")
     );
     for l in &lines {
         for key in ["seq", "n_heads", "n_kv_heads", "head_dim", "threads"] {
@@ -35,10 +44,19 @@ fn quick_run_prints_one_json_object_per_case() {
 
 #[test]
 fn flags_select_the_cases() {
-    let (code, stdout, stderr) =
-        bench(&["--quick", "--case", "decode", "--seq=33", "--threads", "1", "--reps", "1"]);
+    let (code, stdout, stderr) = bench(&[
+        "--quick",
+        "--case",
+        "decode",
+        "--seq=33",
+        "--threads",
+        "1",
+        "--reps",
+        "1",
+    ]);
     assert_eq!(code, 0, "{stderr}");
-    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> =
+        stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 1, "one case, one thread count: {stdout}");
     assert_eq!(lines[0]["case"], "decode");
     assert_eq!(lines[0]["seq"], 33);
@@ -54,7 +72,10 @@ fn memory_run_reports_peak_rss_beside_the_naive_need() {
     assert_eq!(m["naive_scores_one_head_bytes"], 300 * 300 * 4);
     assert_eq!(m["naive_scores_all_heads_bytes"], 12 * 300 * 300 * 4);
     if cfg!(target_os = "linux") {
-        assert!(m["peak_rss_bytes"].as_u64().unwrap() > m["inputs_output_bytes"].as_u64().unwrap());
+        assert!(
+            m["peak_rss_bytes"].as_u64().unwrap()
+                > m["inputs_output_bytes"].as_u64().unwrap()
+        );
     }
 }
 
@@ -63,15 +84,23 @@ fn help_lists_every_flag() {
     for flag in ["-h", "--help"] {
         let (code, stdout, stderr) = bench(&[flag]);
         assert_eq!(code, 0, "{stderr}");
-        for documented in ["--quick", "--memory", "--threads", "--seq", "--case", "--reps", "--help"] {
-            assert!(stdout.contains(documented), "{flag} mentions {documented}: {stdout}");
+        for documented in
+            ["--quick", "--memory", "--threads", "--seq", "--case", "--reps", "--help"]
+        {
+            assert!(
+                stdout.contains(documented),
+                "{flag} mentions {documented}: {stdout}"
+            );
         }
-        assert!(!stdout.contains("--table"), "the tables are rendered by book-tests now: {stdout}");
+        assert!(
+            !stdout.contains("--table"),
+            "the tables are rendered by book-tests now: {stdout}"
+        );
     }
 }
 
-/// Runs `attn-bench` with arguments it must refuse: exit code 2 and one line on stderr that
-/// starts with the program's name and contains `needle`.
+/// Runs `attn-bench` with arguments it must refuse: exit code 2 and one line on stderr
+/// that starts with the program's name and contains `needle`.
 fn assert_usage_error(args: &[&str], needle: &str) {
     let (code, stdout, stderr) = bench(args);
     assert_eq!(code, 2, "{args:?}: {stdout}{stderr}");
@@ -97,7 +126,10 @@ fn bad_arguments_are_usage_errors() {
 fn repeated_flags_are_usage_errors() {
     assert_usage_error(&["--quick", "--quick"], "--quick is given more than once");
     assert_usage_error(&["--seq", "16", "--seq", "70"], "--seq is given more than once");
-    assert_usage_error(&["--quick", "--case", "decode", "--case=decode"], "--case is given more than once");
+    assert_usage_error(
+        &["--quick", "--case", "decode", "--case=decode"],
+        "--case is given more than once",
+    );
     assert_usage_error(
         &["--threads", "2", "--reps", "1", "--threads", "3"],
         "--threads is given more than once",

@@ -11,9 +11,15 @@ fn rng() -> StdRng {
 #[test]
 fn config_validation_names_the_problem() {
     let err = AttentionConfig::new(768, 10, 2, 1024, 500_000.0).unwrap_err();
-    assert_eq!(err.to_string(), "invalid config: d_model = 768 is not divisible by n_heads = 10");
+    assert_eq!(
+        err.to_string(),
+        "invalid config: d_model = 768 is not divisible by n_heads = 10"
+    );
     let err = AttentionConfig::new(768, 12, 5, 1024, 500_000.0).unwrap_err();
-    assert_eq!(err.to_string(), "invalid config: n_heads = 12 is not divisible by n_kv_heads = 5");
+    assert_eq!(
+        err.to_string(),
+        "invalid config: n_heads = 12 is not divisible by n_kv_heads = 5"
+    );
     assert_eq!(
         AttentionConfig::new(36, 12, 4, 1024, 500_000.0).unwrap_err(),
         AttnError::OddHeadDim { head_dim: 3 }
@@ -26,10 +32,18 @@ fn config_validation_names_the_problem() {
         AttentionConfig::new(768, 12, 4, 0, 500_000.0).unwrap_err(),
         AttnError::ZeroSize { what: "context_length" }
     );
-    assert!(matches!(AttentionConfig::new(768, 12, 4, 1024, f32::NAN), Err(AttnError::Config(_))));
+    assert!(matches!(
+        AttentionConfig::new(768, 12, 4, 1024, f32::NAN),
+        Err(AttnError::Config(_))
+    ));
     let mut cfg = Preset::LLAMA_3_2_1B.config;
     cfg.head_dim = 32;
-    assert!(cfg.validate().unwrap_err().to_string().contains("32 * 32 = 1024 must equal d_model = 2048"));
+    assert!(
+        cfg.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("32 * 32 = 1024 must equal d_model = 2048")
+    );
     let mut cfg = Preset::LLAMA_3_1_8B.config;
     cfg.rope_scaling.as_mut().unwrap().high_freq_factor = 0.5;
     assert!(matches!(cfg.validate(), Err(AttnError::Config(_))));
@@ -52,13 +66,17 @@ fn every_preset_is_valid_and_matches_its_model() {
 #[test]
 fn memory_arithmetic_matches_the_starting_project() {
     let seed = Preset::SMALL.config;
-    // "~2 MB KV cache" for one layer, f32, context 1024: 2 · 1024 · 4 · 64 · 4 bytes = 2 MiB
+    // "~2 MB KV cache" for one layer, f32, context 1024: 2 · 1024 · 4 · 64 · 4 bytes = 2
+    // MiB
     assert_eq!(kv_cache_bytes_per_layer(&seed, 1, 1024, DType::F32), 2 * 1024 * 1024);
     // "67 % memory reduction" for 12 query heads sharing 4 KV heads
     assert!((gqa_kv_saving(&seed) - 2.0 / 3.0).abs() < 1e-12);
     // Llama 3 8B, bf16, 8192 positions, 32 layers: exactly 1 GiB
     let l8 = Preset::LLAMA_3_8B;
-    assert_eq!(kv_cache_bytes(&l8.config, l8.n_layers.unwrap(), 1, 8192, DType::BF16), 1 << 30);
+    assert_eq!(
+        kv_cache_bytes(&l8.config, l8.n_layers.unwrap(), 1, 8192, DType::BF16),
+        1 << 30
+    );
 }
 
 #[test]
@@ -90,13 +108,19 @@ fn impossible_module_shapes_are_rejected() {
         GroupedQueryAttention::random(12, 16, 4, 2, Some(rope), &mut r),
         Err(AttnError::Config(_))
     ));
-    assert_eq!(Rope::new(5, 32, 10_000.0, None).unwrap_err(), AttnError::OddHeadDim { head_dim: 5 });
+    assert_eq!(
+        Rope::new(5, 32, 10_000.0, None).unwrap_err(),
+        AttnError::OddHeadDim { head_dim: 5 }
+    );
     // K/V projections of the wrong width
     let gqa = GroupedQueryAttention::random(12, 16, 4, 2, None, &mut r).unwrap();
-    let swapped = QkvoWeights { w_key: gqa.weights().w_query.clone(), ..gqa.weights().clone() };
+    let swapped =
+        QkvoWeights { w_key: gqa.weights().w_query.clone(), ..gqa.weights().clone() };
     let err = GroupedQueryAttention::new(swapped, 4, 2, None).unwrap_err();
     assert!(err.to_string().contains("expected (8, 12), got (16, 12)"), "{err}");
-    assert!(Linear::new(DMatrix::zeros(4, 3), Some(nalgebra::DVector::zeros(3))).is_err());
+    assert!(
+        Linear::new(DMatrix::zeros(4, 3), Some(nalgebra::DVector::zeros(3))).is_err()
+    );
     assert!(Batch::new(vec![DMatrix::zeros(2, 3), DMatrix::zeros(3, 2)]).is_err());
     assert!(Batch::new(vec![]).is_err());
 }
@@ -109,9 +133,13 @@ fn full_cache_is_an_error_and_leaves_the_cache_unchanged() {
     let mut cache = LayerKvCache::new(1, 6, 2, 4).unwrap();
     gqa.forward(&Batch::zeros(1, 5, 12).unwrap(), 0, Some(&mut cache)).unwrap();
     let before = cache.clone();
-    let err = gqa.forward(&Batch::zeros(1, 2, 12).unwrap(), 5, Some(&mut cache)).unwrap_err();
+    let err =
+        gqa.forward(&Batch::zeros(1, 2, 12).unwrap(), 5, Some(&mut cache)).unwrap_err();
     assert_eq!(err, AttnError::CacheFull { capacity: 6, len: 5, adding: 2 });
-    assert_eq!(err.to_string(), "KV cache full: holds 5 of 6 positions, cannot append 2 more");
+    assert_eq!(
+        err.to_string(),
+        "KV cache full: holds 5 of 6 positions, cannot append 2 more"
+    );
     assert_eq!(cache, before);
     // the last free slot still works, then reset empties the cache
     gqa.forward(&Batch::zeros(1, 1, 12).unwrap(), 5, Some(&mut cache)).unwrap();
@@ -126,16 +154,22 @@ fn cache_position_and_rope_range_are_checked() {
     let rope = Rope::new(4, 8, 10_000.0, None).unwrap();
     let gqa = GroupedQueryAttention::random(12, 16, 4, 2, Some(rope), &mut r).unwrap();
     let mut cache = LayerKvCache::new(1, 32, 2, 4).unwrap();
-    // start_pos must follow the cache: a RoPE offset not advanced is caught, not silently wrong
+    // start_pos must follow the cache: a RoPE offset not advanced is caught, not silently
+    // wrong
     gqa.forward(&Batch::zeros(1, 3, 12).unwrap(), 0, Some(&mut cache)).unwrap();
-    let err = gqa.forward(&Batch::zeros(1, 1, 12).unwrap(), 0, Some(&mut cache)).unwrap_err();
+    let err =
+        gqa.forward(&Batch::zeros(1, 1, 12).unwrap(), 0, Some(&mut cache)).unwrap_err();
     assert_eq!(err, AttnError::CachePosition { start_pos: 0, next_pos: 3 });
     // positions past the RoPE tables
     let err = gqa.forward(&Batch::zeros(1, 4, 12).unwrap(), 6, None).unwrap_err();
-    assert_eq!(err, AttnError::PositionOutOfRange { start_pos: 6, len: 4, max_positions: 8 });
+    assert_eq!(
+        err,
+        AttnError::PositionOutOfRange { start_pos: 6, len: 4, max_positions: 8 }
+    );
     assert_eq!(err.to_string(), "positions 6..10 exceed the maximum of 8 positions");
     // a batch of another size than the cache's
-    let err = gqa.forward(&Batch::zeros(2, 1, 12).unwrap(), 3, Some(&mut cache)).unwrap_err();
+    let err =
+        gqa.forward(&Batch::zeros(2, 1, 12).unwrap(), 3, Some(&mut cache)).unwrap_err();
     assert!(matches!(err, AttnError::CacheMismatch(_)), "{err}");
     assert_eq!(cache.len(), 3);
 }
@@ -150,14 +184,18 @@ fn mask_and_attention_shape_errors() {
     assert!(attention_weights(q.as_view(), k.as_view(), Mask::None).is_err());
     let k = DMatrix::<f32>::zeros(5, 4);
     let v = DMatrix::<f32>::zeros(4, 2);
-    assert!(scaled_dot_product_attention(q.as_view(), k.as_view(), v.as_view(), Mask::None).is_err());
+    assert!(
+        scaled_dot_product_attention(q.as_view(), k.as_view(), v.as_view(), Mask::None)
+            .is_err()
+    );
 }
 
 #[test]
 fn missing_and_corrupt_files_are_errors() {
     let err = Fixture::load("no_such_case").unwrap_err();
     assert!(matches!(err, AttnError::Io { .. }), "{err}");
-    let dir = std::env::temp_dir().join(format!("attention-errors-{}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("attention-errors-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let bad = dir.join("corrupt.safetensors");
     std::fs::write(&bad, b"\x10\0\0\0\0\0\0\0{not json at all").unwrap();

@@ -1,13 +1,15 @@
 //! The fast paths (`FlashAttention`, `DecodeAttention`, the fast `exp`) against the
 //! straightforward `grouped_attention` and against PyTorch's numbers.
 //!
-//! Tolerance: PyTorch's `assert_close` for f32 (rtol 1.3e-6, atol 1e-5). The fast paths add up the
-//! same terms in another order and use an `exp` within 1.2e-7 relative of the exact one, so they
-//! differ from the straightforward path by about 1e-7, far inside it.
+//! Tolerance: PyTorch's `assert_close` for f32 (rtol 1.3e-6, atol 1e-5). The fast paths
+//! add up the same terms in another order and use an `exp` within 1.2e-7 relative of the
+//! exact one, so they differ from the straightforward path by about 1e-7, far inside it.
 
 mod common;
 
-use attention::fast::fast_exp::{EXP_MAX_REL_ERROR, exp_approx, exp_in_place, exp_sub_sum};
+use attention::fast::fast_exp::{
+    EXP_MAX_REL_ERROR, exp_approx, exp_in_place, exp_sub_sum,
+};
 use attention::fast::flash::{KEY_BLOCK, QUERY_BLOCK};
 use attention::fast::online_softmax::{online_softmax_step, online_softmax_tile};
 use attention::support::init::splitmix_matrix;
@@ -32,13 +34,27 @@ fn inputs(
 }
 
 /// Flash (1, 2 and 3 threads) and decode against `grouped_attention` on one shape.
-fn check_shape(n_queries: usize, start_pos: usize, n_heads: usize, n_kv_heads: usize, head_dim: usize) {
+fn check_shape(
+    n_queries: usize,
+    start_pos: usize,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+) {
     let n_keys = start_pos + n_queries;
     let seed = (n_queries * 1000 + start_pos * 10 + n_kv_heads) as u64;
     let (q, k, v) = inputs(n_queries, n_keys, n_heads, n_kv_heads, head_dim, seed);
-    let want =
-        grouped_attention(&q, k.as_view(), v.as_view(), hl(&q, n_heads, n_kv_heads), start_pos).unwrap();
-    let shape = format!("{n_queries} queries at {start_pos}, {n_heads}/{n_kv_heads} heads of {head_dim}");
+    let want = grouped_attention(
+        &q,
+        k.as_view(),
+        v.as_view(),
+        hl(&q, n_heads, n_kv_heads),
+        start_pos,
+    )
+    .unwrap();
+    let shape = format!(
+        "{n_queries} queries at {start_pos}, {n_heads}/{n_kv_heads} heads of {head_dim}"
+    );
     for threads in [1, 2, 3] {
         let mut flash = FlashAttention::with_threads(threads).unwrap();
         let got = flash
@@ -50,7 +66,9 @@ fn check_shape(n_queries: usize, start_pos: usize, n_heads: usize, n_kv_heads: u
                 query_offset: start_pos,
             })
             .unwrap();
-        if let Err(m) = compare(got.as_slice(), want.as_slice(), &[got.ncols(), got.nrows()], TOL) {
+        if let Err(m) =
+            compare(got.as_slice(), want.as_slice(), &[got.ncols(), got.nrows()], TOL)
+        {
             panic!("flash, {threads} threads, {shape}: {m}");
         }
     }
@@ -64,7 +82,9 @@ fn check_shape(n_queries: usize, start_pos: usize, n_heads: usize, n_kv_heads: u
                 query_offset: start_pos,
             })
             .unwrap();
-        if let Err(m) = compare(got.as_slice(), want.as_slice(), &[got.ncols(), got.nrows()], TOL) {
+        if let Err(m) =
+            compare(got.as_slice(), want.as_slice(), &[got.ncols(), got.nrows()], TOL)
+        {
             panic!("decode, {shape}: {m}");
         }
     }
@@ -73,7 +93,9 @@ fn check_shape(n_queries: usize, start_pos: usize, n_heads: usize, n_kv_heads: u
 #[test]
 fn flash_matches_the_straightforward_path_on_sizes_that_do_not_fill_a_tile() {
     // around the tile sizes (64 query rows, 256 keys), MHA / GQA / MQA
-    for n in [1, 2, 7, QUERY_BLOCK - 1, QUERY_BLOCK, QUERY_BLOCK + 1, 130, KEY_BLOCK + 3, 300] {
+    for n in
+        [1, 2, 7, QUERY_BLOCK - 1, QUERY_BLOCK, QUERY_BLOCK + 1, 130, KEY_BLOCK + 3, 300]
+    {
         check_shape(n, 0, 4, 4, 16);
         check_shape(n, 0, 6, 2, 8);
         check_shape(n, 0, 3, 1, 5);
@@ -89,9 +111,17 @@ fn flash_matches_the_straightforward_path_at_head_dim_64() {
 #[test]
 fn flash_and_decode_match_with_a_cache_in_front() {
     // queries after start_pos cached positions: chunked prefill and decode steps
-    for (n, start_pos) in
-        [(1, 1), (1, 255), (1, 256), (1, 600), (3, 77), (5, 300), (70, 200), (64, 256), (129, 1)]
-    {
+    for (n, start_pos) in [
+        (1, 1),
+        (1, 255),
+        (1, 256),
+        (1, 600),
+        (3, 77),
+        (5, 300),
+        (70, 200),
+        (64, 256),
+        (129, 1),
+    ] {
         check_shape(n, start_pos, 4, 2, 8);
         check_shape(n, start_pos, 6, 1, 16);
         check_shape(n, start_pos, 4, 4, 64);
@@ -100,7 +130,8 @@ fn flash_and_decode_match_with_a_cache_in_front() {
 
 #[test]
 fn extra_keys_after_the_last_query_are_never_seen() {
-    // keys beyond start_pos + n_queries exist (a cache with spare rows): both paths ignore them
+    // keys beyond start_pos + n_queries exist (a cache with spare rows): both paths
+    // ignore them
     let (q, k, v) = inputs(5, 40, 4, 2, 8, 99);
     let want = grouped_attention(&q, k.as_view(), v.as_view(), hl(&q, 4, 2), 10).unwrap();
     let flash = FlashAttention::new()
@@ -130,9 +161,13 @@ fn buffers_are_reused_across_calls_of_different_shapes() {
     let mut flash = FlashAttention::new();
     let mut decode = DecodeAttention::new();
     let mut out = DMatrix::zeros(0, 0);
-    for (n, start_pos, heads, kv) in [(100, 0, 4, 2), (3, 50, 6, 3), (300, 7, 4, 4), (100, 0, 4, 2)] {
+    for (n, start_pos, heads, kv) in
+        [(100, 0, 4, 2), (3, 50, 6, 3), (300, 7, 4, 4), (100, 0, 4, 2)]
+    {
         let (q, k, v) = inputs(n, start_pos + n, heads, kv, 8, n as u64);
-        let want = grouped_attention(&q, k.as_view(), v.as_view(), hl(&q, heads, kv), start_pos).unwrap();
+        let want =
+            grouped_attention(&q, k.as_view(), v.as_view(), hl(&q, heads, kv), start_pos)
+                .unwrap();
         let x = AttentionInputs {
             q: &q,
             k: k.as_view(),
@@ -173,9 +208,14 @@ fn bad_inputs_give_the_same_errors_as_grouped_attention() {
     // impossible layouts are refused before any kernel runs
     assert!(matches!(HeadLayout::new(4, 0, 8), Err(AttnError::ZeroSize { .. })));
     assert!(matches!(HeadLayout::new(4, 3, 8), Err(AttnError::NotDivisible { .. })));
-    assert!(matches!(HeadLayout::from_q_dim(32, 5, 1), Err(AttnError::NotDivisible { .. })));
+    assert!(matches!(
+        HeadLayout::from_q_dim(32, 5, 1),
+        Err(AttnError::NotDivisible { .. })
+    ));
     type Case<'a> = (&'a str, HeadLayout, usize, &'a DMatrix<f32>, &'a DMatrix<f32>);
-    let l = |n_heads, n_kv_heads, head_dim| HeadLayout::new(n_heads, n_kv_heads, head_dim).unwrap();
+    let l = |n_heads, n_kv_heads, head_dim| {
+        HeadLayout::new(n_heads, n_kv_heads, head_dim).unwrap()
+    };
     let cases: Vec<Case> = vec![
         ("q of another width", l(4, 2, 4), 0, &k, &v),
         ("k too narrow", l(2, 2, 16), 0, &k, &v),
@@ -185,12 +225,25 @@ fn bad_inputs_give_the_same_errors_as_grouped_attention() {
         ("query_offset overflows", l(4, 2, 8), usize::MAX, &k, &v),
     ];
     for (what, heads, query_offset, k, v) in cases {
-        let want = grouped_attention(&q, k.as_view(), v.as_view(), heads, query_offset).unwrap_err();
+        let want = grouped_attention(&q, k.as_view(), v.as_view(), heads, query_offset)
+            .unwrap_err();
         let flash = FlashAttention::new()
-            .forward(AttentionInputs { q: &q, k: k.as_view(), v: v.as_view(), heads, query_offset })
+            .forward(AttentionInputs {
+                q: &q,
+                k: k.as_view(),
+                v: v.as_view(),
+                heads,
+                query_offset,
+            })
             .unwrap_err();
         let decode = DecodeAttention::new()
-            .forward(AttentionInputs { q: &q, k: k.as_view(), v: v.as_view(), heads, query_offset })
+            .forward(AttentionInputs {
+                q: &q,
+                k: k.as_view(),
+                v: v.as_view(),
+                heads,
+                query_offset,
+            })
             .unwrap_err();
         for got in [flash, decode] {
             assert_eq!(
@@ -201,11 +254,20 @@ fn bad_inputs_give_the_same_errors_as_grouped_attention() {
             if !matches!(want, AttnError::Shape { .. }) {
                 assert_eq!(got, want, "{what}");
             }
-            assert!(!want.to_string().contains("18446744073709551615 +"), "{what}: {want}");
+            assert!(
+                !want.to_string().contains("18446744073709551615 +"),
+                "{what}: {want}"
+            );
         }
     }
-    assert!(matches!(FlashAttention::with_threads(0), Err(AttnError::ZeroSize { what: "threads" })));
-    assert!(matches!(DecodeAttention::with_threads(0), Err(AttnError::ZeroSize { what: "threads" })));
+    assert!(matches!(
+        FlashAttention::with_threads(0),
+        Err(AttnError::ZeroSize { what: "threads" })
+    ));
+    assert!(matches!(
+        DecodeAttention::with_threads(0),
+        Err(AttnError::ZeroSize { what: "threads" })
+    ));
 }
 
 #[test]
@@ -256,28 +318,37 @@ fn fixture_through(
     Ok(())
 }
 
-/// PyTorch's GQA outputs (small_gqa, small_mqa, default_gqa, kv_cache) through the flash path.
+/// PyTorch's GQA outputs (small_gqa, small_mqa, default_gqa, kv_cache) through the flash
+/// path.
 #[test]
 fn flash_reproduces_pytorch_fixtures() -> Result<()> {
     for name in ["small_gqa", "small_mqa", "small_gqa_norope", "kv_cache"] {
         fixture_through(name, |q, k, v, heads| {
             FlashAttention::new()
-                .forward(AttentionInputs { q, k: k.as_view(), v: v.as_view(), heads, query_offset: 0 })
+                .forward(AttentionInputs {
+                    q,
+                    k: k.as_view(),
+                    v: v.as_view(),
+                    heads,
+                    query_offset: 0,
+                })
                 .unwrap()
         })?;
     }
     Ok(())
 }
 
-/// The starting project's default config (768, 12 heads / 4 KV heads, head_dim 64), via the flash
-/// path; weights regenerated from the fixture's SplitMix64 seeds as in `tests/reference.rs`.
+/// The starting project's default config (768, 12 heads / 4 KV heads, head_dim 64), via
+/// the flash path; weights regenerated from the fixture's SplitMix64 seeds as in
+/// `tests/reference.rs`.
 #[test]
 fn flash_reproduces_the_default_config_fixture() -> Result<()> {
     let fx = Fixture::load("default_gqa")?;
     let seeds = &fx.config()["weight_seeds"];
     let bounds = &fx.config()["weight_bounds"];
     let lin = |name: &str, rows: usize| -> Linear {
-        let (seed, bound) = (seeds[name].as_u64().unwrap(), bounds[name].as_f64().unwrap());
+        let (seed, bound) =
+            (seeds[name].as_u64().unwrap(), bounds[name].as_f64().unwrap());
         Linear::new(splitmix_matrix(seed, rows, 768, bound), None).unwrap()
     };
     let cfg = Preset::SMALL.config;
@@ -289,7 +360,8 @@ fn flash_reproduces_the_default_config_fixture() -> Result<()> {
         out_proj: lin("out_proj.weight", 768),
     };
     let rope = Rope::new(cfg.head_dim, cfg.context_length, cfg.rope_theta, None)?;
-    let gqa = GroupedQueryAttention::new(weights, cfg.n_heads, cfg.n_kv_heads, Some(rope))?;
+    let gqa =
+        GroupedQueryAttention::new(weights, cfg.n_heads, cfg.n_kv_heads, Some(rope))?;
     let x = fx.batch("x")?;
     let (q, k, v) = gqa.project(&x.items()[0], 0)?;
     let context = FlashAttention::new().forward(AttentionInputs {
@@ -299,13 +371,17 @@ fn flash_reproduces_the_default_config_fixture() -> Result<()> {
         heads: hl(&q, 12, 4),
         query_offset: 0,
     })?;
-    assert_matrix_close(&gqa.weights().out_proj.forward(&context)?, &fx.batch("out")?.items()[0], TOL);
+    assert_matrix_close(
+        &gqa.weights().out_proj.forward(&context)?,
+        &fx.batch("out")?.items()[0],
+        TOL,
+    );
     Ok(())
 }
 
-/// PyTorch's KV-cache fixture: prefill 5 tokens with flash, then 4 decode steps with the decode
-/// kernel over the cache, equals PyTorch's `out_decode`; chunks 3, 4, 2 through flash with
-/// `start_pos` equal PyTorch's `out_chunked`.
+/// PyTorch's KV-cache fixture: prefill 5 tokens with flash, then 4 decode steps with the
+/// decode kernel over the cache, equals PyTorch's `out_decode`; chunks 3, 4, 2 through
+/// flash with `start_pos` equal PyTorch's `out_chunked`.
 #[test]
 fn cached_generation_with_the_fast_paths_reproduces_pytorch() -> Result<()> {
     let fx = Fixture::load("kv_cache")?;
@@ -313,7 +389,9 @@ fn cached_generation_with_the_fast_paths_reproduces_pytorch() -> Result<()> {
     let x = fx.batch("x")?;
     let flash = gqa.clone().with_kernel(KernelChoice::Flash);
     let decode = gqa.with_kernel(KernelChoice::Decode);
-    for (chunks, want) in [(&[5, 1, 1, 1, 1][..], "out_decode"), (&[3, 4, 2][..], "out_chunked")] {
+    for (chunks, want) in
+        [(&[5, 1, 1, 1, 1][..], "out_decode"), (&[3, 4, 2][..], "out_chunked")]
+    {
         let mut cache = flash.new_cache(x.batch_size(), fx.usize("context_length")?)?;
         let mut outs = Vec::new();
         let mut pos = 0;
@@ -331,7 +409,8 @@ fn cached_generation_with_the_fast_paths_reproduces_pytorch() -> Result<()> {
 fn decode_on_a_long_cache_matches_the_straightforward_path() {
     // more keys than one decode block (512), GQA 12/4 at head_dim 64, 1 and 2 threads
     let (q, k, v) = inputs(1, 1500, 12, 4, 64, 7);
-    let want = grouped_attention(&q, k.as_view(), v.as_view(), hl(&q, 12, 4), 1499).unwrap();
+    let want =
+        grouped_attention(&q, k.as_view(), v.as_view(), hl(&q, 12, 4), 1499).unwrap();
     for threads in [1, 2] {
         let mut decode = DecodeAttention::with_threads(threads).unwrap();
         let got = decode
@@ -349,8 +428,8 @@ fn decode_on_a_long_cache_matches_the_straightforward_path() {
 
 #[test]
 fn fast_exp_is_within_its_error_bound() {
-    // a strided sweep over every f32 between -87.34 and 88.38 (the release-mode sweep over all of
-    // them, in the chapter, gives 8.31e-8 at most)
+    // a strided sweep over every f32 between -87.34 and 88.38 (the release-mode sweep
+    // over all of them, in the chapter, gives 8.31e-8 at most)
     let (lo, hi) = (-87.336_55_f32, 88.376_26_f32);
     let mut worst = 0.0_f64;
     let mut count = 0;
@@ -389,7 +468,8 @@ fn online_softmax_tiles_give_the_ordinary_softmax() {
     for (j0, cols) in [(0, 4), (4, 4), (8, 2)] {
         let mut tile = scores.columns(j0, cols).into_owned();
         online_softmax_tile(tile.as_mut_slice(), &mut max, &mut sum, &mut rescale);
-        // bring earlier weights to the new maximum, as the flash kernel does with its outputs
+        // bring earlier weights to the new maximum, as the flash kernel does with its
+        // outputs
         for j in 0..j0 {
             for i in 0..3 {
                 weights[(i, j)] *= rescale[i];
@@ -413,6 +493,11 @@ fn online_softmax_tiles_give_the_ordinary_softmax() {
 }
 
 /// The head layout of `n_heads` query heads over `n_kv_heads` KV heads for queries `q`.
-fn hl(q: &nalgebra::DMatrix<f32>, n_heads: usize, n_kv_heads: usize) -> attention::HeadLayout {
-    attention::HeadLayout::from_q_dim(q.ncols(), n_heads, n_kv_heads).expect("a valid head layout")
+fn hl(
+    q: &nalgebra::DMatrix<f32>,
+    n_heads: usize,
+    n_kv_heads: usize,
+) -> attention::HeadLayout {
+    attention::HeadLayout::from_q_dim(q.ncols(), n_heads, n_kv_heads)
+        .expect("a valid head layout")
 }

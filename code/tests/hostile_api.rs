@@ -1,6 +1,7 @@
-//! The public API driven with hostile arguments: sizes near `usize::MAX`, positions that overflow,
-//! NaN and infinity. Every call returns a typed error or PyTorch's answer: never a panic, an
-//! abort (allocation failure), an out-of-bounds read, or a finite number that hides a NaN.
+//! The public API driven with hostile arguments: sizes near `usize::MAX`, positions that
+//! overflow, NaN and infinity. Every call returns a typed error or PyTorch's answer:
+//! never a panic, an abort (allocation failure), an out-of-bounds read, or a finite
+//! number that hides a NaN.
 
 use attention::support::init::splitmix_matrix;
 use attention::*;
@@ -17,7 +18,8 @@ fn too_large(r: Result<impl std::fmt::Debug>) -> String {
 
 #[test]
 fn sizes_that_wrap_or_cannot_be_allocated_are_refused_with_the_bytes_needed() {
-    // these wrapped to small buffers (segfaults, reads outside the buffer) or aborted before
+    // these wrapped to small buffers (segfaults, reads outside the buffer) or aborted
+    // before
     let msg = too_large(LayerKvCache::new(1, 1 << 62, 4, 1));
     assert!(msg.contains("LayerKvCache") && msg.contains("bytes"), "{msg}");
     too_large(LayerKvCache::new(1, usize::MAX, 1, 1));
@@ -37,11 +39,20 @@ fn sizes_that_wrap_or_cannot_be_allocated_are_refused_with_the_bytes_needed() {
 #[test]
 fn zero_sizes_and_positions_past_the_end_are_errors() {
     for (seq, dim) in [(0, 4), (4, 0)] {
-        assert!(matches!(Batch::from_row_major(1, seq, dim, &[]), Err(AttnError::ZeroSize { .. })));
+        assert!(matches!(
+            Batch::from_row_major(1, seq, dim, &[]),
+            Err(AttnError::ZeroSize { .. })
+        ));
     }
     let b = Batch::zeros(1, 3, 4).unwrap();
-    assert!(matches!(b.narrow_seq(usize::MAX, 2), Err(AttnError::PositionOutOfRange { .. })));
-    assert!(matches!(b.narrow_seq(2, usize::MAX), Err(AttnError::PositionOutOfRange { .. })));
+    assert!(matches!(
+        b.narrow_seq(usize::MAX, 2),
+        Err(AttnError::PositionOutOfRange { .. })
+    ));
+    assert!(matches!(
+        b.narrow_seq(2, usize::MAX),
+        Err(AttnError::PositionOutOfRange { .. })
+    ));
     assert!(matches!(causal_mask(2, 2, usize::MAX), Err(AttnError::MissingKeys { .. })));
     let mut scores = DMatrix::zeros(2, 3);
     assert!(apply_causal_mask(&mut scores, usize::MAX).is_err());
@@ -49,12 +60,24 @@ fn zero_sizes_and_positions_past_the_end_are_errors() {
     let rope = Rope::new(8, 16, 10_000.0, None).unwrap();
     let mut x = DMatrix::zeros(3, 8);
     for start in [usize::MAX, usize::MAX - 1, 14] {
-        assert!(matches!(rope.apply(&mut x, start), Err(AttnError::PositionOutOfRange { .. })));
+        assert!(matches!(
+            rope.apply(&mut x, start),
+            Err(AttnError::PositionOutOfRange { .. })
+        ));
     }
-    assert!(matches!(rope.cos_sin(usize::MAX, 0), Err(AttnError::PositionOutOfRange { .. })));
-    assert!(matches!(rope.cos_sin(0, 4), Err(AttnError::IndexOutOfRange { index: 4, len: 4, .. })));
+    assert!(matches!(
+        rope.cos_sin(usize::MAX, 0),
+        Err(AttnError::PositionOutOfRange { .. })
+    ));
+    assert!(matches!(
+        rope.cos_sin(0, 4),
+        Err(AttnError::IndexOutOfRange { index: 4, len: 4, .. })
+    ));
     let err = rope.apply(&mut x, usize::MAX).unwrap_err().to_string();
-    assert!(err.contains("18446744073709551615..18446744073709551618"), "no wrap in the message: {err}");
+    assert!(
+        err.contains("18446744073709551615..18446744073709551618"),
+        "no wrap in the message: {err}"
+    );
 
     // the layer: positions that overflow, with and without RoPE, with and without a cache
     let mut rng = StdRng::seed_from_u64(1);
@@ -69,7 +92,8 @@ fn zero_sizes_and_positions_past_the_end_are_errors() {
         assert!(gqa.forward_prefill_decode(&x, usize::MAX, 1).is_err());
         assert!(gqa.forward_prefill_decode(&x, 0, 4).is_err());
     }
-    // every kernel refuses a query offset whose keys are missing, rather than returning NaN
+    // every kernel refuses a query offset whose keys are missing, rather than returning
+    // NaN
     let heads = HeadLayout::new(4, 2, 4).unwrap();
     let (q, k) = (splitmix_matrix(1, 1, 16, 1.0), splitmix_matrix(2, 5, 8, 1.0));
     for offset in [5, usize::MAX] {
@@ -98,14 +122,21 @@ fn zero_sizes_and_positions_past_the_end_are_errors() {
         );
     }
     // memory arithmetic saturates instead of wrapping to 0
-    let cfg = AttentionConfig { n_kv_heads: usize::MAX, head_dim: usize::MAX, ..Preset::SMALL.config };
-    assert_eq!(kv_cache_bytes(&cfg, usize::MAX, usize::MAX, usize::MAX, DType::F32), u128::MAX);
+    let cfg = AttentionConfig {
+        n_kv_heads: usize::MAX,
+        head_dim: usize::MAX,
+        ..Preset::SMALL.config
+    };
+    assert_eq!(
+        kv_cache_bytes(&cfg, usize::MAX, usize::MAX, usize::MAX, DType::F32),
+        u128::MAX
+    );
 }
 
 #[test]
 fn nan_and_infinity_propagate_as_in_pytorch() {
-    // torch.softmax: a NaN or +inf in a row makes the whole row NaN; a fully masked row is zeros
-    // (_safe_softmax); -inf entries of a live row are exact zeros
+    // torch.softmax: a NaN or +inf in a row makes the whole row NaN; a fully masked row
+    // is zeros (_safe_softmax); -inf entries of a live row are exact zeros
     let inf = f32::INFINITY;
     let s = nalgebra::dmatrix![1.0_f32, f32::NAN, 0.0; 1.0, inf, 0.0; -inf, -inf, -inf; 0.0, -inf, 0.0];
     let w = softmax_rows(&s);
@@ -114,7 +145,8 @@ fn nan_and_infinity_propagate_as_in_pytorch() {
     assert_eq!(w.row(2).iter().copied().collect::<Vec<_>>(), [0.0, 0.0, 0.0]);
     assert_eq!(w.row(3).iter().copied().collect::<Vec<_>>(), [0.5, 0.0, 0.5]);
 
-    // a NaN in one weight of the layer: every output NaN, whichever kernel runs (transformers: 720/720)
+    // a NaN in one weight of the layer: every output NaN, whichever kernel runs
+    // (transformers: 720/720)
     let mut rng = StdRng::seed_from_u64(2);
     let gqa = GroupedQueryAttention::random(12, 16, 4, 2, None, &mut rng).unwrap();
     let mut weights = gqa.weights().clone();
@@ -122,19 +154,26 @@ fn nan_and_infinity_propagate_as_in_pytorch() {
     w_key[(3, 5)] = f32::NAN;
     weights.w_key = Linear::new(w_key, None).unwrap();
     let poisoned = GroupedQueryAttention::new(weights, 4, 2, None).unwrap();
-    let x = Batch::from_row_major(1, 300, 12, splitmix_matrix(3, 1, 3600, 1.0).as_slice()).unwrap();
-    for kernel in [KernelChoice::Straightforward, KernelChoice::Flash, KernelChoice::Decode] {
+    let x =
+        Batch::from_row_major(1, 300, 12, splitmix_matrix(3, 1, 3600, 1.0).as_slice())
+            .unwrap();
+    for kernel in
+        [KernelChoice::Straightforward, KernelChoice::Flash, KernelChoice::Decode]
+    {
         let out = poisoned.clone().with_kernel(kernel).forward(&x, 0, None).unwrap();
         assert!(out.to_row_major().iter().all(|v| v.is_nan()), "{kernel:?}");
     }
-    // a NaN in token 200's input: the outputs of tokens 200.. are NaN with every kernel. Earlier
-    // tokens give it weight 0, but 0 · NaN is NaN: PyTorch's eager `weights @ v` (transformers) and
-    // our straightforward kernel make every output NaN; the tiled kernels skip key tiles wholly in a
-    // query's future (as PyTorch's own flash kernel does), so there only some earlier rows are NaN.
+    // a NaN in token 200's input: the outputs of tokens 200.. are NaN with every kernel.
+    // Earlier tokens give it weight 0, but 0 · NaN is NaN: PyTorch's eager `weights @ v`
+    // (transformers) and our straightforward kernel make every output NaN; the tiled
+    // kernels skip key tiles wholly in a query's future (as PyTorch's own flash kernel
+    // does), so there only some earlier rows are NaN.
     let mut data = x.to_row_major();
     data[200 * 12 + 7] = f32::NAN;
     let x_nan = Batch::from_row_major(1, 300, 12, &data).unwrap();
-    for kernel in [KernelChoice::Straightforward, KernelChoice::Flash, KernelChoice::Decode] {
+    for kernel in
+        [KernelChoice::Straightforward, KernelChoice::Flash, KernelChoice::Decode]
+    {
         let out = gqa.clone().with_kernel(kernel).forward(&x_nan, 0, None).unwrap();
         let m = &out.items()[0];
         assert!(m.rows(200, 100).iter().all(|v| v.is_nan()), "{kernel:?}");
@@ -147,11 +186,12 @@ fn nan_and_infinity_propagate_as_in_pytorch() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
-    /// Constructors and forwards with arbitrary sizes and positions, most near `usize::MAX`:
-    /// always `Ok` or a typed error, never a panic or an abort.
+    /// Constructors and forwards with arbitrary sizes and positions, most near
+    /// `usize::MAX`: always `Ok` or a typed error, never a panic or an abort.
     #[test]
     fn no_size_or_position_panics(
-        // small sizes, or sizes whose products overflow or pass the memory: nothing big is allocated
+        // small sizes, or sizes whose products overflow or pass the memory: nothing big
+        // is allocated
         a in prop_oneof![0usize..6, (usize::MAX - 4)..=usize::MAX, Just(1usize << 62)],
         b in prop_oneof![0usize..6, (usize::MAX - 4)..=usize::MAX, Just(1usize << 40)],
         c in prop_oneof![0usize..6, (usize::MAX - 4)..=usize::MAX],
@@ -186,11 +226,15 @@ proptest! {
 fn a_bad_llama3_scaling_names_its_field() {
     let bad = Llama3Scaling { factor: 0.5, ..Llama3Scaling::LLAMA_3_1 };
     let err = Rope::new(8, 16, 10_000.0, Some(bad)).unwrap_err().to_string();
-    assert_eq!(err, "invalid config: rope_scaling.factor must be a finite number >= 1, got 0.5");
+    assert_eq!(
+        err,
+        "invalid config: rope_scaling.factor must be a finite number >= 1, got 0.5"
+    );
     let bad = Llama3Scaling { high_freq_factor: f32::NAN, ..Llama3Scaling::LLAMA_3_1 };
     let err = bad.validate().unwrap_err().to_string();
     assert!(
-        err.contains("rope_scaling.high_freq_factor must be finite") && !err.contains("Llama3Scaling {"),
+        err.contains("rope_scaling.high_freq_factor must be finite")
+            && !err.contains("Llama3Scaling {"),
         "{err}"
     );
 }

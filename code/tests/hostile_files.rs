@@ -1,10 +1,13 @@
-//! Hostile safetensors files and checkpoint indexes (issue #9): each test builds its bad input in a
-//! scratch folder and checks for a one-line error naming the file (and the tensor, where there is
-//! one), never a panic, an abort, a read that blocks, or a number computed from the wrong bytes.
+//! Hostile safetensors files and checkpoint indexes (issue #9): each test builds its bad
+//! input in a scratch folder and checks for a one-line error naming the file (and the
+//! tensor, where there is one), never a panic, an abort, a read that blocks, or a number
+//! computed from the wrong bytes.
 
 use std::path::{Path, PathBuf};
 
-use attention::{AttnError, HfLlamaConfig, Tensor, TensorFile, open_layer_tensors, save_tensors};
+use attention::{
+    AttnError, HfLlamaConfig, Tensor, TensorFile, open_layer_tensors, save_tensors,
+};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
@@ -16,13 +19,15 @@ fn fixture(file: &str) -> PathBuf {
 
 /// A fresh scratch folder for one test.
 fn scratch(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("attention-hostile-{}-{test}", std::process::id()));
+    let dir = std::env::temp_dir()
+        .join(format!("attention-hostile-{}-{test}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
-/// A safetensors buffer: the 8-byte length `declared` (or the header's true length), the header, the data.
+/// A safetensors buffer: the 8-byte length `declared` (or the header's true length), the
+/// header, the data.
 fn raw(header: &Value, declared: Option<u64>, data: &[u8]) -> Vec<u8> {
     let header = header.to_string().into_bytes();
     let mut bytes = declared.unwrap_or(header.len() as u64).to_le_bytes().to_vec();
@@ -48,8 +53,9 @@ fn set_offsets(header: &mut Map<String, Value>, tensor: &str, start: u64, end: u
     header[&format!("{PREFIX}{tensor}.weight")]["data_offsets"] = json!([start, end]);
 }
 
-/// `TensorFile::from_bytes` and, written to `dir`, `TensorFile::open` and `open_layer_tensors` all
-/// refuse `bytes` with a format error that contains every needle (and the file's name).
+/// `TensorFile::from_bytes` and, written to `dir`, `TensorFile::open` and
+/// `open_layer_tensors` all refuse `bytes` with a format error that contains every needle
+/// (and the file's name).
 #[track_caller]
 fn refused(dir: &Path, name: &str, bytes: &[u8], needles: &[&str]) {
     let path = dir.join(format!("{name}.safetensors"));
@@ -87,9 +93,17 @@ fn offsets_out_of_range_wrapped_or_overlapping_are_refused() {
     let bytes = edited_weights(|h| set_offsets(h, "v_proj", 19360, 23200 + 64));
     refused(&dir, "past_end", &bytes, &["not a valid safetensors file", "v_proj"]);
     // a byte length that does not match shape × dtype
-    let bytes = edited_weights(|h| h[&format!("{PREFIX}v_proj.weight")]["shape"] = json!([24, 41]));
-    refused(&dir, "wrong_shape", &bytes, &["not a valid safetensors file", "v_proj", "needs 3936"]);
-    let bytes = edited_weights(|h| h[&format!("{PREFIX}v_proj.weight")]["dtype"] = json!("BF16"));
+    let bytes = edited_weights(|h| {
+        h[&format!("{PREFIX}v_proj.weight")]["shape"] = json!([24, 41])
+    });
+    refused(
+        &dir,
+        "wrong_shape",
+        &bytes,
+        &["not a valid safetensors file", "v_proj", "needs 3936"],
+    );
+    let bytes =
+        edited_weights(|h| h[&format!("{PREFIX}v_proj.weight")]["dtype"] = json!("BF16"));
     refused(&dir, "wrong_dtype", &bytes, &["not a valid safetensors file", "v_proj"]);
 }
 
@@ -98,7 +112,9 @@ fn a_header_length_one_byte_off_is_refused() {
     let dir = scratch("header_len");
     let good = std::fs::read(fixture("model.safetensors")).unwrap();
     let n = u64::from_le_bytes(good[..8].try_into().unwrap());
-    for (name, declared) in [("short", n - 1), ("long", n + 1), ("huge", u64::MAX), ("past_end", 1 << 20)] {
+    for (name, declared) in
+        [("short", n - 1), ("long", n + 1), ("huge", u64::MAX), ("past_end", 1 << 20)]
+    {
         let mut bytes = good.clone();
         bytes[..8].copy_from_slice(&declared.to_le_bytes());
         refused(&dir, name, &bytes, &["not a valid safetensors file"]);
@@ -110,30 +126,45 @@ fn a_header_length_one_byte_off_is_refused() {
     let mut bytes = (text.len() as u64 - 1).to_le_bytes().to_vec();
     bytes.extend_from_slice(text.as_bytes());
     bytes.extend_from_slice(&data);
-    refused(&dir, "padded_short", &bytes, &["not a valid safetensors file", "bytes follow the"]);
+    refused(
+        &dir,
+        "padded_short",
+        &bytes,
+        &["not a valid safetensors file", "bytes follow the"],
+    );
     // truncated files
     for len in [0, 5, 8, 100, good.len() - 1] {
-        refused(&dir, &format!("truncated_{len}"), &good[..len], &["not a valid safetensors file"]);
+        refused(
+            &dir,
+            &format!("truncated_{len}"),
+            &good[..len],
+            &["not a valid safetensors file"],
+        );
     }
 }
 
 #[test]
 fn directories_fifos_and_devices_are_not_read() {
     let dir = scratch("special");
-    for err in [TensorFile::open(&dir).unwrap_err(), open_layer_tensors(&dir, PREFIX).unwrap_err()] {
+    for err in [
+        TensorFile::open(&dir).unwrap_err(),
+        open_layer_tensors(&dir, PREFIX).unwrap_err(),
+    ] {
         let message = err.to_string();
         assert!(message.contains("is a directory"), "{message}");
         assert!(!message.contains("8 bytes"), "{message}");
     }
-    for err in
-        [TensorFile::open("/dev/zero").unwrap_err(), open_layer_tensors("/dev/zero", PREFIX).unwrap_err()]
-    {
+    for err in [
+        TensorFile::open("/dev/zero").unwrap_err(),
+        open_layer_tensors("/dev/zero", PREFIX).unwrap_err(),
+    ] {
         assert!(err.to_string().starts_with("/dev/zero: is a special file"), "{err}");
     }
     let fifo = dir.join("fifo.safetensors");
     let made = std::process::Command::new("mkfifo").arg(&fifo).status();
     if made.is_ok_and(|s| s.success()) {
-        // opening a FIFO for reading would block until a writer comes: refused before opening
+        // opening a FIFO for reading would block until a writer comes: refused before
+        // opening
         let err = TensorFile::open(&fifo).unwrap_err();
         assert!(err.to_string().contains("is a special file"), "{err}");
         let index = dir.join("fifo.index.json");
@@ -146,8 +177,9 @@ fn directories_fifos_and_devices_are_not_read() {
     assert!(err.to_string().starts_with("(empty path): "), "{err}");
 }
 
-/// A broad prefix over a huge file maps it and reads nothing but the header: a sparse 64 GiB file
-/// (no disk used) opens at once, and converting its tensor is refused as too large, not attempted.
+/// A broad prefix over a huge file maps it and reads nothing but the header: a sparse 64
+/// GiB file (no disk used) opens at once, and converting its tensor is refused as too
+/// large, not attempted.
 #[test]
 fn a_broad_prefix_on_a_huge_file_allocates_nothing() {
     let dir = scratch("huge");
@@ -206,19 +238,32 @@ fn shards_outside_the_checkpoint_folder_are_refused() {
     std::os::unix::fs::symlink(&outside, dir.join("link.safetensors")).unwrap();
     let err = open_layer_tensors(index_to(&dir, "link.safetensors"), PREFIX).unwrap_err();
     assert!(err.to_string().contains("outside the folder"), "{err}");
-    // a shard inside the folder is fine, and one the index names but that lacks a tensor is not
-    std::fs::copy(fixture("model.safetensors"), dir.join("model-00001-of-00001.safetensors")).unwrap();
-    let layer = open_layer_tensors(index_to(&dir, "model-00001-of-00001.safetensors"), PREFIX).unwrap();
+    // a shard inside the folder is fine, and one the index names but that lacks a tensor
+    // is not
+    std::fs::copy(
+        fixture("model.safetensors"),
+        dir.join("model-00001-of-00001.safetensors"),
+    )
+    .unwrap();
+    let layer =
+        open_layer_tensors(index_to(&dir, "model-00001-of-00001.safetensors"), PREFIX)
+            .unwrap();
     assert_eq!(layer.names().unwrap().len(), 4);
     let whole = TensorFile::open(fixture("model.safetensors")).unwrap();
     let q = whole.tensor(&format!("{PREFIX}q_proj.weight")).unwrap();
-    save_tensors(dir.join("only_q.safetensors"), &[(&format!("{PREFIX}q_proj.weight"), &q)]).unwrap();
-    let err = open_layer_tensors(index_to(&dir, "only_q.safetensors"), PREFIX).unwrap_err();
+    save_tensors(
+        dir.join("only_q.safetensors"),
+        &[(&format!("{PREFIX}q_proj.weight"), &q)],
+    )
+    .unwrap();
+    let err =
+        open_layer_tensors(index_to(&dir, "only_q.safetensors"), PREFIX).unwrap_err();
     assert!(err.to_string().contains("only_q.safetensors: missing tensor"), "{err}");
     std::fs::remove_dir_all(&root).ok();
 }
 
-/// A Hugging Face cache: `snapshots/REV/` holds symbolic links into `blobs/`, the index among them.
+/// A Hugging Face cache: `snapshots/REV/` holds symbolic links into `blobs/`, the index
+/// among them.
 #[test]
 fn a_hugging_face_cache_layout_is_followed() {
     let root = scratch("hf_cache");
@@ -226,20 +271,31 @@ fn a_hugging_face_cache_layout_is_followed() {
     std::fs::create_dir_all(&blobs).unwrap();
     std::fs::create_dir_all(&snapshot).unwrap();
     std::fs::copy(fixture("model.safetensors"), blobs.join("hash-weights")).unwrap();
-    std::os::unix::fs::symlink("../../blobs/hash-weights", snapshot.join("model-00001-of-00001.safetensors"))
-        .unwrap();
+    std::os::unix::fs::symlink(
+        "../../blobs/hash-weights",
+        snapshot.join("model-00001-of-00001.safetensors"),
+    )
+    .unwrap();
     let index = index_to(&blobs, "model-00001-of-00001.safetensors");
     std::fs::rename(&index, blobs.join("hash-index")).unwrap();
-    std::os::unix::fs::symlink("../../blobs/hash-index", snapshot.join("model.safetensors.index.json"))
+    std::os::unix::fs::symlink(
+        "../../blobs/hash-index",
+        snapshot.join("model.safetensors.index.json"),
+    )
+    .unwrap();
+    let layer = open_layer_tensors(snapshot.join("model.safetensors.index.json"), PREFIX)
         .unwrap();
-    let layer = open_layer_tensors(snapshot.join("model.safetensors.index.json"), PREFIX).unwrap();
     let cfg = HfLlamaConfig::from_file(fixture("config.json")).unwrap();
     let whole = TensorFile::open(fixture("model.safetensors")).unwrap();
-    assert_eq!(cfg.load_attention(&layer, PREFIX).unwrap(), cfg.load_attention(&whole, PREFIX).unwrap());
+    assert_eq!(
+        cfg.load_attention(&layer, PREFIX).unwrap(),
+        cfg.load_attention(&whole, PREFIX).unwrap()
+    );
     std::fs::remove_dir_all(&root).ok();
 }
 
-/// A tensor stored in two shards is read from the one the weight_map names, and only that one.
+/// A tensor stored in two shards is read from the one the weight_map names, and only that
+/// one.
 #[test]
 fn the_weight_map_picks_the_shard() {
     let dir = scratch("twice");
@@ -249,7 +305,11 @@ fn the_weight_map_picks_the_shard() {
     save_tensors(dir.join("a.safetensors"), &[(name.as_str(), &q)]).unwrap();
     save_tensors(dir.join("b.safetensors"), &[(name.as_str(), &q)]).unwrap();
     let index = dir.join("model.safetensors.index.json");
-    std::fs::write(&index, json!({"weight_map": {name.clone(): "b.safetensors"}}).to_string()).unwrap();
+    std::fs::write(
+        &index,
+        json!({"weight_map": {name.clone(): "b.safetensors"}}).to_string(),
+    )
+    .unwrap();
     assert_eq!(open_layer_tensors(&index, PREFIX).unwrap().tensor(&name).unwrap(), q);
     // and a broken shard the weight_map does not name for the prefix is never opened
     std::fs::write(dir.join("a.safetensors"), b"junk").unwrap();
@@ -293,11 +353,13 @@ enum Damage {
 }
 
 fn damage() -> impl Strategy<Value = Damage> {
-    let near_max = prop_oneof![Just(u64::MAX), (0u64..4096).prop_map(|d| u64::MAX - d), 0u64..4096];
+    let near_max =
+        prop_oneof![Just(u64::MAX), (0u64..4096).prop_map(|d| u64::MAX - d), 0u64..4096];
     prop_oneof![
         any::<u64>().prop_map(Damage::HeaderLength),
         (-16i64..16).prop_map(Damage::HeaderLengthDelta),
-        (0usize..4, near_max.clone(), near_max).prop_map(|(i, s, e)| Damage::Offsets(i, s, e)),
+        (0usize..4, near_max.clone(), near_max)
+            .prop_map(|(i, s, e)| Damage::Offsets(i, s, e)),
         (0usize..4, 0u64..256, 0u64..256).prop_map(|(i, s, e)| Damage::Offsets(i, s, e)),
         any::<usize>().prop_map(Damage::Truncate),
         (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Damage::Byte(i, b)),
@@ -309,7 +371,8 @@ fn apply(bytes: &mut Vec<u8>, damage: &Damage) {
     match damage {
         Damage::HeaderLength(n) => bytes[..8].copy_from_slice(&n.to_le_bytes()),
         Damage::HeaderLengthDelta(d) => {
-            let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()).wrapping_add_signed(*d);
+            let n = u64::from_le_bytes(bytes[..8].try_into().unwrap())
+                .wrapping_add_signed(*d);
             bytes[..8].copy_from_slice(&n.to_le_bytes());
         }
         Damage::Offsets(i, start, end) => {
@@ -329,13 +392,15 @@ fn apply(bytes: &mut Vec<u8>, damage: &Damage) {
     }
 }
 
-/// An accepted file is consistent: every tensor converts (or is refused with an error) to as many
-/// values as its shape says.
+/// An accepted file is consistent: every tensor converts (or is refused with an error) to
+/// as many values as its shape says.
 fn check_consistent(file: &TensorFile) {
     for name in file.names().unwrap() {
         assert!(file.contains(&name).unwrap());
         match file.tensor(&name) {
-            Ok(Tensor { shape, data }) => assert_eq!(shape.iter().product::<usize>(), data.len(), "{name}"),
+            Ok(Tensor { shape, data }) => {
+                assert_eq!(shape.iter().product::<usize>(), data.len(), "{name}")
+            }
             Err(e) => assert!(e.to_string().contains(&name), "{e}"),
         }
     }
@@ -344,7 +409,8 @@ fn check_consistent(file: &TensorFile) {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
-    /// Damaged safetensors buffers never panic: either an error, or a file whose tensors are consistent.
+    /// Damaged safetensors buffers never panic: either an error, or a file whose tensors
+    /// are consistent.
     #[test]
     fn damaged_files_never_panic(
         tensors in proptest::collection::vec(
@@ -379,24 +445,27 @@ proptest! {
     }
 }
 
-/// Whether `bytes` still has a header that parses as JSON (so that offsets can be edited in it).
+/// Whether `bytes` still has a header that parses as JSON (so that offsets can be edited
+/// in it).
 fn valid_header(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && {
         let n = u64::from_le_bytes(bytes[..8].try_into().unwrap());
         n.checked_add(8).is_some_and(|end| end <= bytes.len() as u64)
-            && serde_json::from_slice::<Map<String, Value>>(&bytes[8..8 + n as usize]).is_ok()
+            && serde_json::from_slice::<Map<String, Value>>(&bytes[8..8 + n as usize])
+                .is_ok()
     }
 }
 
-/// A zero-size tensor is a valid safetensors entry; asking for it as a batch is an error that names
-/// the tensor, never a panic (a `(1, 0, 40)` hidden_states panicked before).
+/// A zero-size tensor is a valid safetensors entry; asking for it as a batch is an error
+/// that names the tensor, never a panic (a `(1, 0, 40)` hidden_states panicked before).
 #[test]
 fn zero_size_tensors_are_named_errors() {
     let header = serde_json::json!({
         "hidden_states": {"dtype": "F32", "shape": [1, 0, 40], "data_offsets": [0, 0]},
         "w": {"dtype": "F32", "shape": [0, 40], "data_offsets": [0, 0]},
     });
-    let file = TensorFile::from_bytes("zero.safetensors", raw(&header, None, &[])).unwrap();
+    let file =
+        TensorFile::from_bytes("zero.safetensors", raw(&header, None, &[])).unwrap();
     let message = file.batch("hidden_states").unwrap_err().to_string();
     assert!(!message.contains('\n') && message.contains("hidden_states"), "{message}");
     // a matrix with no rows is a valid nalgebra matrix: returned as it is, not a panic

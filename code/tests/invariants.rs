@@ -1,5 +1,6 @@
-//! Properties that must hold for any weights and shapes, checked over random shapes and seeds with
-//! proptest. Shapes are drawn so that d_in, d_out, seq and head_dim differ (a transpose cannot pass).
+//! Properties that must hold for any weights and shapes, checked over random shapes and
+//! seeds with proptest. Shapes are drawn so that d_in, d_out, seq and head_dim differ (a
+//! transpose cannot pass).
 
 mod common;
 
@@ -8,13 +9,18 @@ use nalgebra::DMatrix;
 use proptest::prelude::*;
 use rand::{SeedableRng, rngs::StdRng};
 
-/// Products summed in different orders differ by a few ulps; 1e-5 absolute is far below any real bug.
+/// Products summed in different orders differ by a few ulps; 1e-5 absolute is far below
+/// any real bug.
 const TOL: Tolerance = Tolerance::new(1e-5, 1e-5);
 
 fn random_batch(rng: &mut StdRng, batch: usize, seq: usize, d: usize) -> Batch {
     use rand::RngExt;
-    Batch::new((0..batch).map(|_| DMatrix::from_fn(seq, d, |_, _| rng.random_range(-1.0..1.0))).collect())
-        .unwrap()
+    Batch::new(
+        (0..batch)
+            .map(|_| DMatrix::from_fn(seq, d, |_, _| rng.random_range(-1.0..1.0)))
+            .collect(),
+    )
+    .unwrap()
 }
 
 /// (n_kv_heads, group_size, head_dim (even), d_in, seq, seed)
@@ -59,7 +65,8 @@ proptest! {
         prop_assert!(before.row(t) != after.row(t), "token t's own output must change");
     }
 
-    /// GQA with n_kv_heads = n_heads (no RoPE) is multi-head attention with the same weights.
+    /// GQA with n_kv_heads = n_heads (no RoPE) is multi-head attention with the same
+    /// weights.
     #[test]
     fn gqa_with_as_many_kv_heads_as_heads_is_mha((n_heads, _, hd, d_in, seq, seed) in gqa_shapes()) {
         let mut rng = StdRng::seed_from_u64(seed);
@@ -69,8 +76,9 @@ proptest! {
         assert_batch_close(&gqa.forward(&x, 0, None).unwrap(), &mha.forward(&x).unwrap(), TOL);
     }
 
-    /// GQA equals MHA whose K/V weights are repeated in `repeat_interleave` order, and (for group
-    /// size > 1 and several KV heads) differs from `repeat` order: the bug the ordering comment warns about.
+    /// GQA equals MHA whose K/V weights are repeated in `repeat_interleave` order, and
+    /// (for group size > 1 and several KV heads) differs from `repeat` order: the bug the
+    /// ordering comment warns about.
     #[test]
     fn gqa_shares_kv_heads_in_repeat_interleave_order((kv, g, hd, d_in, seq, seed) in gqa_shapes()) {
         let mut rng = StdRng::seed_from_u64(seed);
@@ -93,8 +101,8 @@ proptest! {
         }
     }
 
-    /// The wrapper of single heads equals batched MHA's context when head h's weights are rows
-    /// h·head_dim .. (h+1)·head_dim of MHA's projections.
+    /// The wrapper of single heads equals batched MHA's context when head h's weights are
+    /// rows h·head_dim .. (h+1)·head_dim of MHA's projections.
     #[test]
     fn single_head_wrapper_equals_batched_mha(n_heads in 1usize..=4, hd in 1usize..=5, d_in in 2usize..=9, seq in 1usize..=8, seed in any::<u64>()) {
         let mut rng = StdRng::seed_from_u64(seed);
@@ -109,8 +117,8 @@ proptest! {
         assert_batch_close(&wrapper.forward(&x).unwrap(), &x.try_map(|m| mha.context(m)).unwrap(), TOL);
     }
 
-    /// Cached decode in random chunk sizes, from a random first position, with every kernel,
-    /// equals the full forward pass with the straightforward kernel.
+    /// Cached decode in random chunk sizes, from a random first position, with every
+    /// kernel, equals the full forward pass with the straightforward kernel.
     #[test]
     fn cached_decode_equals_full_forward((kv, g, hd, d_in, seq, seed) in gqa_shapes(), cuts in proptest::collection::vec(1usize..=4, 1..8), first in 0usize..20) {
         let mut rng = StdRng::seed_from_u64(seed);
@@ -134,7 +142,8 @@ proptest! {
         }
     }
 
-    /// RoPE is a rotation: it keeps every head's norm, and q·k depends only on the distance between positions.
+    /// RoPE is a rotation: it keeps every head's norm, and q·k depends only on the
+    /// distance between positions.
     #[test]
     fn rope_keeps_norms_and_depends_only_on_distance(hd2 in 1usize..=16, m in 0usize..3000, n in 0usize..3000, shift in 0usize..3000, seed in any::<u64>()) {
         use rand::RngExt;
@@ -147,7 +156,8 @@ proptest! {
         prop_assert!((rot(&q, m).norm() - q.norm()).abs() <= 1e-5 * q.norm().max(1.0));
         let dot = |a: &DMatrix<f32>, b: &DMatrix<f32>| a.dot(b);
         let (d1, d2) = (dot(&rot(&q, m), &rot(&k, n)), dot(&rot(&q, m + shift), &rot(&k, n + shift)));
-        // f32 angles at positions up to 6000 are rounded to ~2.4e-4 rad: the relation holds to ~1e-3
+        // f32 angles at positions up to 6000 are rounded to ~2.4e-4 rad: the relation
+        // holds to ~1e-3
         prop_assert!((d1 - d2).abs() <= 2e-3 * (q.norm() * k.norm()).max(1.0), "{d1} vs {d2}");
     }
 

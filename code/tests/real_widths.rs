@@ -1,18 +1,20 @@
-//! Every path of the layer at Llama 3.1 8B's widths (hidden 4096, 32 query heads over 8 KV heads of
-//! 128), against an f64 reference computed here (issue #9).
+//! Every path of the layer at Llama 3.1 8B's widths (hidden 4096, 32 query heads over 8
+//! KV heads of 128), against an f64 reference computed here (issue #9).
 //!
-//! The fixtures use small widths, where a sum has a few dozen terms; at 8B's widths a projection
-//! sums 4096 products, and an f32 summation order that is harmless at width 64 can cost the
-//! tolerance. Weights are random with the real shapes and scale (uniform, std 0.02, as trained
-//! checkpoints have), inputs of unit RMS; RoPE has θ = 500 000 and Llama 3.1 scaling, at positions
-//! from 1000. The reference does the projections, the RoPE rotation (with the same f32 cos/sin
-//! tables: they are the definition, see `rope.rs`), the softmax and the products in f64.
+//! The fixtures use small widths, where a sum has a few dozen terms; at 8B's widths a
+//! projection sums 4096 products, and an f32 summation order that is harmless at width 64
+//! can cost the tolerance. Weights are random with the real shapes and scale (uniform,
+//! std 0.02, as trained checkpoints have), inputs of unit RMS; RoPE has θ = 500 000 and
+//! Llama 3.1 scaling, at positions from 1000. The reference does the projections, the
+//! RoPE rotation (with the same f32 cos/sin tables: they are the definition, see
+//! `rope.rs`), the softmax and the products in f64.
 //!
-//! Tolerance: PyTorch's `assert_close` for f32 (rtol 1.3e-6, atol 1e-5) with a margin of 2: every
-//! path must stay within *half* of it. Measured on AMD Zen 4 (worst element's |error| over what
-//! assert_close allows): every one-pass forward 0.29-0.32 (3.3e-6), token-by-token decoding
-//! 0.29-0.30 (3.4e-6). Before the fix of issue #9, decoding after an 8-token prefill was at 0.77
-//! (1.06e-5), from its one-row projections; from the first token, with other seeds, at 1.10.
+//! Tolerance: PyTorch's `assert_close` for f32 (rtol 1.3e-6, atol 1e-5) with a margin of
+//! 2: every path must stay within *half* of it. Measured on AMD Zen 4 (worst element's
+//! |error| over what assert_close allows): every one-pass forward 0.29-0.32 (3.3e-6),
+//! token-by-token decoding 0.29-0.30 (3.4e-6). Before the fix of issue #9, decoding after
+//! an 8-token prefill was at 0.77 (1.06e-5), from its one-row projections; from the first
+//! token, with other seeds, at 1.10.
 
 use std::sync::OnceLock;
 
@@ -28,9 +30,11 @@ const SEQ: usize = 16;
 const START_POS: usize = 1000;
 
 /// Half of PyTorch's f32 tolerance: the margin every path must keep.
-const HALF_TOL: Tolerance = Tolerance::new(Tolerance::F32.rtol / 2.0, Tolerance::F32.atol / 2.0);
+const HALF_TOL: Tolerance =
+    Tolerance::new(Tolerance::F32.rtol / 2.0, Tolerance::F32.atol / 2.0);
 
-/// The layer, its input and the f64 reference output, built once for all the tests of this file.
+/// The layer, its input and the f64 reference output, built once for all the tests of
+/// this file.
 struct Case {
     layer: GroupedQueryAttention,
     x: DMatrix<f32>,
@@ -50,10 +54,17 @@ fn case() -> &'static Case {
         let wv = splitmix_matrix(93, N_KV_HEADS * HEAD_DIM, HIDDEN, w);
         let wo = splitmix_matrix(94, HIDDEN, N_HEADS * HEAD_DIM, w);
         let x = splitmix_matrix(95, SEQ, HIDDEN, 3f64.sqrt());
-        let rope = Rope::new(HEAD_DIM, START_POS + SEQ, 500_000.0, Some(Llama3Scaling::LLAMA_3_1)).unwrap();
+        let rope = Rope::new(
+            HEAD_DIM,
+            START_POS + SEQ,
+            500_000.0,
+            Some(Llama3Scaling::LLAMA_3_1),
+        )
+        .unwrap();
 
         // x·Wᵀ as (W·xᵀ)ᵀ: only the small matrices are transposed
-        let linear_f64 = |x: &DMatrix<f64>, w: &DMatrix<f32>| (to_f64(w) * x.transpose()).transpose();
+        let linear_f64 =
+            |x: &DMatrix<f64>, w: &DMatrix<f32>| (to_f64(w) * x.transpose()).transpose();
         let x64 = to_f64(&x);
         let q_want = linear_f64(&x64, &wq);
         let mut q = q_want.clone();
@@ -64,9 +75,14 @@ fn case() -> &'static Case {
         let want = linear_f64(&attention_f64(&q, &k, &v, 0), &wo);
 
         let linear = |m: DMatrix<f32>| Linear::new(m, None).unwrap();
-        let weights =
-            QkvoWeights { w_query: linear(wq), w_key: linear(wk), w_value: linear(wv), out_proj: linear(wo) };
-        let layer = GroupedQueryAttention::new(weights, N_HEADS, N_KV_HEADS, Some(rope)).unwrap();
+        let weights = QkvoWeights {
+            w_query: linear(wq),
+            w_key: linear(wk),
+            w_value: linear(wv),
+            out_proj: linear(wo),
+        };
+        let layer =
+            GroupedQueryAttention::new(weights, N_HEADS, N_KV_HEADS, Some(rope)).unwrap();
         Case { layer, x, q_want, want }
     })
 }
@@ -75,7 +91,8 @@ fn to_f64(m: &DMatrix<f32>) -> DMatrix<f64> {
     m.map(f64::from)
 }
 
-/// The split-halves RoPE rotation in f64, with the layer's f32 tables, rows at `START_POS ..`.
+/// The split-halves RoPE rotation in f64, with the layer's f32 tables, rows at `START_POS
+/// ..`.
 fn rope_f64(x: &mut DMatrix<f64>, rope: &Rope) {
     let half = HEAD_DIM / 2;
     for head in 0..x.ncols() / HEAD_DIM {
@@ -93,7 +110,12 @@ fn rope_f64(x: &mut DMatrix<f64>, rope: &Rope) {
 }
 
 /// Causal grouped-query attention in f64: query `i` sees keys `0 ..= query_offset + i`.
-fn attention_f64(q: &DMatrix<f64>, k: &DMatrix<f64>, v: &DMatrix<f64>, query_offset: usize) -> DMatrix<f64> {
+fn attention_f64(
+    q: &DMatrix<f64>,
+    k: &DMatrix<f64>,
+    v: &DMatrix<f64>,
+    query_offset: usize,
+) -> DMatrix<f64> {
     let group = N_HEADS / N_KV_HEADS;
     let scale = 1.0 / (HEAD_DIM as f64).sqrt();
     let mut out = DMatrix::zeros(q.nrows(), N_HEADS * HEAD_DIM);
@@ -102,13 +124,17 @@ fn attention_f64(q: &DMatrix<f64>, k: &DMatrix<f64>, v: &DMatrix<f64>, query_off
         for i in 0..q.nrows() {
             let keys = query_offset + i + 1;
             let scores: Vec<f64> = (0..keys)
-                .map(|j| (0..HEAD_DIM).map(|c| q[(i, qh + c)] * k[(j, kh + c)]).sum::<f64>() * scale)
+                .map(|j| {
+                    (0..HEAD_DIM).map(|c| q[(i, qh + c)] * k[(j, kh + c)]).sum::<f64>()
+                        * scale
+                })
                 .collect();
             let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
             let sum: f64 = weights.iter().sum();
             for c in 0..HEAD_DIM {
-                let acc: f64 = weights.iter().enumerate().map(|(j, w)| w * v[(j, vh + c)]).sum();
+                let acc: f64 =
+                    weights.iter().enumerate().map(|(j, w)| w * v[(j, vh + c)]).sum();
                 out[(i, qh + c)] = acc / sum;
             }
         }
@@ -116,7 +142,8 @@ fn attention_f64(q: &DMatrix<f64>, k: &DMatrix<f64>, v: &DMatrix<f64>, query_off
     out
 }
 
-/// Largest `|got − want|`, and the largest ratio of it to what `tol` allows (`> 1` fails `tol`).
+/// Largest `|got − want|`, and the largest ratio of it to what `tol` allows (`> 1` fails
+/// `tol`).
 fn error(got: &DMatrix<f32>, want: &DMatrix<f64>, tol: Tolerance) -> (f64, f64) {
     assert_eq!(got.shape(), want.shape());
     let (atol, rtol) = (f64::from(tol.atol), f64::from(tol.rtol));
@@ -126,7 +153,8 @@ fn error(got: &DMatrix<f32>, want: &DMatrix<f64>, tol: Tolerance) -> (f64, f64) 
     })
 }
 
-/// `(path, max |error|)` for every path through the layer, checked against half the tolerance.
+/// `(path, max |error|)` for every path through the layer, checked against half the
+/// tolerance.
 fn path_errors() -> &'static [(String, f64)] {
     static ERRORS: OnceLock<Vec<(String, f64)>> = OnceLock::new();
     ERRORS.get_or_init(|| {
@@ -159,7 +187,11 @@ fn path_errors() -> &'static [(String, f64)] {
 #[test]
 fn every_path_is_within_half_of_assert_close_of_an_f64_reference() {
     let c = case();
-    assert!(c.want.amax() > 1.0, "outputs of order 1, as in a real layer: {}", c.want.amax());
+    assert!(
+        c.want.amax() > 1.0,
+        "outputs of order 1, as in a real layer: {}",
+        c.want.amax()
+    );
     assert_eq!(path_errors().len(), 6);
 }
 
@@ -184,31 +216,50 @@ fn a_projection_of_a_few_rows_is_as_accurate_as_one_of_many() {
     let w_query = &c.layer.weights().w_query;
     let all = w_query.forward(&c.x).unwrap(); // SEQ rows: nalgebra's blocked matrix product
     let (many, _) = error(&all, &c.q_want, HALF_TOL);
-    // 1 to 5 rows take another code path (nalgebra leaves its fast product for a side <= 5)
+    // 1 to 5 rows take another code path (nalgebra leaves its fast product for a side
+    // <= 5)
     for n in 1..=5 {
         let got = w_query.forward(&c.x.rows(SEQ - n, n).into_owned()).unwrap();
-        let (worst, ratio) = error(&got, &c.q_want.rows(SEQ - n, n).into_owned(), HALF_TOL);
-        assert!(ratio <= 1.0, "{n} rows: max |error| {worst:.3e} exceeds half of assert_close's tolerance");
-        assert!(worst <= 1.5 * many, "{n} rows: max |error| {worst:.3e}, against {many:.3e} for {SEQ} rows");
+        let (worst, ratio) =
+            error(&got, &c.q_want.rows(SEQ - n, n).into_owned(), HALF_TOL);
+        assert!(
+            ratio <= 1.0,
+            "{n} rows: max |error| {worst:.3e} exceeds half of assert_close's tolerance"
+        );
+        assert!(
+            worst <= 1.5 * many,
+            "{n} rows: max |error| {worst:.3e}, against {many:.3e} for {SEQ} rows"
+        );
     }
 }
 
 #[test]
 fn the_kernels_over_a_long_cache_at_8b_head_widths() {
-    // one query over 4500 cached keys: the decode kernel's blocks (2048 keys) and its online softmax
+    // one query over 4500 cached keys: the decode kernel's blocks (2048 keys) and its
+    // online softmax
     let n_keys = 4500;
     let heads = HeadLayout::new(N_HEADS, N_KV_HEADS, HEAD_DIM).unwrap();
-    // entries with the spread of real queries, keys and values at these widths (std ≈ 1.3 and 1)
+    // entries with the spread of real queries, keys and values at these widths (std ≈ 1.3
+    // and 1)
     let q = splitmix_matrix(96, 1, N_HEADS * HEAD_DIM, 2.2);
     let k = splitmix_matrix(97, n_keys, N_KV_HEADS * HEAD_DIM, 2.2);
     let v = splitmix_matrix(98, n_keys, N_KV_HEADS * HEAD_DIM, 1.7);
     let want = attention_f64(&to_f64(&q), &to_f64(&k), &to_f64(&v), n_keys - 1);
     let offset = n_keys - 1;
-    let x = AttentionInputs { q: &q, k: k.as_view(), v: v.as_view(), heads, query_offset: offset };
+    let x = AttentionInputs {
+        q: &q,
+        k: k.as_view(),
+        v: v.as_view(),
+        heads,
+        query_offset: offset,
+    };
     let paths = [
         ("decode", DecodeAttention::new().forward(x)),
         ("flash", FlashAttention::new().forward(x)),
-        ("straightforward", grouped_attention(&q, k.as_view(), v.as_view(), heads, offset)),
+        (
+            "straightforward",
+            grouped_attention(&q, k.as_view(), v.as_view(), heads, offset),
+        ),
     ];
     for (path, got) in paths {
         let (worst, ratio) = error(&got.unwrap(), &want, HALF_TOL);

@@ -1,6 +1,7 @@
-//! Every mechanism of the crate against PyTorch's numbers (`scripts/gen_fixtures.py`, fixtures in
-//! `tests/fixtures/`). Tolerance: PyTorch's `assert_close` for f32 (rtol 1.3e-6, atol 1e-5) unless a
-//! test says otherwise and why. Each test names the PyTorch module call that produced its numbers.
+//! Every mechanism of the crate against PyTorch's numbers (`scripts/gen_fixtures.py`,
+//! fixtures in `tests/fixtures/`). Tolerance: PyTorch's `assert_close` for f32 (rtol
+//! 1.3e-6, atol 1e-5) unless a test says otherwise and why. Each test names the PyTorch
+//! module call that produced its numbers.
 
 mod common;
 
@@ -39,7 +40,8 @@ fn toy_self_attention_with_trainable_weights() -> Result<()> {
     Ok(())
 }
 
-/// `torch.manual_seed(123); CausalAttention(3, 2, context_length=6, dropout=0.0)` on the toy batch.
+/// `torch.manual_seed(123); CausalAttention(3, 2, context_length=6, dropout=0.0)` on the
+/// toy batch.
 #[test]
 fn toy_causal_attention() -> Result<()> {
     let fx = Fixture::load("toy_causal")?;
@@ -52,7 +54,8 @@ fn toy_causal_attention() -> Result<()> {
     Ok(())
 }
 
-/// `torch.manual_seed(123); MultiHeadAttention(3, 2, 6, 0.0, num_heads=2)` on the toy batch.
+/// `torch.manual_seed(123); MultiHeadAttention(3, 2, 6, 0.0, num_heads=2)` on the toy
+/// batch.
 #[test]
 fn toy_multi_head_attention() -> Result<()> {
     let fx = Fixture::load("toy_mha")?;
@@ -64,7 +67,8 @@ fn toy_multi_head_attention() -> Result<()> {
     Ok(())
 }
 
-/// `torch.manual_seed(123); MultiHeadAttentionWrapper(3, 2, 6, 0.0, num_heads=2)`: (2, 6, 3) -> (2, 6, 4).
+/// `torch.manual_seed(123); MultiHeadAttentionWrapper(3, 2, 6, 0.0, num_heads=2)`: (2,
+/// 6, 3) -> (2, 6, 4).
 #[test]
 fn toy_multi_head_wrapper() -> Result<()> {
     let fx = Fixture::load("toy_wrapper")?;
@@ -81,12 +85,16 @@ fn toy_multi_head_wrapper() -> Result<()> {
     Ok(())
 }
 
-/// `torch.manual_seed(42); MultiHeadAttention(12, 16, ..., num_heads=4, qkv_bias=True)`, batch (2, 7, 12).
+/// `torch.manual_seed(42); MultiHeadAttention(12, 16, ..., num_heads=4, qkv_bias=True)`,
+/// batch (2, 7, 12).
 #[test]
 fn small_multi_head_attention_with_biases() -> Result<()> {
     let fx = Fixture::load("small_mha")?;
     let mha = MultiHeadAttention::new(fx.weights()?, 4)?;
-    assert!(mha.weights().w_query.bias().is_some(), "the fixture exercises the q/k/v biases");
+    assert!(
+        mha.weights().w_query.bias().is_some(),
+        "the fixture exercises the q/k/v biases"
+    );
     let x = fx.batch("x")?;
     assert_batch_close(&x.try_map(|m| mha.context(m))?, &fx.batch("context")?, TOL);
     assert_batch_close(&mha.forward(&x)?, &fx.batch("out")?, TOL);
@@ -107,7 +115,8 @@ fn small_multi_head_attention_with_biases() -> Result<()> {
     Ok(())
 }
 
-/// Checks a GQA fixture case: output and per-head attention weights (after RoPE, repeat_interleave).
+/// Checks a GQA fixture case: output and per-head attention weights (after RoPE,
+/// repeat_interleave).
 fn check_gqa_case(name: &str) -> Result<()> {
     let fx = Fixture::load(name)?;
     let gqa = fx.gqa()?;
@@ -130,7 +139,8 @@ fn check_gqa_case(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// `torch.manual_seed(43); GroupedQueryAttention(12, 16, num_heads=4, num_kv_groups=2)` with RoPE (θ 10 000).
+/// `torch.manual_seed(43); GroupedQueryAttention(12, 16, num_heads=4, num_kv_groups=2)`
+/// with RoPE (θ 10 000).
 #[test]
 fn small_grouped_query_attention() -> Result<()> {
     check_gqa_case("small_gqa")
@@ -148,14 +158,19 @@ fn small_grouped_query_attention_without_rope() -> Result<()> {
     check_gqa_case("small_gqa_norope")
 }
 
-/// The starting project's default config (768, 12 heads, 4 KV heads, head_dim 64, RoPE 500 000), with
-/// weights from the shared SplitMix64 generator (`weights: splitmix64` in the JSON), batch (1, 16, 768).
+/// The starting project's default config (768, 12 heads, 4 KV heads, head_dim 64, RoPE
+/// 500 000), with weights from the shared SplitMix64 generator (`weights: splitmix64` in
+/// the JSON), batch (1, 16, 768).
 #[test]
 fn default_config_grouped_query_attention() -> Result<()> {
     let fx = Fixture::load("default_gqa")?;
     let cfg = Preset::SMALL.config;
-    assert_eq!((fx.usize("d_in")?, fx.usize("n_heads")?, fx.usize("n_kv_heads")?), (768, 12, 4));
-    // weights regenerated from the seeds in the JSON by Fixture::gqa (SplitMix64, as the generator does)
+    assert_eq!(
+        (fx.usize("d_in")?, fx.usize("n_heads")?, fx.usize("n_kv_heads")?),
+        (768, 12, 4)
+    );
+    // weights regenerated from the seeds in the JSON by Fixture::gqa (SplitMix64, as the
+    // generator does)
     let gqa = fx.gqa()?;
     assert_eq!(
         (gqa.head_dim(), gqa.rope().map(|r| r.max_positions())),
@@ -169,14 +184,16 @@ fn default_config_grouped_query_attention() -> Result<()> {
     Ok(())
 }
 
-/// RoPE, head_dim 64, θ 500 000, at positions up to 8 191 (PyTorch: `compute_rope_params` + `apply_rope`).
+/// RoPE, head_dim 64, θ 500 000, at positions up to 8 191 (PyTorch:
+/// `compute_rope_params` + `apply_rope`).
 #[test]
 fn rope_tables_and_rotation_at_long_positions() -> Result<()> {
     let fx = Fixture::load("rope")?;
     let rope = Rope::new(64, 8192, fx.f32("rope_theta")?, None)?;
     // f32 frequencies computed as PyTorch does them: bit-identical
     assert_eq!(rope.inv_freq(), &fx.tensor("inv_freq")?.data[..]);
-    let positions: Vec<usize> = fx.tensor("positions")?.data.iter().map(|&p| p as usize).collect();
+    let positions: Vec<usize> =
+        fx.tensor("positions")?.data.iter().map(|&p| p as usize).collect();
     assert_eq!(*positions.last().unwrap(), 8191);
     let (want_cos, want_sin) = (fx.matrix("cos")?, fx.matrix("sin")?);
     let x = fx.matrix("x")?;
@@ -206,8 +223,9 @@ fn rope_tables_and_rotation_at_long_positions() -> Result<()> {
     Ok(())
 }
 
-/// GQA with a KV cache (batch 2, 9 tokens): full forward, prefill 5 + 4 single-token steps, and
-/// chunks of 3, 4, 2 all match PyTorch; the cache holds PyTorch's post-RoPE, un-expanded K/V.
+/// GQA with a KV cache (batch 2, 9 tokens): full forward, prefill 5 + 4 single-token
+/// steps, and chunks of 3, 4, 2 all match PyTorch; the cache holds PyTorch's post-RoPE,
+/// un-expanded K/V.
 #[test]
 fn kv_cache_decode_and_chunked_prefill() -> Result<()> {
     let fx = Fixture::load("kv_cache")?;
@@ -215,7 +233,8 @@ fn kv_cache_decode_and_chunked_prefill() -> Result<()> {
     let x = fx.batch("x")?;
     let full = fx.batch("out_full")?;
     assert_batch_close(&gqa.forward(&x, 0, None)?, &full, TOL);
-    let (capacity, n_kv, hd) = (fx.usize("context_length")?, gqa.n_kv_heads(), gqa.head_dim());
+    let (capacity, n_kv, hd) =
+        (fx.usize("context_length")?, gqa.n_kv_heads(), gqa.head_dim());
 
     let run = |chunks: &[usize]| -> Result<(Batch, LayerKvCache)> {
         let mut cache = LayerKvCache::new(x.batch_size(), capacity, n_kv, hd)?;
@@ -233,20 +252,27 @@ fn kv_cache_decode_and_chunked_prefill() -> Result<()> {
     let (chunked, _) = run(&[3, 4, 2])?;
     assert_batch_close(&chunked, &fx.batch("out_chunked")?, TOL);
 
-    // cache contents: ours (seq, n_kv·head_dim) per sequence vs PyTorch's (batch, n_kv, seq, head_dim)
-    for (name, want) in [("keys", fx.tensor("cache_k")?), ("values", fx.tensor("cache_v")?)] {
+    // cache contents: ours (seq, n_kv·head_dim) per sequence vs PyTorch's (batch, n_kv,
+    // seq, head_dim)
+    for (name, want) in
+        [("keys", fx.tensor("cache_k")?), ("values", fx.tensor("cache_v")?)]
+    {
         for b in 0..2 {
             let ours = if name == "keys" { cache.keys(b)? } else { cache.values(b)? };
             for g in 0..n_kv {
-                assert_matrix_close(&ours.columns(g * hd, hd).into_owned(), &slice4(&want, b, g), TOL);
+                assert_matrix_close(
+                    &ours.columns(g * hd, hd).into_owned(),
+                    &slice4(&want, b, g),
+                    TOL,
+                );
             }
         }
     }
     Ok(())
 }
 
-/// `torch.softmax(scores, -1)` on ordinary, large and partly masked rows, and `torch._safe_softmax`
-/// with a fully masked row (zeros, not NaN).
+/// `torch.softmax(scores, -1)` on ordinary, large and partly masked rows, and
+/// `torch._safe_softmax` with a fully masked row (zeros, not NaN).
 #[test]
 fn softmax_edge_cases() -> Result<()> {
     let fx = Fixture::load("softmax_edge")?;

@@ -1,12 +1,13 @@
-//! Chapter 8's measurements: `src/data/bench-results.json` read into typed rows, and the markdown
-//! tables the chapter shows, rendered from them.
+//! Chapter 8's measurements: `src/data/bench-results.json` read into typed rows, and the
+//! markdown tables the chapter shows, rendered from them.
 //!
-//! `scripts/bench_compare.py` times `attn-bench` (our paths) and PyTorch on the same shapes and
-//! writes the results file. This module is its only reader: the speed figure
-//! ([`crate::figures::attention_speed`]) and [`render_tables`] both start from [`BenchResults`].
-//! The rendering is committed as `src/generated/bench-table.md` (the chapter includes it); the
-//! binaries `figures` and `bench-table` write it, and the test `tests/bench_tables.rs` fails when the
-//! committed file is not exactly the rendering of the committed measurements.
+//! `scripts/bench_compare.py` times `attn-bench` (our paths) and PyTorch on the same
+//! shapes and writes the results file. This module is its only reader: the speed figure
+//! ([`crate::figures::attention_speed`]) and [`render_tables`] both start from
+//! [`BenchResults`]. The rendering is committed as `src/generated/bench-table.md` (the
+//! chapter includes it); the binaries `figures` and `bench-table` write it, and the test
+//! `tests/bench_tables.rs` fails when the committed file is not exactly the rendering of
+//! the committed measurements.
 
 use std::error::Error;
 use std::path::Path;
@@ -101,8 +102,8 @@ impl BenchRow {
     }
 }
 
-/// The memory run: the flash path once at a long sequence, its peak resident memory beside what the
-/// straightforward path's score matrices alone would need.
+/// The memory run: the flash path once at a long sequence, its peak resident memory
+/// beside what the straightforward path's score matrices alone would need.
 #[derive(Debug, Deserialize)]
 pub struct MemoryRun {
     pub seq: u64,
@@ -125,7 +126,8 @@ impl BenchResults {
 
     /// Reads a results file; errors name the file.
     pub fn load(path: &Path) -> Result<Self, Box<dyn Error>> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?)
     }
 
@@ -135,14 +137,24 @@ impl BenchResults {
     }
 
     /// The first row of a case, shape and thread count.
-    fn find(&self, case: Case, seq: u64, n_kv_heads: u64, threads: u64) -> Option<&BenchRow> {
-        self.results
-            .iter()
-            .find(|r| r.case == case && r.seq == seq && r.n_kv_heads == n_kv_heads && r.threads == threads)
+    fn find(
+        &self,
+        case: Case,
+        seq: u64,
+        n_kv_heads: u64,
+        threads: u64,
+    ) -> Option<&BenchRow> {
+        self.results.iter().find(|r| {
+            r.case == case
+                && r.seq == seq
+                && r.n_kv_heads == n_kv_heads
+                && r.threads == threads
+        })
     }
 }
 
-/// The goals of the fast-attention issue: (case, sequence lengths, limit on ours / PyTorch's time).
+/// The goals of the fast-attention issue: (case, sequence lengths, limit on ours /
+/// PyTorch's time).
 const GOALS: [(Case, &[u64], f64); 3] = [
     (Case::PrefillFlash, &[1024, 4096], 1.0),
     (Case::PrefillNaive, &[256, 512, 1024, 2048, 4096], 1.0),
@@ -163,12 +175,16 @@ pub fn fmt_ms(ms: f64) -> String {
 pub fn fmt_bytes(bytes: u64) -> String {
     let bytes = bytes as f64;
     let gib = bytes / (1u64 << 30) as f64;
-    if gib >= 1.0 { format!("{gib:.2} GiB") } else { format!("{:.0} MiB", bytes / (1u64 << 20) as f64) }
+    if gib >= 1.0 {
+        format!("{gib:.2} GiB")
+    } else {
+        format!("{:.0} MiB", bytes / (1u64 << 20) as f64)
+    }
 }
 
-/// Renders the measurements as the chapter's markdown: a header line, the one-thread prefill table,
-/// the two-thread table, the decode and memory lines, and the goals table. The book includes the
-/// output verbatim (`src/generated/bench-table.md`).
+/// Renders the measurements as the chapter's markdown: a header line, the one-thread
+/// prefill table, the two-thread table, the decode and memory lines, and the goals table.
+/// The book includes the output verbatim (`src/generated/bench-table.md`).
 pub fn render_tables(results: &BenchResults) -> String {
     let mut md = String::new();
     let machine = &results.machine;
@@ -211,8 +227,12 @@ pub fn render_tables(results: &BenchResults) -> String {
 
 /// One thread: both prefill paths side by side, per sequence length and head layout.
 fn prefill_table(results: &BenchResults) -> String {
-    let mut seqs: Vec<u64> =
-        results.results.iter().filter(|r| r.case == Case::PrefillFlash).map(|r| r.seq).collect();
+    let mut seqs: Vec<u64> = results
+        .results
+        .iter()
+        .filter(|r| r.case == Case::PrefillFlash)
+        .map(|r| r.seq)
+        .collect();
     seqs.sort_unstable();
     seqs.dedup();
     let mut md = String::from("**Prefill**, one thread, causal, head_dim 64:\n\n");
@@ -220,9 +240,10 @@ fn prefill_table(results: &BenchResults) -> String {
     md += "|---:|:---|---:|---:|---:|---:|---:|---:|\n";
     for &seq in &seqs {
         for kv in [12, 4] {
-            let (Some(naive), Some(flash)) =
-                (results.find(Case::PrefillNaive, seq, kv, 1), results.find(Case::PrefillFlash, seq, kv, 1))
-            else {
+            let (Some(naive), Some(flash)) = (
+                results.find(Case::PrefillNaive, seq, kv, 1),
+                results.find(Case::PrefillFlash, seq, kv, 1),
+            ) else {
                 continue;
             };
             md += &format!(
@@ -249,8 +270,7 @@ fn two_thread_table(results: &BenchResults) -> String {
     let mut md = String::from(
         "\n**Two threads** (our kernels split the heads between the threads; PyTorch with `torch.set_num_threads(2)`):\n\n",
     );
-    md +=
-        "| case | seq | heads (query/KV) | ours | PyTorch SDPA | ratio |\n|:---|---:|:---|---:|---:|---:|\n";
+    md += "| case | seq | heads (query/KV) | ours | PyTorch SDPA | ratio |\n|:---|---:|:---|---:|---:|---:|\n";
     for r in two {
         md += &format!(
             "| {} | {} | {} | {} | {} | {:.2} |\n",
@@ -265,7 +285,8 @@ fn two_thread_table(results: &BenchResults) -> String {
     md
 }
 
-/// Each goal of [`GOALS`] with measurements: its worst one-thread ratio, and whether it was met.
+/// Each goal of [`GOALS`] with measurements: its worst one-thread ratio, and whether it
+/// was met.
 fn goals_table(results: &BenchResults) -> String {
     let mut goals = String::new();
     for (case, goal_seqs, limit) in GOALS {
@@ -310,7 +331,8 @@ fn goals_table(results: &BenchResults) -> String {
 mod tests {
     use super::*;
 
-    /// A results file as `bench_compare.py --quick` writes it (no memory run), with the given rows.
+    /// A results file as `bench_compare.py --quick` writes it (no memory run), with the
+    /// given rows.
     fn results(rows: &str) -> BenchResults {
         BenchResults::parse(&format!(
             r#"{{"about": "test", "machine": {{"cpu": "Test CPU", "cores": 2, "simd": "AVX2"}},
@@ -344,19 +366,32 @@ mod tests {
     #[test]
     fn a_prefill_row_needs_both_paths() {
         let r = results(
-            &[row("prefill_naive", 1024, 4, 1, 50.0, 100.0), row("prefill_flash", 1024, 4, 1, 12.0, 24.0)]
-                .join(","),
+            &[
+                row("prefill_naive", 1024, 4, 1, 50.0, 100.0),
+                row("prefill_flash", 1024, 4, 1, 12.0, 24.0),
+            ]
+            .join(","),
         );
         let md = render_tables(&r);
         assert!(md.starts_with("Measured by `scripts/bench_compare.py` on Test CPU (2 cores, AVX2), torch 2.15.0, load average 0.50 before and 2.00 after the run."), "{md}");
-        assert!(md.contains("| 1024 | 12/4 (GQA) | 50.0 | 100 | 0.50 | 12.0 | 24.0 | 0.50 |\n"), "{md}");
         assert!(
-            !md.contains("**Two threads**") && !md.contains("**Decode**") && !md.contains("**Memory**"),
+            md.contains(
+                "| 1024 | 12/4 (GQA) | 50.0 | 100 | 0.50 | 12.0 | 24.0 | 0.50 |\n"
+            ),
+            "{md}"
+        );
+        assert!(
+            !md.contains("**Two threads**")
+                && !md.contains("**Decode**")
+                && !md.contains("**Memory**"),
             "{md}"
         );
 
         let only_flash = results(&row("prefill_flash", 1024, 12, 1, 12.0, 24.0));
-        assert!(!render_tables(&only_flash).contains("| 1024 |"), "no row without the straightforward path");
+        assert!(
+            !render_tables(&only_flash).contains("| 1024 |"),
+            "no row without the straightforward path"
+        );
     }
 
     #[test]
@@ -374,8 +409,16 @@ mod tests {
         let md = render_tables(&r);
         assert!(md.contains("| seq 1024, 4096, 12/12 and 12/4 | 0.90 | yes |\n"), "{md}");
         assert!(md.contains("| straightforward prefill ≤ 1.0 × PyTorch manual | seq 256, 512, 1024, 2048, 4096, 12/12 and 12/4 | 1.10 | **no** |\n"), "{md}");
-        assert!(md.contains("| decode ≤ 0.8 × PyTorch SDPA | context 4096, 12/4 | 0.50 | yes |\n"), "{md}");
-        assert!(md.contains("| prefill_flash | 4096 | 12/4 (GQA) | 99.0 | 10.0 | 9.90 |\n"), "{md}");
+        assert!(
+            md.contains(
+                "| decode ≤ 0.8 × PyTorch SDPA | context 4096, 12/4 | 0.50 | yes |\n"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| prefill_flash | 4096 | 12/4 (GQA) | 99.0 | 10.0 | 9.90 |\n"),
+            "{md}"
+        );
     }
 
     #[test]

@@ -1,16 +1,18 @@
 //! The book's figures, drawn from the crate's own numbers with plotters.
 //!
-//! Each figure is a function that writes one SVG file. `cargo run -p book-tests --bin figures` writes
-//! them all to `src/img/`; the test `tests/figures.rs` renders them again into a temporary folder and
-//! fails when a committed figure differs, so a figure can never drift from the code it illustrates.
-//! Text is laid out with plotters' built-in size estimate (no system fonts), so the output is the same
-//! byte for byte on every machine.
+//! Each figure is a function that writes one SVG file. `cargo run -p book-tests --bin
+//! figures` writes them all to `src/img/`; the test `tests/figures.rs` renders them again
+//! into a temporary folder and fails when a committed figure differs, so a figure can
+//! never drift from the code it illustrates. Text is laid out with plotters' built-in
+//! size estimate (no system fonts), so the output is the same byte for byte on every
+//! machine.
 
 use std::error::Error;
 use std::path::Path;
 
 use attention::{
-    Fixture, LayerKvCache, Llama3Scaling, Rope, SelfAttention, causal_mask, rope_inv_freq, softmax_rows,
+    Fixture, LayerKvCache, Llama3Scaling, Rope, SelfAttention, causal_mask,
+    rope_inv_freq, softmax_rows,
 };
 use nalgebra::DMatrix;
 use plotters::coord::Shift;
@@ -44,8 +46,12 @@ pub const ALL: &[Figure] = &[
 
 const TOKENS: [&str; 6] = ["Your", "journey", "starts", "with", "one", "step"];
 const FONT: &str = "sans-serif";
-const HEAD_COLORS: [RGBColor; 4] =
-    [RGBColor(31, 119, 180), RGBColor(255, 127, 14), RGBColor(44, 160, 44), RGBColor(214, 39, 40)];
+const HEAD_COLORS: [RGBColor; 4] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+];
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 
@@ -63,7 +69,11 @@ fn blue(v: f32) -> RGBColor {
 }
 
 fn text(area: &Area, s: &str, (x, y): (i32, i32), size: u32, pos: Pos) -> FigResult {
-    area.draw(&Text::new(s.to_string(), (x, y), (FONT, size).into_font().color(&BLACK).pos(pos)))?;
+    area.draw(&Text::new(
+        s.to_string(),
+        (x, y),
+        (FONT, size).into_font().color(&BLACK).pos(pos),
+    ))?;
     Ok(())
 }
 
@@ -71,14 +81,28 @@ fn centered() -> Pos {
     Pos::new(HPos::Center, VPos::Center)
 }
 
-fn boxed(area: &Area, (x0, y0): (i32, i32), (x1, y1): (i32, i32), fill: RGBColor) -> FigResult {
+fn boxed(
+    area: &Area,
+    (x0, y0): (i32, i32),
+    (x1, y1): (i32, i32),
+    fill: RGBColor,
+) -> FigResult {
     area.draw(&Rectangle::new([(x0, y0), (x1, y1)], fill.filled()))?;
-    area.draw(&Rectangle::new([(x0, y0), (x1, y1)], RGBColor(90, 90, 90).stroke_width(1)))?;
+    area.draw(&Rectangle::new(
+        [(x0, y0), (x1, y1)],
+        RGBColor(90, 90, 90).stroke_width(1),
+    ))?;
     Ok(())
 }
 
 /// A labelled heatmap of a square matrix of weights in [0, 1], top-left at `origin`.
-fn heatmap(area: &Area, m: &DMatrix<f32>, origin: (i32, i32), cell: i32, title: &str) -> FigResult {
+fn heatmap(
+    area: &Area,
+    m: &DMatrix<f32>,
+    origin: (i32, i32),
+    cell: i32,
+    title: &str,
+) -> FigResult {
     let (ox, oy) = origin;
     text(area, title, (ox + cell * m.ncols() as i32 / 2, oy - 40), 16, centered())?;
     for (j, tok) in TOKENS.iter().enumerate().take(m.ncols()) {
@@ -86,7 +110,13 @@ fn heatmap(area: &Area, m: &DMatrix<f32>, origin: (i32, i32), cell: i32, title: 
     }
     for i in 0..m.nrows() {
         let y = oy + cell * i as i32;
-        text(area, TOKENS[i], (ox - 8, y + cell / 2), 12, Pos::new(HPos::Right, VPos::Center))?;
+        text(
+            area,
+            TOKENS[i],
+            (ox - 8, y + cell / 2),
+            12,
+            Pos::new(HPos::Right, VPos::Center),
+        )?;
         for j in 0..m.ncols() {
             let x = ox + cell * j as i32;
             let v = m[(i, j)];
@@ -109,29 +139,64 @@ pub fn toy_attention_weights(path: &Path) -> FigResult {
     let x = Fixture::load("toy_simplified")?.matrix("x")?;
     let simplified = softmax_rows(&(&x * x.transpose()));
     let fx = Fixture::load("toy_self_attention")?;
-    let trained =
-        SelfAttention::new(fx.linear("W_query")?, fx.linear("W_key")?, fx.linear("W_value")?, false)?
-            .forward_with_weights(&x)?
-            .weights;
+    let trained = SelfAttention::new(
+        fx.linear("W_query")?,
+        fx.linear("W_key")?,
+        fx.linear("W_value")?,
+        false,
+    )?
+    .forward_with_weights(&x)?
+    .weights;
     heatmap(&root, &simplified, (90, 80), 52, "softmax(x·xᵀ): no trainable weights")?;
-    heatmap(&root, &trained, (540, 80), 52, "softmax(q·kᵀ/√2): random, untrained W_q, W_k")?;
-    text(&root, "row = query token, column = key token; each row sums to 1", (450, 400), 13, centered())?;
+    heatmap(
+        &root,
+        &trained,
+        (540, 80),
+        52,
+        "softmax(q·kᵀ/√2): random, untrained W_q, W_k",
+    )?;
+    text(
+        &root,
+        "row = query token, column = key token; each row sums to 1",
+        (450, 400),
+        13,
+        centered(),
+    )?;
     root.present()?;
     Ok(())
 }
 
-/// A mask grid: 0 cells light, −∞ cells dark; rows labelled with their absolute positions.
-fn mask_grid(area: &Area, m: &DMatrix<f32>, start_pos: usize, origin: (i32, i32), title: &str) -> FigResult {
+/// A mask grid: 0 cells light, −∞ cells dark; rows labelled with their absolute
+/// positions.
+fn mask_grid(
+    area: &Area,
+    m: &DMatrix<f32>,
+    start_pos: usize,
+    origin: (i32, i32),
+    title: &str,
+) -> FigResult {
     let (ox, oy) = origin;
     let cell = 44;
     text(area, title, (ox + cell * m.ncols() as i32 / 2, oy - 44), 15, centered())?;
     for j in 0..m.ncols() {
-        text(area, &format!("k{j}"), (ox + cell * j as i32 + cell / 2, oy - 14), 12, centered())?;
+        text(
+            area,
+            &format!("k{j}"),
+            (ox + cell * j as i32 + cell / 2, oy - 14),
+            12,
+            centered(),
+        )?;
     }
     for i in 0..m.nrows() {
         let y = oy + cell * i as i32;
         let label = format!("q at pos {}", start_pos + i);
-        text(area, &label, (ox - 8, y + cell / 2), 12, Pos::new(HPos::Right, VPos::Center))?;
+        text(
+            area,
+            &label,
+            (ox - 8, y + cell / 2),
+            12,
+            Pos::new(HPos::Right, VPos::Center),
+        )?;
         for j in 0..m.ncols() {
             let x = ox + cell * j as i32;
             let masked = m[(i, j)] == f32::NEG_INFINITY;
@@ -152,11 +217,18 @@ fn mask_grid(area: &Area, m: &DMatrix<f32>, start_pos: usize, origin: (i32, i32)
     Ok(())
 }
 
-/// Chapter 2: the square causal mask, and the offset mask of a chunk of 3 queries at start_pos 4.
+/// Chapter 2: the square causal mask, and the offset mask of a chunk of 3 queries at
+/// start_pos 4.
 pub fn causal_masks(path: &Path) -> FigResult {
     let root = SVGBackend::new(path, (900, 400)).into_drawing_area();
     root.fill(&WHITE)?;
-    mask_grid(&root, &causal_mask(6, 6, 0)?, 0, (110, 80), "6 tokens at once: causal_mask(6, 6, 0)")?;
+    mask_grid(
+        &root,
+        &causal_mask(6, 6, 0)?,
+        0,
+        (110, 80),
+        "6 tokens at once: causal_mask(6, 6, 0)",
+    )?;
     mask_grid(
         &root,
         &causal_mask(3, 7, 4)?,
@@ -175,10 +247,12 @@ pub fn causal_masks(path: &Path) -> FigResult {
     Ok(())
 }
 
-/// Chapter 3: the columns of (seq, d_out) read as n_heads blocks of head_dim columns (small_mha's shape).
+/// Chapter 3: the columns of (seq, d_out) read as n_heads blocks of head_dim columns
+/// (small_mha's shape).
 pub fn mha_heads(path: &Path) -> FigResult {
     let fx = Fixture::load("small_mha")?;
-    let (seq, d_out, n_heads) = (fx.usize("seq")?, fx.usize("d_out")?, fx.usize("n_heads")?);
+    let (seq, d_out, n_heads) =
+        (fx.usize("seq")?, fx.usize("d_out")?, fx.usize("n_heads")?);
     let head_dim = d_out / n_heads;
     let root = SVGBackend::new(path, (900, 330)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -194,7 +268,12 @@ pub fn mha_heads(path: &Path) -> FigResult {
     for t in 0..seq {
         for c in 0..d_out {
             let (x, y) = (ox + cell * c as i32, oy + cell * t as i32);
-            boxed(&root, (x, y), (x + cell, y + cell), light(HEAD_COLORS[c / head_dim], 0.55))?;
+            boxed(
+                &root,
+                (x, y),
+                (x + cell, y + cell),
+                light(HEAD_COLORS[c / head_dim], 0.55),
+            )?;
         }
     }
     for h in 0..n_heads {
@@ -225,7 +304,13 @@ pub fn mha_heads(path: &Path) -> FigResult {
                 boxed(&root, (x, y), (x + cell, y + cell), light(color, 0.55))?;
             }
         }
-        text(&root, &format!("q_{h}"), (x0 + cell * head_dim as i32 / 2, oy - 14), 12, centered())?;
+        text(
+            &root,
+            &format!("q_{h}"),
+            (x0 + cell * head_dim as i32 / 2, oy - 14),
+            12,
+            centered(),
+        )?;
     }
     text(
         &root,
@@ -238,17 +323,27 @@ pub fn mha_heads(path: &Path) -> FigResult {
     Ok(())
 }
 
-/// Chapter 4: which key/value head each query head reads, for MHA, GQA and MQA with 4 query heads.
+/// Chapter 4: which key/value head each query head reads, for MHA, GQA and MQA with 4
+/// query heads.
 pub fn gqa_sharing(path: &Path) -> FigResult {
     let root = SVGBackend::new(path, (900, 330)).into_drawing_area();
     root.fill(&WHITE)?;
     let n_heads = 4;
-    for (panel, (n_kv_heads, name)) in
-        [(4, "MHA: n_kv_heads = 4"), (2, "GQA: n_kv_heads = 2"), (1, "MQA: n_kv_heads = 1")]
-            .into_iter()
-            .enumerate()
+    for (panel, (n_kv_heads, name)) in [
+        (4, "MHA: n_kv_heads = 4"),
+        (2, "GQA: n_kv_heads = 2"),
+        (1, "MQA: n_kv_heads = 1"),
+    ]
+    .into_iter()
+    .enumerate()
     {
-        let cfg = attention::AttentionConfig::new(n_heads * 8, n_heads, n_kv_heads, 16, 10_000.0)?;
+        let cfg = attention::AttentionConfig::new(
+            n_heads * 8,
+            n_heads,
+            n_kv_heads,
+            16,
+            10_000.0,
+        )?;
         let group_size = cfg.group_size();
         let x0 = 30 + panel as i32 * 290;
         text(&root, name, (x0 + 120, 30), 15, centered())?;
@@ -291,8 +386,8 @@ pub fn gqa_sharing(path: &Path) -> FigResult {
     Ok(())
 }
 
-/// Chapter 5: one 2-D pair of a Llama 3 head (head_dim 64, base 500 000) rotated by RoPE at positions
-/// 0..=8, for the fastest pair and a slower one.
+/// Chapter 5: one 2-D pair of a Llama 3 head (head_dim 64, base 500 000) rotated by RoPE
+/// at positions 0..=8, for the fastest pair and a slower one.
 pub fn rope_rotation(path: &Path) -> FigResult {
     let head_dim = 64;
     let rope = Rope::new(head_dim, 9, 500_000.0, None)?;
@@ -330,14 +425,17 @@ pub fn rope_rotation(path: &Path) -> FigResult {
         )))?;
         chart.draw_series(std::iter::once(Circle::new((0.0, 0.0), 2, BLACK.filled())))?;
         for pos in 0..=8usize {
-            // a head vector with only this pair set to (1, 0), rotated to position `pos` by the crate
+            // a head vector with only this pair set to (1, 0), rotated to position `pos`
+            // by the crate
             let mut v = DMatrix::zeros(1, head_dim);
             v[(0, pair)] = 1.0;
             rope.apply(&mut v, pos)?;
             let p = (v[(0, pair)], v[(0, pair + head_dim / 2)]);
             let color = blue(0.25 + 0.75 * pos as f32 / 8.0);
-            chart
-                .draw_series(std::iter::once(PathElement::new(vec![(0.0, 0.0), p], color.stroke_width(2))))?;
+            chart.draw_series(std::iter::once(PathElement::new(
+                vec![(0.0, 0.0), p],
+                color.stroke_width(2),
+            )))?;
             chart.draw_series(std::iter::once(Circle::new(p, 4, color.filled())))?;
             if pair == 0 || pos % 2 == 0 {
                 chart.draw_series(std::iter::once(Text::new(
@@ -352,7 +450,8 @@ pub fn rope_rotation(path: &Path) -> FigResult {
     Ok(())
 }
 
-/// Chapter 6: the cache's rows filling up during prefill (5 tokens) and four decode steps.
+/// Chapter 6: the cache's rows filling up during prefill (5 tokens) and four decode
+/// steps.
 pub fn kv_cache_filling(path: &Path) -> FigResult {
     let (capacity, n_kv_heads, head_dim) = (12, 2, 4);
     let steps = [5usize, 1, 1, 1, 1];
@@ -362,9 +461,21 @@ pub fn kv_cache_filling(path: &Path) -> FigResult {
     let cell = 44;
     let (ox, oy) = (220, 60);
     for j in 0..capacity {
-        text(&root, &format!("{j}"), (ox + cell * j as i32 + cell / 2, oy - 14), 12, centered())?;
+        text(
+            &root,
+            &format!("{j}"),
+            (ox + cell * j as i32 + cell / 2, oy - 14),
+            12,
+            centered(),
+        )?;
     }
-    text(&root, "cache position", (ox + cell * capacity as i32 / 2, oy - 36), 13, centered())?;
+    text(
+        &root,
+        "cache position",
+        (ox + cell * capacity as i32 / 2, oy - 36),
+        13,
+        centered(),
+    )?;
     for (s, &n) in steps.iter().enumerate() {
         let before = cache.len();
         let rows = DMatrix::zeros(n, n_kv_heads * head_dim);
@@ -375,7 +486,13 @@ pub fn kv_cache_filling(path: &Path) -> FigResult {
         } else {
             format!("decode step {s}: start_pos {before}")
         };
-        text(&root, &label, (ox - 10, y + cell / 2), 12, Pos::new(HPos::Right, VPos::Center))?;
+        text(
+            &root,
+            &label,
+            (ox - 10, y + cell / 2),
+            12,
+            Pos::new(HPos::Right, VPos::Center),
+        )?;
         for j in 0..capacity {
             let x = ox + cell * j as i32;
             let fill = if j < before {
@@ -399,7 +516,8 @@ pub fn kv_cache_filling(path: &Path) -> FigResult {
     Ok(())
 }
 
-/// Chapter 7: wavelength per pair before and after Llama 3.x scaling, with the three bands.
+/// Chapter 7: wavelength per pair before and after Llama 3.x scaling, with the three
+/// bands.
 pub fn rope_scaling_bands(path: &Path) -> FigResult {
     let root = SVGBackend::new(path, (900, 430)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -412,9 +530,15 @@ pub fn rope_scaling_bands(path: &Path) -> FigResult {
         let wavelen = |f: f32| (2.0 * std::f32::consts::PI / f).log10();
         let half = head_dim / 2;
         let orig = scaling.original_max_position_embeddings as f32;
-        let (lo, hi) = ((orig / scaling.high_freq_factor).log10(), (orig / scaling.low_freq_factor).log10());
+        let (lo, hi) = (
+            (orig / scaling.high_freq_factor).log10(),
+            (orig / scaling.low_freq_factor).log10(),
+        );
         let mut chart = ChartBuilder::on(panel)
-            .caption(format!("{name}: head_dim {head_dim}, factor {}", scaling.factor), (FONT, 15))
+            .caption(
+                format!("{name}: head_dim {head_dim}, factor {}", scaling.factor),
+                (FONT, 15),
+            )
             .margin(10)
             .x_label_area_size(35)
             .y_label_area_size(50)
@@ -451,14 +575,24 @@ pub fn rope_scaling_bands(path: &Path) -> FigResult {
                 HEAD_COLORS[0].stroke_width(2),
             ))?
             .label("original")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], HEAD_COLORS[0].stroke_width(2)));
+            .legend(|(x, y)| {
+                PathElement::new(
+                    vec![(x, y), (x + 20, y)],
+                    HEAD_COLORS[0].stroke_width(2),
+                )
+            });
         chart
             .draw_series(LineSeries::new(
                 (0..half).map(|i| (i as f32, wavelen(scaling.scale(inv_freq[i])))),
                 HEAD_COLORS[3].stroke_width(2),
             ))?
             .label("llama3-scaled")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], HEAD_COLORS[3].stroke_width(2)));
+            .legend(|(x, y)| {
+                PathElement::new(
+                    vec![(x, y), (x + 20, y)],
+                    HEAD_COLORS[3].stroke_width(2),
+                )
+            });
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::LowerRight)
@@ -471,8 +605,9 @@ pub fn rope_scaling_bands(path: &Path) -> FigResult {
     Ok(())
 }
 
-/// Chapter 8: measured time against sequence length (log-log), one thread, GQA 12/4, from the
-/// measurements `scripts/bench_compare.py` committed (read by [`crate::bench`]); MHA 12/12 dashed.
+/// Chapter 8: measured time against sequence length (log-log), one thread, GQA 12/4, from
+/// the measurements `scripts/bench_compare.py` committed (read by [`crate::bench`]); MHA
+/// 12/12 dashed.
 pub fn attention_speed(path: &Path) -> FigResult {
     let rows = BenchResults::committed()?.results;
     let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
@@ -515,18 +650,29 @@ pub fn attention_speed(path: &Path) -> FigResult {
         for (n_kv_heads, dashed) in [(4, false), (12, true)] {
             let mut points: Vec<(f64, f64)> = rows
                 .iter()
-                .filter(|r| r.case == case && r.threads == 1 && r.n_kv_heads == n_kv_heads)
+                .filter(|r| {
+                    r.case == case && r.threads == 1 && r.n_kv_heads == n_kv_heads
+                })
                 .map(|r| (r.seq as f64, if torch { r.torch_ms } else { r.ours_ms }))
                 .collect();
             points.sort_by(|a, b| a.0.total_cmp(&b.0));
             if dashed {
-                chart.draw_series(DashedLineSeries::new(points, 6, 4, color.stroke_width(1)))?;
+                chart.draw_series(DashedLineSeries::new(
+                    points,
+                    6,
+                    4,
+                    color.stroke_width(1),
+                ))?;
             } else {
                 chart
                     .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
                     .label(label)
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-                chart.draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                    });
+                chart.draw_series(
+                    points.into_iter().map(|p| Circle::new(p, 3, color.filled())),
+                )?;
             }
         }
     }

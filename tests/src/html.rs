@@ -1,16 +1,20 @@
 //! Checks of the built book (`book/`): what `mdbook build` does not check.
 //!
-//! - every internal link (`href` or `src`, relative or root-relative) points at a file that exists
-//!   in the book, and its `#fragment` at an `id` (or `<a name>`) of the target page;
-//! - nothing references a CDN (the KaTeX CSS and fonts are self-hosted so the math renders
-//!   offline): attribute values, inline `<script>`/`<style>`, and the book's CSS files;
+//! - every internal link (`href` or `src`, relative or root-relative) points at a file
+//!   that exists in the book, and its `#fragment` at an `id` (or `<a name>`) of the
+//!   target page;
+//! - nothing references a CDN (the KaTeX CSS and fonts are self-hosted so the math
+//!   renders offline): attribute values, inline `<script>`/`<style>`, and the book's CSS
+//!   files;
 //! - every relative `url(…)` of the book's CSS files (the KaTeX and mdBook fonts) exists;
 //! - no formula failed to render (`katex-error`, which mdbook-katex emits when
-//!   `throw-on-error = false`; with the default, failures are caught in the build log instead).
+//!   `throw-on-error = false`; with the default, failures are caught in the build log
+//!   instead).
 //!
-//! Links with a scheme (`https:`, `mailto:`, `data:`…) and protocol-relative `//host` links are
-//! not followed. A page's `<base href>` is honoured (mdBook's 404.html has `<base href="/">`).
-//! Prose is not searched for CDN names, so a chapter may mention them.
+//! Links with a scheme (`https:`, `mailto:`, `data:`…) and protocol-relative `//host`
+//! links are not followed. A page's `<base href>` is honoured (mdBook's 404.html has
+//! `<base href="/">`). Prose is not searched for CDN names, so a chapter may mention
+//! them.
 //!
 //! mdBook's print.html rewrites links between chapters to fragments of the print page
 //! (`ch1.md#a-section` becomes `#a-section`); those are checked like any other fragment.
@@ -93,9 +97,11 @@ pub fn cdn_in(text: &str) -> Option<&'static str> {
 /// Where a link points.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Target {
-    /// Has a scheme (`https:`, `mailto:`, `data:`…) or is protocol-relative: not checked here.
+    /// Has a scheme (`https:`, `mailto:`, `data:`…) or is protocol-relative: not checked
+    /// here.
     External,
-    /// A file of the book (path relative to the book root, `.`/`..` resolved), and a fragment.
+    /// A file of the book (path relative to the book root, `.`/`..` resolved), and a
+    /// fragment.
     Internal {
         /// Path from the book root; `None` if the link leaves the book.
         path: Option<PathBuf>,
@@ -104,13 +110,14 @@ pub enum Target {
     },
 }
 
-/// Resolves link `value` found on page `page` (path relative to the book root), given the page's
-/// `<base href>`.
+/// Resolves link `value` found on page `page` (path relative to the book root), given the
+/// page's `<base href>`.
 pub fn resolve(page: &Path, base: Option<&str>, value: &str) -> Target {
     let value = value.trim();
     let scheme = value.find(':').map(|i| &value[..i]).filter(|s| {
         s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
     });
     if scheme.is_some() || value.starts_with("//") {
         return Target::External;
@@ -123,15 +130,22 @@ pub fn resolve(page: &Path, base: Option<&str>, value: &str) -> Target {
     let page_dir = page.parent().unwrap_or(Path::new(""));
     // The folder relative links start from, from the book root ("" = the root itself).
     let from: PathBuf = match base {
-        Some(base) if base.starts_with('/') => PathBuf::from(base.trim_start_matches('/')),
+        Some(base) if base.starts_with('/') => {
+            PathBuf::from(base.trim_start_matches('/'))
+        }
         Some(base) => page_dir.join(base),
         None => page_dir.to_path_buf(),
     };
     let path = if rest.is_empty() {
-        // `#x` or `?q`: the page itself. Browsers resolve a bare `#x` against `<base>`, so on
-        // mdBook's 404.html (`<base href="/">`) the heading's own `#document-not-found-404`
-        // really points at index.html: a harmless mdBook quirk, checked against the page itself.
-        if base.is_some() && !value.starts_with('#') { from.clone() } else { page.to_path_buf() }
+        // `#x` or `?q`: the page itself. Browsers resolve a bare `#x` against `<base>`,
+        // so on mdBook's 404.html (`<base href="/">`) the heading's own
+        // `#document-not-found-404` really points at index.html: a harmless mdBook quirk,
+        // checked against the page itself.
+        if base.is_some() && !value.starts_with('#') {
+            from.clone()
+        } else {
+            page.to_path_buf()
+        }
     } else if let Some(absolute) = rest.strip_prefix('/') {
         PathBuf::from(percent_decode(absolute))
     } else {
@@ -162,8 +176,9 @@ pub fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Checks parsed pages against the book's files. `pages` maps each HTML page (path from the book
-/// root) to what it holds; `files` is every file of the book. Returns one message per problem.
+/// Checks parsed pages against the book's files. `pages` maps each HTML page (path from
+/// the book root) to what it holds; `files` is every file of the book. Returns one
+/// message per problem.
 pub fn check(pages: &BTreeMap<PathBuf, Page>, files: &BTreeSet<PathBuf>) -> Vec<String> {
     let mut problems = Vec::new();
     for (path, page) in pages {
@@ -178,12 +193,14 @@ pub fn check(pages: &BTreeMap<PathBuf, Page>, files: &BTreeSet<PathBuf>) -> Vec<
             ));
         }
         for (attr, value) in &page.links {
-            let Target::Internal { path: target, fragment } = resolve(path, page.base.as_deref(), value)
+            let Target::Internal { path: target, fragment } =
+                resolve(path, page.base.as_deref(), value)
             else {
                 continue;
             };
             let Some(mut target) = target else {
-                problems.push(format!("{shown}: {attr}=\"{value}\" points outside the book"));
+                problems
+                    .push(format!("{shown}: {attr}=\"{value}\" points outside the book"));
                 continue;
             };
             if target.as_os_str().is_empty() || !files.contains(&target) {
@@ -221,7 +238,10 @@ pub fn check(pages: &BTreeMap<PathBuf, Page>, files: &BTreeSet<PathBuf>) -> Vec<
 /// Checks the built book in folder `book`: its HTML pages and CSS files.
 pub fn check_book(book: &Path) -> Result<Vec<String>, String> {
     if !book.join("index.html").is_file() {
-        return Err(format!("{} has no index.html: run `mdbook build` first", book.display()));
+        return Err(format!(
+            "{} has no index.html: run `mdbook build` first",
+            book.display()
+        ));
     }
     let files: BTreeSet<PathBuf> = WalkDir::new(book)
         .into_iter()
@@ -231,13 +251,15 @@ pub fn check_book(book: &Path) -> Result<Vec<String>, String> {
         .collect();
     let mut pages = BTreeMap::new();
     for html in files_under(book, "html") {
-        let text = fs::read_to_string(&html).map_err(|e| format!("{}: {e}", html.display()))?;
+        let text =
+            fs::read_to_string(&html).map_err(|e| format!("{}: {e}", html.display()))?;
         let relative = html.strip_prefix(book).unwrap_or(&html).to_path_buf();
         pages.insert(relative, parse_page(&text));
     }
     let mut problems = dedup_counted(check(&pages, &files));
     for css in files_under(book, "css") {
-        let text = fs::read_to_string(&css).map_err(|e| format!("{}: {e}", css.display()))?;
+        let text =
+            fs::read_to_string(&css).map_err(|e| format!("{}: {e}", css.display()))?;
         let relative = css.strip_prefix(book).unwrap_or(&css).to_path_buf();
         problems.extend(check_css(&relative, &text, &files));
     }
@@ -255,8 +277,8 @@ pub fn css_urls(css: &str) -> Vec<String> {
         .collect()
 }
 
-/// Checks a stylesheet (path from the book root): no CDN, and every relative `url(…)` (the
-/// KaTeX and mdBook fonts) names a file of the book.
+/// Checks a stylesheet (path from the book root): no CDN, and every relative `url(…)`
+/// (the KaTeX and mdBook fonts) names a file of the book.
 pub fn check_css(path: &Path, css: &str, files: &BTreeSet<PathBuf>) -> Vec<String> {
     let shown = path.display();
     let mut problems = Vec::new();
@@ -267,10 +289,13 @@ pub fn check_css(path: &Path, css: &str, files: &BTreeSet<PathBuf>) -> Vec<Strin
         if let Target::Internal { path: target, .. } = resolve(path, None, &url) {
             match target {
                 Some(target) if files.contains(&target) => {}
-                Some(target) => {
-                    problems.push(format!("{shown}: url({url}): {} does not exist", target.display()))
+                Some(target) => problems.push(format!(
+                    "{shown}: url({url}): {} does not exist",
+                    target.display()
+                )),
+                None => {
+                    problems.push(format!("{shown}: url({url}) points outside the book"))
                 }
-                None => problems.push(format!("{shown}: url({url}) points outside the book")),
             }
         }
     }
@@ -302,12 +327,17 @@ mod tests {
     fn book(pages: &[(&str, &str)], other_files: &[&str]) -> Vec<String> {
         let parsed: BTreeMap<PathBuf, Page> =
             pages.iter().map(|(p, html)| (PathBuf::from(p), parse_page(html))).collect();
-        let files: BTreeSet<PathBuf> =
-            pages.iter().map(|(p, _)| *p).chain(other_files.iter().copied()).map(PathBuf::from).collect();
+        let files: BTreeSet<PathBuf> = pages
+            .iter()
+            .map(|(p, _)| *p)
+            .chain(other_files.iter().copied())
+            .map(PathBuf::from)
+            .collect();
         check(&parsed, &files)
     }
 
-    const HEAD: &str = r#"<html><head><link rel="stylesheet" href="../katex/katex.min.css"></head>"#;
+    const HEAD: &str =
+        r#"<html><head><link rel="stylesheet" href="../katex/katex.min.css"></head>"#;
 
     #[test]
     fn good_links_pass() {
@@ -393,7 +423,13 @@ mod tests {
 
     #[test]
     fn katex_errors_are_reported() {
-        let p = book(&[("a.html", r#"<span class="katex-error" title="ParseError">\frac{</span>"#)], &[]);
+        let p = book(
+            &[(
+                "a.html",
+                r#"<span class="katex-error" title="ParseError">\frac{</span>"#,
+            )],
+            &[],
+        );
         assert_eq!(p, ["a.html: 1 formula(s) failed to render (class `katex-error`)"]);
     }
 
@@ -401,7 +437,10 @@ mod tests {
     fn base_href_is_honoured() {
         // mdBook's 404.html: `<base href="/">`, links written from the root.
         let page = r#"<base href="/"><link href="css/x.css"><a href="/">home</a>"#;
-        assert_eq!(book(&[("404.html", page), ("index.html", "")], &["css/x.css"]), Vec::<String>::new());
+        assert_eq!(
+            book(&[("404.html", page), ("index.html", "")], &["css/x.css"]),
+            Vec::<String>::new()
+        );
         assert_eq!(
             resolve(Path::new("sub/p.html"), Some("/"), "css/x.css"),
             Target::Internal { path: Some("css/x.css".into()), fragment: None }

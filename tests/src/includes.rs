@@ -1,20 +1,22 @@
-//! Checks of the chapters' `{{#include}}` / `{{#rustdoc_include}}` directives, of the anchors in
-//! the companion crate, and of the chapters' code blocks.
+//! Checks of the chapters' `{{#include}}` / `{{#rustdoc_include}}` directives, of the
+//! anchors in the companion crate, and of the chapters' code blocks.
 //!
-//! mdBook renders a misspelled anchor as nothing, logs a missing file without failing, and
-//! skeptic and `mdbook test` skip `ignore` blocks. So, for every chapter:
+//! mdBook renders a misspelled anchor as nothing, logs a missing file without failing,
+//! and skeptic and `mdbook test` skip `ignore` blocks. So, for every chapter:
 //! - every included file exists; a named anchor is opened (`ANCHOR: name`) and closed
 //!   (`ANCHOR_END: name`) exactly once, in that order; line ranges lie inside the file; and the
 //!   excerpt the reader sees is not empty;
-//! - a block tagged `ignore` holds nothing but `{{#include …}}` lines of the companion crate's
-//!   code, which cargo compiles anyway, so `ignore` cannot hide a snippet that does not compile;
-//! - every code block is a ```` ``` ```` fence with a language tag: rustdoc (`mdbook test`) compiles
-//!   untagged and indented blocks as Rust but skeptic does not, and mdbook-katex only protects `$`
-//!   inside backtick fences;
+//! - a block tagged `ignore` holds nothing but `{{#include …}}` lines of the companion
+//!   crate's code, which cargo compiles anyway, so `ignore` cannot hide a snippet that
+//!   does not compile;
+//! - every code block is a ```` ``` ```` fence with a language tag: rustdoc (`mdbook
+//!   test`) compiles untagged and indented blocks as Rust but skeptic does not, and
+//!   mdbook-katex only protects `$` inside backtick fences;
 //!
 //! and every anchor of the companion crate is shown by some chapter.
 //!
-//! The functions take the file contents through a closure, so the unit tests run on strings.
+//! The functions take the file contents through a closure, so the unit tests run on
+//! strings.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -22,7 +24,9 @@ use std::path::{Path, PathBuf};
 
 use pulldown_cmark::{CodeBlockKind, Event, Options, Parser, Tag, TagEnd};
 
-use crate::links::{Directive, Kind, Selection, anchor_end, anchor_start, find_directives, line_of};
+use crate::links::{
+    Directive, Kind, Selection, anchor_end, anchor_start, find_directives, line_of,
+};
 use crate::normalize;
 
 /// One problem, located in a chapter or a source file.
@@ -62,7 +66,8 @@ pub struct Chapter {
 /// Reads a file's contents; `None` if it cannot be read.
 pub type Reader<'a> = &'a dyn Fn(&Path) -> Option<String>;
 
-/// Anchor problems of one source file: each anchor opened once, closed once after it, and no
+/// Anchor problems of one source file: each anchor opened once, closed once after it, and
+/// no
 /// `ANCHOR_END` without its `ANCHOR`. Returns `(line, anchor, message)`, 1-based lines.
 pub fn anchor_problems(text: &str) -> Vec<(usize, String, String)> {
     let mut problems = Vec::new();
@@ -90,7 +95,9 @@ pub fn anchor_problems(text: &str) -> Vec<(usize, String, String)> {
                 problems.push((
                     n,
                     name.to_owned(),
-                    format!("`ANCHOR_END: {name}` again (already closed on line {first})"),
+                    format!(
+                        "`ANCHOR_END: {name}` again (already closed on line {first})"
+                    ),
                 ));
             } else {
                 problems.push((
@@ -105,7 +112,9 @@ pub fn anchor_problems(text: &str) -> Vec<(usize, String, String)> {
         problems.push((
             n,
             name.to_owned(),
-            format!("`ANCHOR: {name}` is never closed (no `ANCHOR_END: {name}` after it)"),
+            format!(
+                "`ANCHOR: {name}` is never closed (no `ANCHOR_END: {name}` after it)"
+            ),
         ));
     }
     problems.sort();
@@ -118,7 +127,11 @@ pub fn defined_anchors(text: &str) -> Vec<String> {
 }
 
 /// Checks one include directive of `chapter` against the file it names.
-fn check_directive(chapter: &Chapter, directive: &Directive<'_>, read: Reader<'_>) -> Vec<String> {
+fn check_directive(
+    chapter: &Chapter,
+    directive: &Directive<'_>,
+    read: Reader<'_>,
+) -> Vec<String> {
     let Some(path) = directive.path() else {
         return Vec::new();
     };
@@ -129,7 +142,11 @@ fn check_directive(chapter: &Chapter, directive: &Directive<'_>, read: Reader<'_
         } else {
             ""
         };
-        return vec![format!("cannot read `{}` (resolved to {}){hint}", path.display(), target.display())];
+        return vec![format!(
+            "cannot read `{}` (resolved to {}){hint}",
+            path.display(),
+            target.display()
+        )];
     };
     let Some(selection) = directive.selection() else {
         return Vec::new(); // playground: the whole file
@@ -192,7 +209,8 @@ fn list_or_none(items: &[String]) -> String {
 
 /// The tokens of a code block's info string, split as rustdoc and skeptic do.
 fn info_tokens(info: &str) -> impl Iterator<Item = &str> {
-    info.split(|c: char| !(c == '_' || c == '-' || c.is_alphanumeric())).filter(|t| !t.is_empty())
+    info.split(|c: char| !(c == '_' || c == '-' || c.is_alphanumeric()))
+        .filter(|t| !t.is_empty())
 }
 
 /// Whether an info string marks a block `ignore` (also rustdoc's `ignore-<target>`).
@@ -200,9 +218,13 @@ pub fn is_ignored(info: &str) -> bool {
     info_tokens(info).any(|t| t == "ignore" || t.starts_with("ignore-"))
 }
 
-/// Checks the code blocks of a chapter: tagged backtick fences only, and `ignore` blocks made
-/// only of `{{#include …}}` lines of files under `crate_dir`. Returns `(line, fence, message)`.
-pub fn code_block_problems(chapter: &Chapter, crate_dir: &Path) -> Vec<(usize, String, String)> {
+/// Checks the code blocks of a chapter: tagged backtick fences only, and `ignore` blocks
+/// made only of `{{#include …}}` lines of files under `crate_dir`. Returns `(line, fence,
+/// message)`.
+pub fn code_block_problems(
+    chapter: &Chapter,
+    crate_dir: &Path,
+) -> Vec<(usize, String, String)> {
     let text = &chapter.text;
     let mut problems = Vec::new();
     // The extensions mdBook 0.5 turns on, so the blocks are the ones mdBook sees.
@@ -267,7 +289,11 @@ pub fn code_block_problems(chapter: &Chapter, crate_dir: &Path) -> Vec<(usize, S
 }
 
 /// What is wrong with the content of an `ignore` block, if anything.
-fn ignore_block_problems(chapter: &Chapter, content: &str, crate_dir: &Path) -> Vec<String> {
+fn ignore_block_problems(
+    chapter: &Chapter,
+    content: &str,
+    crate_dir: &Path,
+) -> Vec<String> {
     let mut problems = Vec::new();
     let mut includes = 0;
     for line in content.lines().map(str::trim).filter(|l| !l.is_empty()) {
@@ -304,7 +330,11 @@ fn ignore_block_problems(chapter: &Chapter, content: &str, crate_dir: &Path) -> 
 }
 
 /// Every problem of one chapter: its include directives and its code blocks.
-pub fn chapter_problems(chapter: &Chapter, crate_dir: &Path, read: Reader<'_>) -> Vec<Problem> {
+pub fn chapter_problems(
+    chapter: &Chapter,
+    crate_dir: &Path,
+    read: Reader<'_>,
+) -> Vec<Problem> {
     let mut problems = Vec::new();
     for directive in find_directives(&chapter.text) {
         for message in check_directive(chapter, &directive, read) {
@@ -323,13 +353,18 @@ pub fn chapter_problems(chapter: &Chapter, crate_dir: &Path, read: Reader<'_>) -
     problems
 }
 
-/// The anchors the chapters show, as `(normalized file, anchor)`. A whole-file `{{#include}}`
-/// shows every anchor of the file; a `rustdoc_include` without a selection too.
-pub fn used_anchors(chapters: &[Chapter], read: Reader<'_>) -> BTreeSet<(PathBuf, String)> {
+/// The anchors the chapters show, as `(normalized file, anchor)`. A whole-file
+/// `{{#include}}` shows every anchor of the file; a `rustdoc_include` without a selection
+/// too.
+pub fn used_anchors(
+    chapters: &[Chapter],
+    read: Reader<'_>,
+) -> BTreeSet<(PathBuf, String)> {
     let mut used = BTreeSet::new();
     for chapter in chapters {
         for directive in find_directives(&chapter.text) {
-            let (Some(path), Some(selection)) = (directive.path(), directive.selection()) else {
+            let (Some(path), Some(selection)) = (directive.path(), directive.selection())
+            else {
                 continue;
             };
             let target = normalize(&chapter.dir.join(path));
@@ -338,7 +373,9 @@ pub fn used_anchors(chapters: &[Chapter], read: Reader<'_>) -> BTreeSet<(PathBuf
                     used.insert((target, name.clone()));
                 }
                 whole if *whole == Selection::WHOLE => {
-                    for name in read(&target).as_deref().map(defined_anchors).unwrap_or_default() {
+                    for name in
+                        read(&target).as_deref().map(defined_anchors).unwrap_or_default()
+                    {
                         used.insert((target.clone(), name));
                     }
                 }
@@ -376,9 +413,15 @@ pub fn unclosed() {}
     fn problems_of(text: &str) -> Vec<String> {
         let files = files();
         let read = |p: &Path| files.get(p).cloned();
-        let chapter =
-            Chapter { name: "src/ch.md".to_owned(), dir: PathBuf::from("/w/src"), text: text.to_owned() };
-        chapter_problems(&chapter, Path::new("/w/code"), &read).iter().map(ToString::to_string).collect()
+        let chapter = Chapter {
+            name: "src/ch.md".to_owned(),
+            dir: PathBuf::from("/w/src"),
+            text: text.to_owned(),
+        };
+        chapter_problems(&chapter, Path::new("/w/code"), &read)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     #[test]
@@ -391,10 +434,14 @@ pub fn unclosed() {}
 
     #[test]
     fn a_missing_anchor_is_reported_with_chapter_line_and_directive() {
-        let p = problems_of("# T\n\n```rust,ignore\n{{#include ../code/src/lib.rs:sofmax}}\n```\n");
+        let p = problems_of(
+            "# T\n\n```rust,ignore\n{{#include ../code/src/lib.rs:sofmax}}\n```\n",
+        );
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(
-            p[0].starts_with("src/ch.md:4: {{#include ../code/src/lib.rs:sofmax}}: no `ANCHOR: sofmax`"),
+            p[0].starts_with(
+                "src/ch.md:4: {{#include ../code/src/lib.rs:sofmax}}: no `ANCHOR: sofmax`"
+            ),
             "{}",
             p[0]
         );
@@ -403,7 +450,9 @@ pub fn unclosed() {}
 
     #[test]
     fn an_unbalanced_anchor_is_reported() {
-        let p = problems_of("```rust,ignore\n{{#include ../code/src/lib.rs:unclosed}}\n```\n");
+        let p = problems_of(
+            "```rust,ignore\n{{#include ../code/src/lib.rs:unclosed}}\n```\n",
+        );
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(p[0].contains("`ANCHOR: unclosed` is never closed"), "{}", p[0]);
         assert!(p[0].contains("lib.rs:8:"), "{}", p[0]);
@@ -411,17 +460,28 @@ pub fn unclosed() {}
 
     #[test]
     fn an_empty_excerpt_is_reported() {
-        let p = problems_of("```rust,ignore\n{{#include ../code/src/lib.rs:empty}}\n```\n");
+        let p =
+            problems_of("```rust,ignore\n{{#include ../code/src/lib.rs:empty}}\n```\n");
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(p[0].contains("is empty"), "{}", p[0]);
     }
 
     #[test]
     fn a_missing_file_and_a_bad_range_are_reported() {
-        let p = problems_of("{{#include ../code/src/nope.rs}}\n\n{{#include ../code/src/lib.rs:8:20}}\n");
+        let p = problems_of(
+            "{{#include ../code/src/nope.rs}}\n\n{{#include ../code/src/lib.rs:8:20}}\n",
+        );
         assert_eq!(p.len(), 2, "{p:?}");
-        assert!(p[0].starts_with("src/ch.md:1:") && p[0].contains("cannot read"), "{}", p[0]);
-        assert!(p[1].starts_with("src/ch.md:3:") && p[1].contains("lines 8 to 20 of"), "{}", p[1]);
+        assert!(
+            p[0].starts_with("src/ch.md:1:") && p[0].contains("cannot read"),
+            "{}",
+            p[0]
+        );
+        assert!(
+            p[1].starts_with("src/ch.md:3:") && p[1].contains("lines 8 to 20 of"),
+            "{}",
+            p[1]
+        );
         let past_end = problems_of("{{#include ../code/src/lib.rs:30}}\n");
         assert!(past_end[0].contains("which has 9 lines"), "{past_end:?}");
     }
@@ -434,20 +494,26 @@ pub fn unclosed() {}
         assert!(p[0].starts_with("src/ch.md:3: ```rust,ignore:"), "{}", p[0]);
         assert!(p[0].contains("let x: u32"), "{}", p[0]);
         // An include followed by extra code is just as bad.
-        let mixed = "```rust,ignore\n{{#include ../code/src/lib.rs:softmax}}\nsoftmax();\n```\n";
+        let mixed =
+            "```rust,ignore\n{{#include ../code/src/lib.rs:softmax}}\nsoftmax();\n```\n";
         assert_eq!(problems_of(mixed).len(), 1);
         // Including something that is not crate code.
         let outside = "```rust,ignore\n{{#include ../notes/other.rs}}\n```\n";
         assert!(problems_of(outside)[0].contains("not the companion crate"));
         // rustdoc_include is meant to be compiled: not allowed in an ignore block.
-        let rdi = "```rust,ignore\n{{#rustdoc_include ../code/src/lib.rs:softmax}}\n```\n";
+        let rdi =
+            "```rust,ignore\n{{#rustdoc_include ../code/src/lib.rs:softmax}}\n```\n";
         assert_eq!(problems_of(rdi).len(), 1);
-        assert_eq!(problems_of("```ignore\n```\n"), vec!["src/ch.md:1: ```ignore: empty `ignore` block"]);
+        assert_eq!(
+            problems_of("```ignore\n```\n"),
+            vec!["src/ch.md:1: ```ignore: empty `ignore` block"]
+        );
     }
 
     #[test]
     fn untagged_tilde_and_indented_blocks_are_reported() {
-        let p = problems_of("A\n\n```\nplain\n```\n\n~~~text\n$x$\n~~~\n\n    indented\n");
+        let p =
+            problems_of("A\n\n```\nplain\n```\n\n~~~text\n$x$\n~~~\n\n    indented\n");
         assert_eq!(p.len(), 3, "{p:?}");
         assert!(p[0].starts_with("src/ch.md:3: ```: fence without a language tag"));
         assert!(p[1].starts_with("src/ch.md:7: ~~~text: `~~~` fence"));
@@ -470,8 +536,10 @@ pub fn unclosed() {}
 // ANCHOR_END: c
 // ANCHOR_END: c
 ";
-        let p: Vec<String> =
-            anchor_problems(text).into_iter().map(|(l, a, m)| format!("{l} {a}: {m}")).collect();
+        let p: Vec<String> = anchor_problems(text)
+            .into_iter()
+            .map(|(l, a, m)| format!("{l} {a}: {m}"))
+            .collect();
         assert_eq!(
             p,
             [
@@ -487,15 +555,21 @@ pub fn unclosed() {}
     fn used_anchors_counts_named_and_whole_file_includes() {
         let files = files();
         let read = |p: &Path| files.get(p).cloned();
-        let chapter = |text: &str| Chapter { name: "c.md".into(), dir: "/w/src".into(), text: text.into() };
-        let named = used_anchors(&[chapter("{{#include ../code/src/lib.rs:softmax}}")], &read);
+        let chapter = |text: &str| Chapter {
+            name: "c.md".into(),
+            dir: "/w/src".into(),
+            text: text.into(),
+        };
+        let named =
+            used_anchors(&[chapter("{{#include ../code/src/lib.rs:softmax}}")], &read);
         assert_eq!(
             named.into_iter().collect::<Vec<_>>(),
             [(PathBuf::from("/w/code/src/lib.rs"), "softmax".to_owned())]
         );
         let whole = used_anchors(&[chapter("{{#include ../code/src/lib.rs}}")], &read);
         assert_eq!(whole.len(), 3);
-        let range = used_anchors(&[chapter("{{#include ../code/src/lib.rs:1:4}}")], &read);
+        let range =
+            used_anchors(&[chapter("{{#include ../code/src/lib.rs:1:4}}")], &read);
         assert!(range.is_empty());
     }
 }

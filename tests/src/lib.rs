@@ -1,24 +1,26 @@
 //! Checks of the book "Attention from Scratch, in Rust" that mdBook does not make itself.
 //!
-//! mdBook renders a misspelled anchor as nothing and still exits 0 when an included file is
-//! missing; mdbook-katex exits 0 when a formula fails to render. This package closes those gaps:
+//! mdBook renders a misspelled anchor as nothing and still exits 0 when an included file
+//! is missing; mdbook-katex exits 0 when a formula fails to render. This package closes
+//! those gaps:
 //!
 //! - `build.rs` expands the chapters' `{{#include}}` directives with mdBook's own `links`
-//!   preprocessor (the `mdbook-driver` library) and has skeptic compile and run every Rust block
-//!   (`tests/skeptic.rs`);
-//! - [`includes`] checks every include, anchor and `ignore` block (`tests/includes.rs`), finding
-//!   the directives with [`links`];
+//!   preprocessor (the `mdbook-driver` library) and has skeptic compile and run every
+//!   Rust block (`tests/skeptic.rs`);
+//! - [`includes`] checks every include, anchor and `ignore` block (`tests/includes.rs`),
+//!   finding the directives with [`links`];
 //! - [`output`] compares each example's stdout with the copy the book shows
 //!   (`tests/example_output.rs`);
-//! - [`figures`] draws the book's figures from the crate's numbers (bin `figures`; the test
-//!   `tests/figures.rs` fails when a committed figure is stale);
-//! - [`html`] checks the links, fragments, CDN references and KaTeX errors of the built book
-//!   (the `check-html` binary, run by `scripts/test.sh` after `mdbook build`);
-//! - [`bench`](mod@bench) reads `src/data/bench-results.json`, the one reader of the measurements, for the
-//!   speed figure and the results tables (bins `figures` and `bench-table`).
+//! - [`figures`] draws the book's figures from the crate's numbers (bin `figures`; the
+//!   test `tests/figures.rs` fails when a committed figure is stale);
+//! - [`html`] checks the links, fragments, CDN references and KaTeX errors of the built
+//!   book (the `check-html` binary, run by `scripts/test.sh` after `mdbook build`);
+//! - [`bench`](mod@bench) reads `src/data/bench-results.json`, the one reader of the
+//!   measurements, for the speed figure and the results tables (bins `figures` and
+//!   `bench-table`).
 //!
-//! Every check is a function over strings, unit-tested on small inputs, plus a thin layer that
-//! reads the real files.
+//! Every check is a function over strings, unit-tested on small inputs, plus a thin layer
+//! that reads the real files.
 
 pub mod bench;
 pub mod figures;
@@ -39,7 +41,8 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Resolves `.` and `..` in `path` without touching the file system (`a/b/../c` is `a/c`).
+/// Resolves `.` and `..` in `path` without touching the file system (`a/b/../c` is
+/// `a/c`).
 pub fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for component in path.components() {
@@ -58,13 +61,15 @@ pub fn normalize(path: &Path) -> PathBuf {
     out
 }
 
-/// Every file under `dir` (recursively) whose extension is `ext`, sorted; none if `dir` is
-/// missing.
+/// Every file under `dir` (recursively) whose extension is `ext`, sorted; none if `dir`
+/// is missing.
 pub fn files_under(dir: &Path, ext: &str) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = WalkDir::new(dir)
         .into_iter()
         .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == ext))
+        .filter(|e| {
+            e.file_type().is_file() && e.path().extension().is_some_and(|x| x == ext)
+        })
         .map(walkdir::DirEntry::into_path)
         .collect();
     found.sort();
@@ -82,7 +87,10 @@ mod tests {
 
     #[test]
     fn normalize_resolves_dots_lexically() {
-        assert_eq!(normalize(Path::new("/w/src/../code/./src/a.rs")), Path::new("/w/code/src/a.rs"));
+        assert_eq!(
+            normalize(Path::new("/w/src/../code/./src/a.rs")),
+            Path::new("/w/code/src/a.rs")
+        );
         assert_eq!(normalize(Path::new("../../x")), Path::new("../../x"));
         assert_eq!(normalize(Path::new("a/../../x")), Path::new("../x"));
     }

@@ -1,23 +1,23 @@
-//! Finding mdBook's `{{#…}}` directives in a chapter, for the checks of [`crate::includes`] and
-//! for the build script's `cargo:rerun-if-changed` list.
+//! Finding mdBook's `{{#…}}` directives in a chapter, for the checks of
+//! [`crate::includes`] and for the build script's `cargo:rerun-if-changed` list.
 //!
 //! The chapters are *expanded* by mdBook 0.5.4's own `links` preprocessor
-//! (`mdbook_driver::builtin_preprocessors::LinkPreprocessor`, run by `build.rs`). Its parser is
-//! private, so this module finds the directives with the same regular expressions (`find_links`
-//! in `mdbook-driver/src/builtin_preprocessors/links.rs`, the anchor markers in
-//! `links/take_lines.rs`) and reads `path:lines` and `path:anchor` as it does. `build.rs`
-//! checks on every chapter that the directives found here are exactly the ones mdBook expands
-//! (`tests/includes.rs` reports any difference).
+//! (`mdbook_driver::builtin_preprocessors::LinkPreprocessor`, run by `build.rs`). Its
+//! parser is private, so this module finds the directives with the same regular
+//! expressions (`find_links` in `mdbook-driver/src/builtin_preprocessors/links.rs`, the
+//! anchor markers in `links/take_lines.rs`) and reads `path:lines` and `path:anchor` as
+//! it does. `build.rs` checks on every chapter that the directives found here are exactly
+//! the ones mdBook expands (`tests/includes.rs` reports any difference).
 //!
 //! mdBook's reading, quirks included:
-//! - line numbers are 1-based and the end is inclusive: `f:2:4` is lines 2, 3 and 4; `f:3` is
-//!   line 3 alone; `f:3:` runs to the end; `f::4` starts at line 1; anything else after the
-//!   colon is an anchor name;
+//! - line numbers are 1-based and the end is inclusive: `f:2:4` is lines 2, 3 and 4;
+//!   `f:3` is line 3 alone; `f:3:` runs to the end; `f::4` starts at line 1; anything
+//!   else after the colon is an anchor name;
 //! - `\{{#…}}` is an escape, up to the last `}}` of its line: nothing is expanded;
 //! - a directive of an unknown type (`{{#foo bar}}`) is left as it is.
 //!
-//! The build script compiles this file on its own (`#[path]` module), so it uses nothing but
-//! `std` and `regex`.
+//! The build script compiles this file on its own (`#[path]` module), so it uses nothing
+//! but `std` and `regex`.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -42,10 +42,12 @@ static LINK: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// mdBook's anchor markers, verbatim.
-static ANCHOR_START: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"ANCHOR:\s*(?P<anchor_name>[\w_-]+)").expect("a valid regex"));
-static ANCHOR_END: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"ANCHOR_END:\s*(?P<anchor_name>[\w_-]+)").expect("a valid regex"));
+static ANCHOR_START: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"ANCHOR:\s*(?P<anchor_name>[\w_-]+)").expect("a valid regex")
+});
+static ANCHOR_END: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"ANCHOR_END:\s*(?P<anchor_name>[\w_-]+)").expect("a valid regex")
+});
 
 /// Which part of a file a directive selects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +101,9 @@ impl Directive<'_> {
     /// The file this directive reads, if any.
     pub fn path(&self) -> Option<&Path> {
         match &self.kind {
-            Kind::Include(p, _) | Kind::RustdocInclude(p, _) | Kind::Playground(p) => Some(p),
+            Kind::Include(p, _) | Kind::RustdocInclude(p, _) | Kind::Playground(p) => {
+                Some(p)
+            }
             Kind::Escaped | Kind::Title => None,
         }
     }
@@ -149,7 +153,8 @@ fn directive(cap: Captures<'_>) -> Option<Directive<'_>> {
     Some(Directive { start: all.start(), end: all.end(), text: all.as_str(), kind })
 }
 
-/// Splits `path:selection` as mdBook's `parse_include_path` and `parse_range_or_anchor` do.
+/// Splits `path:selection` as mdBook's `parse_include_path` and `parse_range_or_anchor`
+/// do.
 fn parse_path(file: &str) -> (PathBuf, Selection) {
     let (path, selection) = file.split_once(':').unwrap_or((file, ""));
     let mut parts = selection.splitn(3, ':');
@@ -182,10 +187,10 @@ pub fn anchor_end(line: &str) -> Option<&str> {
     ANCHOR_END.captures(line).and_then(|c| c.name("anchor_name")).map(|m| m.as_str())
 }
 
-/// Every file `text` includes, directly or through the files it includes, its relative paths
-/// starting at folder `base` (mdBook expands included text again, from the included file's
-/// folder). A file that cannot be read is listed too. A superset of what mdBook reads: a file's
-/// every directive is followed, not only those of the lines it shows.
+/// Every file `text` includes, directly or through the files it includes, its relative
+/// paths starting at folder `base` (mdBook expands included text again, from the included
+/// file's folder). A file that cannot be read is listed too. A superset of what mdBook
+/// reads: a file's every directive is followed, not only those of the lines it shows.
 pub fn included_files(text: &str, base: &Path) -> BTreeSet<PathBuf> {
     let mut found = BTreeSet::new();
     let mut pending = vec![(text.to_owned(), base.to_path_buf())];
@@ -239,12 +244,30 @@ mod tests {
     fn selections() {
         let at = |s: &str| kinds(&format!("Some random text with {s}..."));
         let file = "file.rs";
-        assert_eq!(at("{{#include file.rs:10:20}}"), [(22, 48, include(file, lines(9, Some(20))))]);
-        assert_eq!(at("{{#include file.rs:10}}"), [(22, 45, include(file, lines(9, Some(10))))]);
-        assert_eq!(at("{{#include file.rs:10:}}"), [(22, 46, include(file, lines(9, None)))]);
-        assert_eq!(at("{{#include file.rs::20}}"), [(22, 46, include(file, lines(0, Some(20))))]);
-        assert_eq!(at("{{#include file.rs::}}"), [(22, 44, include(file, Selection::WHOLE))]);
-        assert_eq!(at("{{#include file.rs}}"), [(22, 42, include(file, Selection::WHOLE))]);
+        assert_eq!(
+            at("{{#include file.rs:10:20}}"),
+            [(22, 48, include(file, lines(9, Some(20))))]
+        );
+        assert_eq!(
+            at("{{#include file.rs:10}}"),
+            [(22, 45, include(file, lines(9, Some(10))))]
+        );
+        assert_eq!(
+            at("{{#include file.rs:10:}}"),
+            [(22, 46, include(file, lines(9, None)))]
+        );
+        assert_eq!(
+            at("{{#include file.rs::20}}"),
+            [(22, 46, include(file, lines(0, Some(20))))]
+        );
+        assert_eq!(
+            at("{{#include file.rs::}}"),
+            [(22, 44, include(file, Selection::WHOLE))]
+        );
+        assert_eq!(
+            at("{{#include file.rs}}"),
+            [(22, 42, include(file, Selection::WHOLE))]
+        );
         assert_eq!(
             at("{{#include file.rs:anchor}}"),
             [(22, 49, include(file, Selection::Anchor("anchor".into())))]
@@ -252,7 +275,10 @@ mod tests {
         assert_eq!(at("{{#include file.rs::NaN}}")[0].2, include(file, Selection::WHOLE));
         assert_eq!(
             at("{{#rustdoc_include ../code/examples/mask.rs:main}}")[0].2,
-            Kind::RustdocInclude("../code/examples/mask.rs".into(), Selection::Anchor("main".into()))
+            Kind::RustdocInclude(
+                "../code/examples/mask.rs".into(),
+                Selection::Anchor("main".into())
+            )
         );
     }
 
@@ -290,9 +316,11 @@ mod tests {
 
     #[test]
     fn included_files_follow_nested_includes_but_not_escapes() {
-        let dir = std::env::temp_dir().join(format!("book-tests-included-{}", std::process::id()));
+        let dir = std::env::temp_dir()
+            .join(format!("book-tests-included-{}", std::process::id()));
         fs::create_dir_all(dir.join("code")).unwrap();
-        fs::write(dir.join("code/a.rs"), "// \\{{#include nope}}\n{{#include b.txt}}\n").unwrap();
+        fs::write(dir.join("code/a.rs"), "// \\{{#include nope}}\n{{#include b.txt}}\n")
+            .unwrap();
         fs::write(dir.join("code/b.txt"), "{{#include a.rs:2}}").unwrap();
         let found = included_files("{{#include code/a.rs:f}} {{#include gone.rs}}", &dir);
         assert_eq!(

@@ -31,8 +31,9 @@ pub fn pair(examples: &[String], outputs: &[String]) -> Pairing {
     }
 }
 
-/// Compares what example `name` printed (`actual`) with the committed output (`expected`),
-/// byte for byte. On a difference, the error shows a line diff and how to update the file.
+/// Compares what example `name` printed (`actual`) with the committed output
+/// (`expected`), byte for byte. On a difference, the error shows a line diff and how to
+/// update the file.
 pub fn compare(name: &str, expected: &str, actual: &str) -> Result<(), String> {
     if expected == actual {
         return Ok(());
@@ -65,8 +66,8 @@ fn tail(s: &str) -> &str {
 /// separated by `  ...`. Empty if the texts have the same lines (line endings and a final
 /// newline aside).
 ///
-/// The diff is the `similar` crate's (Myers' algorithm) over the lines, each without its line
-/// ending; within a change, removed lines come before added ones.
+/// The diff is the `similar` crate's (Myers' algorithm) over the lines, each without its
+/// line ending; within a change, removed lines come before added ones.
 pub fn line_diff(old: &str, new: &str, context: usize) -> String {
     let a: Vec<&str> = old.lines().collect();
     let b: Vec<&str> = new.lines().collect();
@@ -82,7 +83,9 @@ pub fn line_diff(old: &str, new: &str, context: usize) -> String {
                 ChangeTag::Delete => ('-', change.old_index()),
                 ChangeTag::Insert => ('+', change.new_index()),
             };
-            let number = index.expect("an equal or removed line has an old index, an added one a new") + 1;
+            let number = index
+                .expect("an equal or removed line has an old index, an added one a new")
+                + 1;
             out.push_str(&format!("{tag}{number:>4} | {}\n", change.value()));
         }
     }
@@ -103,8 +106,15 @@ mod tests {
         let expected = "shape (2, 3)\nrow 0: 0.1 0.2\nrow 1: 0.3 0.4\nrow 2: 0.5 0.6\nrow 3: 0.7 0.8\nrow 4: 0.9 1.0\ndone\n";
         let actual = expected.replace("0.5 0.6", "0.5 0.7");
         let err = compare("mask", expected, &actual).unwrap_err();
-        assert!(err.starts_with("example `mask`: its stdout differs from src/output/mask.txt"));
-        assert!(err.contains("-   4 | row 2: 0.5 0.6\n+   4 | row 2: 0.5 0.7\n"), "{err}");
+        assert!(
+            err.starts_with(
+                "example `mask`: its stdout differs from src/output/mask.txt"
+            )
+        );
+        assert!(
+            err.contains("-   4 | row 2: 0.5 0.6\n+   4 | row 2: 0.5 0.7\n"),
+            "{err}"
+        );
         // Two lines of context on each side, not the first line.
         assert!(err.contains("    2 | row 0: 0.1 0.2\n"), "{err}");
         assert!(!err.contains("shape (2, 3)"), "{err}");

@@ -1,7 +1,8 @@
-//! `src/generated/bench-table.md` (included by the chapter "Making attention fast") is exactly what
-//! `book_tests::bench::render_tables` renders from `src/data/bench-results.json`: neither is typed by
-//! hand. `scripts/bench_compare.py` rewrites both; `cargo run -p book-tests --bin figures` renders the
-//! table again from the committed measurements.
+//! `src/generated/bench-table.md` (included by the chapter "Making attention fast") is
+//! exactly what `book_tests::bench::render_tables` renders from
+//! `src/data/bench-results.json`: neither is typed by hand. `scripts/bench_compare.py`
+//! rewrites both; `cargo run -p book-tests --bin figures` renders the table again from
+//! the committed measurements.
 
 use std::fs;
 use std::process::Command;
@@ -12,19 +13,25 @@ use book_tests::workspace_root;
 #[test]
 fn the_books_results_table_is_rendered_from_the_measurements() {
     let rendered = render_tables(&BenchResults::committed().unwrap());
-    let committed = fs::read_to_string(workspace_root().join(TABLE_FILE)).expect("the table is committed");
+    let committed = fs::read_to_string(workspace_root().join(TABLE_FILE))
+        .expect("the table is committed");
     assert!(
         committed == rendered,
         "{TABLE_FILE} differs from the rendering of {RESULTS_FILE}; run `cargo run -p book-tests --bin figures` \
          (or scripts/bench_compare.py, which measures again) and commit it"
     );
-    for needle in ["**Prefill**", "**Two threads**", "**Decode**", "**Memory**", "**Goals**"] {
+    for needle in
+        ["**Prefill**", "**Two threads**", "**Decode**", "**Memory**", "**Goals**"]
+    {
         assert!(rendered.contains(needle), "the table has its {needle} part");
     }
 }
 
 fn bench_table(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_bench-table")).args(args).output().expect("runs bench-table");
+    let out = Command::new(env!("CARGO_BIN_EXE_bench-table"))
+        .args(args)
+        .output()
+        .expect("runs bench-table");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8(out.stdout).expect("utf-8 stdout"),
@@ -32,7 +39,8 @@ fn bench_table(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-/// What `scripts/bench_compare.py` does: render a results file given by path, to stdout or a file.
+/// What `scripts/bench_compare.py` does: render a results file given by path, to stdout
+/// or a file.
 #[test]
 fn bench_table_renders_a_given_file_to_stdout_or_a_file() {
     let input = workspace_root().join(RESULTS_FILE);
@@ -41,9 +49,14 @@ fn bench_table_renders_a_given_file_to_stdout_or_a_file() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout, expected);
 
-    let output = std::env::temp_dir().join(format!("bench-table-{}.md", std::process::id()));
-    let (code, stdout, stderr) =
-        bench_table(&["--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()]);
+    let output =
+        std::env::temp_dir().join(format!("bench-table-{}.md", std::process::id()));
+    let (code, stdout, stderr) = bench_table(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.is_empty(), "{stdout}");
     assert_eq!(fs::read_to_string(&output).unwrap(), expected);
@@ -55,7 +68,11 @@ fn bench_table_reports_errors_on_one_line() {
     for (args, code, needle) in [
         (&["--input", "/nonexistent/results.json"][..], 1, "/nonexistent/results.json"),
         (&["--bogus"], 2, "--bogus"),
-        (&["--input", "a.json", "--input", "b.json"], 2, "--input is given more than once"),
+        (
+            &["--input", "a.json", "--input", "b.json"],
+            2,
+            "--input is given more than once",
+        ),
     ] {
         let (got, stdout, stderr) = bench_table(args);
         assert_eq!(got, code, "{args:?}: {stdout}{stderr}");

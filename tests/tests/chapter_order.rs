@@ -1,15 +1,15 @@
-//! Ideas in order: an example of chapter N (`code/examples/chN_*.rs`, `exN_*.rs`) uses no crate item
-//! that a later chapter introduces, so a reader never meets an idea before it is taught. The same
-//! rule for the crate listings a chapter includes, with the known exceptions listed below: the
-//! crate's production types carry later chapters' features (GQA's `rope` field, RoPE's layout),
-//! and a listing shows the item whole.
+//! Ideas in order: an example of chapter N (`code/examples/chN_*.rs`, `exN_*.rs`) uses no
+//! crate item that a later chapter introduces, so a reader never meets an idea before it
+//! is taught. The same rule for the crate listings a chapter includes, with the known
+//! exceptions listed below: the crate's production types carry later chapters' features
+//! (GQA's `rope` field, RoPE's layout), and a listing shows the item whole.
 
 use std::fs;
 
 use book_tests::workspace_root;
 
-/// The crate items (and the names of ideas) each chapter introduces; an item of chapter N may
-/// appear in chapter N and later.
+/// The crate items (and the names of ideas) each chapter introduces; an item of chapter N
+/// may appear in chapter N and later.
 const INTRODUCED: &[(u32, &[&str])] = &[
     (2, &["causal_mask", "apply_causal_mask", "Batch", "query_offset"]),
     (3, &["MultiHeadAttention", "MultiHeadAttentionWrapper", "QkvoWeights"]),
@@ -43,12 +43,22 @@ const INTRODUCED: &[(u32, &[&str])] = &[
             "forward_prefill_decode",
         ],
     ),
-    (8, &["FlashAttention", "DecodeAttention", "AttentionInputs", "KernelChoice", "FastKernel", "fast_exp"]),
+    (
+        8,
+        &[
+            "FlashAttention",
+            "DecodeAttention",
+            "AttentionInputs",
+            "KernelChoice",
+            "FastKernel",
+            "fast_exp",
+        ],
+    ),
 ];
 
-/// Listings (chapter file, anchor, word) that show a later idea, each for a reason the chapter
-/// states where it shows the listing. Shrink this list; never grow it without a sentence in the
-/// chapter.
+/// Listings (chapter file, anchor, word) that show a later idea, each for a reason the
+/// chapter states where it shows the listing. Shrink this list; never grow it without a
+/// sentence in the chapter.
 const KNOWN_LISTING_EXCEPTIONS: &[(&str, &str, &str)] = &[
     // the `mask` argument is "the subject of the next chapter"
     ("ch01-00-attention-intuition.md", "attention_weights", "apply_causal_mask"),
@@ -71,7 +81,9 @@ const KNOWN_LISTING_EXCEPTIONS: &[(&str, &str, &str)] = &[
 
 /// The identifiers in `text`.
 fn words(text: &str) -> Vec<&str> {
-    text.split(|c: char| !(c.is_alphanumeric() || c == '_')).filter(|w| !w.is_empty()).collect()
+    text.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .collect()
 }
 
 /// The items of `text` first introduced after chapter `ch`.
@@ -110,7 +122,9 @@ fn examples_use_no_idea_of_a_later_chapter() {
         checked += 1;
         let text = fs::read_to_string(&path).unwrap();
         for (intro, item) in later_items(ch, shown(&text)) {
-            problems.push(format!("code/examples/{name} (chapter {ch}) uses `{item}` of chapter {intro}"));
+            problems.push(format!(
+                "code/examples/{name} (chapter {ch}) uses `{item}` of chapter {intro}"
+            ));
         }
     }
     assert!(checked > 40, "found only {checked} chapter examples");
@@ -123,17 +137,19 @@ fn listings_use_no_idea_of_a_later_chapter_but_the_known_ones() {
     let mut problems = Vec::new();
     let mut seen_exceptions = Vec::new();
     for ch in 1..=8u32 {
-        let Some(path) = fs::read_dir(&src)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(&format!("ch0{ch}-")))
+        let Some(path) =
+            fs::read_dir(&src).unwrap().map(|e| e.unwrap().path()).find(|p| {
+                p.file_name().unwrap().to_string_lossy().starts_with(&format!("ch0{ch}-"))
+            })
         else {
             continue;
         };
         let file = path.file_name().unwrap().to_string_lossy().into_owned();
         let chapter = fs::read_to_string(&path).unwrap();
         for line in chapter.lines() {
-            let Some(target) = line.strip_prefix("{{#include ../").and_then(|l| l.strip_suffix("}}")) else {
+            let Some(target) =
+                line.strip_prefix("{{#include ../").and_then(|l| l.strip_suffix("}}"))
+            else {
                 continue;
             };
             let Some((code, anchor)) = target.split_once(':') else { continue };
@@ -142,21 +158,30 @@ fn listings_use_no_idea_of_a_later_chapter_but_the_known_ones() {
             }
             let text = fs::read_to_string(workspace_root().join(code)).unwrap();
             let start = text.find(&format!("ANCHOR: {anchor}\n")).expect("anchor exists");
-            let end = text.find(&format!("ANCHOR_END: {anchor}\n")).expect("anchor closes");
+            let end =
+                text.find(&format!("ANCHOR_END: {anchor}\n")).expect("anchor closes");
             for (intro, item) in later_items(ch, &text[start..end]) {
                 let key = (file.as_str(), anchor, item);
-                if let Some(i) = KNOWN_LISTING_EXCEPTIONS.iter().position(|known| *known == key) {
+                if let Some(i) =
+                    KNOWN_LISTING_EXCEPTIONS.iter().position(|known| *known == key)
+                {
                     seen_exceptions.push(i);
                 } else {
-                    problems.push(format!("{file}: listing `{anchor}` uses `{item}` of chapter {intro}"));
+                    problems.push(format!(
+                        "{file}: listing `{anchor}` uses `{item}` of chapter {intro}"
+                    ));
                 }
             }
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
-    // an exception that no longer happens is removed from the list, so the list only shrinks
+    // an exception that no longer happens is removed from the list, so the list only
+    // shrinks
     for (i, known) in KNOWN_LISTING_EXCEPTIONS.iter().enumerate() {
-        assert!(seen_exceptions.contains(&i), "{known:?} no longer happens: remove it from the list");
+        assert!(
+            seen_exceptions.contains(&i),
+            "{known:?} no longer happens: remove it from the list"
+        );
     }
 }
 

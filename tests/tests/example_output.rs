@@ -1,9 +1,10 @@
-//! Every output the book shows is generated: `src/output/NAME.txt` is exactly the stdout of
-//! `cargo run -p attention --example NAME` (the example of `code/examples/NAME.rs`), and each
-//! example has its output file and each output file its example.
+//! Every output the book shows is generated: `src/output/NAME.txt` is exactly the stdout
+//! of `cargo run -p attention --example NAME` (the example of `code/examples/NAME.rs`),
+//! and each example has its output file and each output file its example.
 //!
-//! The examples run with `--profile test`, the profile `cargo test` has just built everything
-//! with, so nothing is compiled twice; `scripts/update-outputs.sh` uses the same command.
+//! The examples run with `--profile test`, the profile `cargo test` has just built
+//! everything with, so nothing is compiled twice; `scripts/update-outputs.sh` uses the
+//! same command.
 
 use std::fs;
 use std::path::Path;
@@ -32,7 +33,16 @@ fn names(dir: &Path, ext: &str) -> Vec<String> {
 /// Runs example `name` and returns its stdout.
 fn run_example(root: &Path, name: &str) -> Result<String, String> {
     let output = Command::new(env!("CARGO"))
-        .args(["run", "--quiet", "--profile", "test", "-p", "attention", "--example", name])
+        .args([
+            "run",
+            "--quiet",
+            "--profile",
+            "test",
+            "-p",
+            "attention",
+            "--example",
+            name,
+        ])
         .current_dir(root)
         .output()
         .map_err(|e| format!("example `{name}`: cannot run cargo: {e}"))?;
@@ -43,7 +53,8 @@ fn run_example(root: &Path, name: &str) -> Result<String, String> {
             String::from_utf8_lossy(&output.stderr)
         ));
     }
-    String::from_utf8(output.stdout).map_err(|e| format!("example `{name}`: stdout is not UTF-8: {e}"))
+    String::from_utf8(output.stdout)
+        .map_err(|e| format!("example `{name}`: stdout is not UTF-8: {e}"))
 }
 
 #[test]
@@ -65,9 +76,12 @@ fn every_example_output_in_the_book_is_what_the_example_prints() {
         ));
     }
     for name in &pairing.paired {
-        let expected = fs::read_to_string(root.join("src/output").join(format!("{name}.txt")))
-            .expect("read the committed output");
-        match run_example(&root, name).and_then(|actual| compare(name, &expected, &actual)) {
+        let expected =
+            fs::read_to_string(root.join("src/output").join(format!("{name}.txt")))
+                .expect("read the committed output");
+        match run_example(&root, name)
+            .and_then(|actual| compare(name, &expected, &actual))
+        {
             Ok(()) => {}
             Err(problem) => problems.push(problem),
         }

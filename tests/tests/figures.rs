@@ -1,5 +1,5 @@
-//! Every committed figure in `src/img/` is exactly what the figure program draws from the crate's
-//! current numbers, and every figure a chapter shows is one the program draws.
+//! Every committed figure in `src/img/` is exactly what the figure program draws from the
+//! crate's current numbers, and every figure a chapter shows is one the program draws.
 
 use std::fs;
 
@@ -39,9 +39,15 @@ fn every_figure_in_src_img_is_generated_and_shown() {
         if !name.ends_with(".svg") {
             continue; // e.g. the README's screenshot of a rendered page, which is no figure
         }
-        assert!(generated.contains(&name.as_str()), "src/img/{name} is not drawn by the figure program");
+        assert!(
+            generated.contains(&name.as_str()),
+            "src/img/{name} is not drawn by the figure program"
+        );
     }
     for file in generated {
-        assert!(chapters.contains(&format!("img/{file}")), "figure {file} is not shown by any chapter");
+        assert!(
+            chapters.contains(&format!("img/{file}")),
+            "figure {file} is not shown by any chapter"
+        );
     }
 }

@@ -1,14 +1,14 @@
 //! The chapters' includes resolve to what the author meant, and nothing is left out.
 //!
-//! - every `{{#include}}` / `{{#rustdoc_include}}` names an existing file, an existing and
-//!   balanced anchor, or a line range inside the file, and shows a non-empty excerpt;
-//! - `ignore` blocks hold only `{{#include}}` lines of the companion crate's code, and every code
-//!   block is a tagged backtick fence;
-//! - the anchors of `code/src` and `code/examples` are balanced, and each one is shown by some
-//!   chapter;
-//! - the directive finder of these checks (`book_tests::links`) finds exactly the directives
-//!   mdBook expands (compared by `build.rs`, which expands the chapters with mdBook's own
-//!   `links` preprocessor).
+//! - every `{{#include}}` / `{{#rustdoc_include}}` names an existing file, an existing
+//!   and balanced anchor, or a line range inside the file, and shows a non-empty excerpt;
+//! - `ignore` blocks hold only `{{#include}}` lines of the companion crate's code, and
+//!   every code block is a tagged backtick fence;
+//! - the anchors of `code/src` and `code/examples` are balanced, and each one is shown by
+//!   some chapter;
+//! - the directive finder of these checks (`book_tests::links`) finds exactly the
+//!   directives mdBook expands (compared by `build.rs`, which expands the chapters with
+//!   mdBook's own `links` preprocessor).
 //!
 //! Rules and messages: `book_tests::includes`.
 
@@ -16,7 +16,9 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use book_tests::includes::{Chapter, anchor_problems, chapter_problems, defined_anchors, used_anchors};
+use book_tests::includes::{
+    Chapter, anchor_problems, chapter_problems, defined_anchors, used_anchors,
+};
 use book_tests::{display_path, files_under, normalize, workspace_root};
 
 fn read(path: &Path) -> Option<String> {
@@ -80,7 +82,9 @@ fn every_anchor_of_the_companion_crate_is_shown_in_the_book() {
         let text = fs::read_to_string(&file).expect("read the source file");
         let mut seen = BTreeSet::new();
         for name in defined_anchors(&text) {
-            if seen.insert(name.clone()) && !used.contains(&(normalize(&file), name.clone())) {
+            if seen.insert(name.clone())
+                && !used.contains(&(normalize(&file), name.clone()))
+            {
                 problems.push(format!(
                     "{}: anchor `{name}` is not included by any chapter \
                      (show it, or remove the ANCHOR comments)",
@@ -92,9 +96,10 @@ fn every_anchor_of_the_companion_crate_is_shown_in_the_book() {
     fail_with("unused anchor(s)", &problems);
 }
 
-/// The include checks see the directives mdBook expands: `build.rs` expands each chapter with
-/// mdBook's `links` preprocessor, and each directive that `book_tests::links` finds on its own,
-/// and writes down the chapters where splicing the pieces does not give the whole.
+/// The include checks see the directives mdBook expands: `build.rs` expands each chapter
+/// with mdBook's `links` preprocessor, and each directive that `book_tests::links` finds
+/// on its own, and writes down the chapters where splicing the pieces does not give the
+/// whole.
 #[test]
 fn the_checks_find_the_directives_mdbook_expands() {
     let mismatches = include_str!(concat!(env!("OUT_DIR"), "/directive-mismatches.txt"));

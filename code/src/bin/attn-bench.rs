@@ -10,15 +10,17 @@
 //! attn-bench --reps N        exactly N timed calls per case (default: as many as fit in 3 s, at least 5)
 //! ```
 //!
-//! Each line: `{"case": "prefill_naive" | "prefill_flash" | "decode", "seq": N, "n_heads": H,
-//! "n_kv_heads": K, "head_dim": D, "threads": T, "median_ms": X}`. `scripts/bench_compare.py` runs
-//! this and the same shapes in PyTorch, and writes `src/data/bench-results.json`. This binary only
-//! measures: the book's tables are rendered from that file by the `book-tests` package
-//! (`book_tests::bench`, run by its binaries `figures` and `bench-table`).
+//! Each line: `{"case": "prefill_naive" | "prefill_flash" | "decode", "seq": N,
+//! "n_heads": H, "n_kv_heads": K, "head_dim": D, "threads": T, "median_ms": X}`.
+//! `scripts/bench_compare.py` runs this and the same shapes in PyTorch, and writes
+//! `src/data/bench-results.json`. This binary only measures: the book's tables are
+//! rendered from that file by the `book-tests` package (`book_tests::bench`, run by its
+//! binaries `figures` and `bench-table`).
 //!
-//! Arguments are parsed with `lexopt`, as in `llama-attn`. Each flag may be given once; numbers are
-//! positive integers. Exit codes: 0 success, 1 a failed measurement, 2 bad usage (an unknown or
-//! repeated flag, a missing or bad value); every error is one line on stderr.
+//! Arguments are parsed with `lexopt`, as in `llama-attn`. Each flag may be given once;
+//! numbers are positive integers. Exit codes: 0 success, 1 a failed measurement, 2 bad
+//! usage (an unknown or repeated flag, a missing or bad value); every error is one line
+//! on stderr.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -26,7 +28,9 @@ use std::time::{Duration, Instant};
 
 use attention::fast::decode::DecodeAttention;
 use attention::support::init::splitmix_matrix;
-use attention::{AttentionInputs, AttnError, FlashAttention, HeadLayout, Result, grouped_attention};
+use attention::{
+    AttentionInputs, AttnError, FlashAttention, HeadLayout, Result, grouped_attention,
+};
 use nalgebra::DMatrix;
 
 const HEAD_DIM: usize = 64;
@@ -117,7 +121,11 @@ struct Args {
 }
 
 /// Stores the value of a flag, or fails if the flag was given before.
-fn once<T>(slot: &mut Option<T>, flag: &str, value: T) -> std::result::Result<(), Failure> {
+fn once<T>(
+    slot: &mut Option<T>,
+    flag: &str,
+    value: T,
+) -> std::result::Result<(), Failure> {
     match slot.replace(value) {
         Some(_) => Err(Failure::Usage(format!("{flag} is given more than once"))),
         None => Ok(()),
@@ -125,13 +133,15 @@ fn once<T>(slot: &mut Option<T>, flag: &str, value: T) -> std::result::Result<()
 }
 
 /// The value of a flag as a positive integer, the flag named in the error.
-fn positive(parser: &mut lexopt::Parser, flag: &str) -> std::result::Result<usize, Failure> {
+fn positive(
+    parser: &mut lexopt::Parser,
+    flag: &str,
+) -> std::result::Result<usize, Failure> {
     let value = parser.value()?;
     let text = value.to_string_lossy();
-    text.parse()
-        .ok()
-        .filter(|&n| n > 0)
-        .ok_or_else(|| Failure::Usage(format!("{flag} needs a positive integer, got `{text}`")))
+    text.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
+        Failure::Usage(format!("{flag} needs a positive integer, got `{text}`"))
+    })
 }
 
 /// Parses the command line; `Ok(None)` when `--help` was asked for.
@@ -143,8 +153,12 @@ fn parse_args() -> std::result::Result<Option<Args>, Failure> {
     while let Some(arg) = parser.next()? {
         match arg {
             Long("quick") => once(&mut quick, "--quick", ())?,
-            Long("memory") => once(&mut memory, "--memory", positive(&mut parser, "--memory")?)?,
-            Long("threads") => once(&mut threads, "--threads", positive(&mut parser, "--threads")?)?,
+            Long("memory") => {
+                once(&mut memory, "--memory", positive(&mut parser, "--memory")?)?
+            }
+            Long("threads") => {
+                once(&mut threads, "--threads", positive(&mut parser, "--threads")?)?
+            }
             Long("seq") => once(&mut seq, "--seq", positive(&mut parser, "--seq")?)?,
             Long("case") => {
                 let value = parser.value()?;
@@ -165,7 +179,8 @@ fn parse_args() -> std::result::Result<Option<Args>, Failure> {
 fn main() -> ExitCode {
     let result = parse_args().and_then(|args| match args {
         None => {
-            // `writeln!`, not `println!`: a closed stdout (`attn-bench --help | head -1`) is no reason to panic
+            // `writeln!`, not `println!`: a closed stdout (`attn-bench --help | head -1`)
+            // is no reason to panic
             let _ = writeln!(std::io::stdout(), "{HELP}");
             Ok(())
         }
@@ -186,7 +201,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs the memory run, or times every case the arguments select and prints one line per case.
+/// Runs the memory run, or times every case the arguments select and prints one line per
+/// case.
 fn run(args: &Args) -> std::result::Result<(), Failure> {
     if let Some(seq) = args.memory {
         return Ok(memory_run(seq)?);
@@ -194,7 +210,11 @@ fn run(args: &Args) -> std::result::Result<(), Failure> {
     let mut thread_counts = vec![1, args.threads.unwrap_or(2)];
     thread_counts.dedup();
     let (prefill_seqs, decode_ctx, budget) = if args.quick {
-        (vec![16, 70], vec![33], Budget { time: Duration::from_millis(20), min_reps: 2, max_reps: 5 })
+        (
+            vec![16, 70],
+            vec![33],
+            Budget { time: Duration::from_millis(20), min_reps: 2, max_reps: 5 },
+        )
     } else {
         (
             vec![256, 512, 1024, 2048, 4096],
@@ -220,7 +240,9 @@ fn run(args: &Args) -> std::result::Result<(), Failure> {
         Some(n) => Budget { time: Duration::ZERO, min_reps: n, max_reps: n },
         None => budget,
     };
-    shapes.retain(|s| args.seq.is_none_or(|n| s.seq == n) && args.case.is_none_or(|c| c == s.case));
+    shapes.retain(|s| {
+        args.seq.is_none_or(|n| s.seq == n) && args.case.is_none_or(|c| c == s.case)
+    });
     for shape in &shapes {
         let ms = measure(shape, &budget)?;
         println!(
@@ -236,7 +258,11 @@ fn run(args: &Args) -> std::result::Result<(), Failure> {
 }
 
 /// Random inputs `(q, k, v)` for `n_queries` queries over `n_keys` keys.
-fn inputs(n_queries: usize, n_keys: usize, n_kv_heads: usize) -> (DMatrix<f32>, DMatrix<f32>, DMatrix<f32>) {
+fn inputs(
+    n_queries: usize,
+    n_keys: usize,
+    n_kv_heads: usize,
+) -> (DMatrix<f32>, DMatrix<f32>, DMatrix<f32>) {
     (
         splitmix_matrix(1, n_queries, N_HEADS * HEAD_DIM, 1.0),
         splitmix_matrix(2, n_keys, n_kv_heads * HEAD_DIM, 1.0),
@@ -260,18 +286,21 @@ fn measure(shape: &Shape, budget: &Budget) -> Result<f64> {
                 out = grouped_attention(&q, kv, vv, heads, query_offset)?;
                 Ok(())
             }
-            Case::PrefillFlash => {
-                flash.forward_into(AttentionInputs { q: &q, k: kv, v: vv, heads, query_offset }, &mut out)
-            }
-            Case::Decode => {
-                decode.forward_into(AttentionInputs { q: &q, k: kv, v: vv, heads, query_offset }, &mut out)
-            }
+            Case::PrefillFlash => flash.forward_into(
+                AttentionInputs { q: &q, k: kv, v: vv, heads, query_offset },
+                &mut out,
+            ),
+            Case::Decode => decode.forward_into(
+                AttentionInputs { q: &q, k: kv, v: vv, heads, query_offset },
+                &mut out,
+            ),
         }
     };
     call()?; // warm-up: caches, page faults, scratch buffers
     let mut times = Vec::new();
     let started = Instant::now();
-    while times.len() < budget.min_reps || (started.elapsed() < budget.time && times.len() < budget.max_reps)
+    while times.len() < budget.min_reps
+        || (started.elapsed() < budget.time && times.len() < budget.max_reps)
     {
         let t = Instant::now();
         call()?;
@@ -282,8 +311,8 @@ fn measure(shape: &Shape, budget: &Budget) -> Result<f64> {
     Ok(times[times.len() / 2])
 }
 
-/// Runs the flash path once at `seq` (GQA 12/4) and prints the process's peak resident memory
-/// beside what the straightforward path's score matrices alone would need.
+/// Runs the flash path once at `seq` (GQA 12/4) and prints the process's peak resident
+/// memory beside what the straightforward path's score matrices alone would need.
 fn memory_run(seq: usize) -> Result<()> {
     let n_kv_heads = 4;
     let (q, k, v) = inputs(seq, seq, n_kv_heads);
@@ -301,8 +330,9 @@ fn memory_run(seq: usize) -> Result<()> {
     let ms = t.elapsed().as_secs_f64() * 1e3;
     std::hint::black_box(&out);
     let peak = peak_rss_bytes();
-    // grouped_attention holds one head's (seq, seq) score matrix at a time, plus a transposed copy
-    // of the keys; a framework that batches the heads holds all n_heads of them at once.
+    // grouped_attention holds one head's (seq, seq) score matrix at a time, plus a
+    // transposed copy of the keys; a framework that batches the heads holds all n_heads
+    // of them at once.
     let one_head = (seq * seq * 4) as u64;
     println!(
         "{{\"case\": \"memory\", \"seq\": {seq}, \"n_heads\": {N_HEADS}, \"n_kv_heads\": {n_kv_heads}, \"head_dim\": {HEAD_DIM}, \"threads\": 1, \"median_ms\": {ms:.1}, \"peak_rss_bytes\": {peak}, \"rss_before_bytes\": {before}, \"inputs_output_bytes\": {}, \"naive_scores_one_head_bytes\": {one_head}, \"naive_scores_all_heads_bytes\": {}}}",
@@ -312,9 +342,11 @@ fn memory_run(seq: usize) -> Result<()> {
     Ok(())
 }
 
-/// The peak resident set size of this process so far (Linux `getrusage`; 0 where unavailable).
+/// The peak resident set size of this process so far (Linux `getrusage`; 0 where
+/// unavailable).
 fn peak_rss_bytes() -> u64 {
-    // VmHWM in /proc/self/status is the same figure as getrusage's ru_maxrss, without libc.
+    // VmHWM in /proc/self/status is the same figure as getrusage's ru_maxrss, without
+    // libc.
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

@@ -1,19 +1,23 @@
-//! `llama-attn`: one attention layer of a Hugging Face Llama checkpoint, run by the `attention` crate.
+//! `llama-attn`: one attention layer of a Hugging Face Llama checkpoint, run by the
+//! `attention` crate.
 //!
-//! Reads `hidden_states` (batch, seq, hidden_size) from a safetensors file, runs the layer's causal
-//! self-attention (RoPE, llama3 scaling, GQA, as the config says) at positions
-//! `start_pos .. start_pos + seq`, and writes `attn_output` (batch, seq, hidden_size), f32.
+//! Reads `hidden_states` (batch, seq, hidden_size) from a safetensors file, runs the
+//! layer's causal self-attention (RoPE, llama3 scaling, GQA, as the config says) at
+//! positions `start_pos .. start_pos + seq`, and writes `attn_output` (batch, seq,
+//! hidden_size), f32.
 //!
-//! Argument parsing uses `lexopt`: a small, well-kept parser with no dependencies that compiles in about
-//! a second, where `clap` with derive would add syn and proc-macro builds (tens of seconds on 2 cores)
-//! for seven flags; the help text is written by hand either way.
+//! Argument parsing uses `lexopt`: a small, well-kept parser with no dependencies that
+//! compiles in about a second, where `clap` with derive would add syn and proc-macro
+//! builds (tens of seconds on 2 cores) for seven flags; the help text is written by hand
+//! either way.
 //!
-//! Exit codes: 0 success; 1 bad data (a missing, unreadable or corrupt file; a missing tensor or key;
-//! a wrong shape or dtype; a config that does not divide; positions past `max_position_embeddings`; a
-//! failed write); 2 bad usage (an unknown, repeated or empty flag, a malformed number, an `--output`
-//! that is one of the files read). Every error is one line on stderr that names the problem. The output
-//! is written to a temporary file beside it and renamed into place, so a failed run leaves the previous
-//! output untouched.
+//! Exit codes: 0 success; 1 bad data (a missing, unreadable or corrupt file; a missing
+//! tensor or key; a wrong shape or dtype; a config that does not divide; positions past
+//! `max_position_embeddings`; a failed write); 2 bad usage (an unknown, repeated or empty
+//! flag, a malformed number, an `--output` that is one of the files read). Every error is
+//! one line on stderr that names the problem. The output is written to a temporary file
+//! beside it and renamed into place, so a failed run leaves the previous output
+//! untouched.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -90,9 +94,10 @@ fn number(parser: &mut lexopt::Parser, flag: &str) -> Result<usize, Failure> {
     let value = parser.value()?;
     let text = value.to_string_lossy();
     text.parse().map_err(|e: std::num::ParseIntError| match e.kind() {
-        IntErrorKind::PosOverflow => {
-            Failure::Usage(format!("{flag} {text} is too large (the largest is {})", usize::MAX))
-        }
+        IntErrorKind::PosOverflow => Failure::Usage(format!(
+            "{flag} {text} is too large (the largest is {})",
+            usize::MAX
+        )),
         _ => Failure::Usage(format!("{flag} needs a non-negative integer, got `{text}`")),
     })
 }
@@ -106,7 +111,8 @@ fn path(parser: &mut lexopt::Parser, flag: &str) -> Result<PathBuf, Failure> {
     Ok(PathBuf::from(value))
 }
 
-/// Stores a flag's value, refusing a flag given twice (rather than silently keeping the last).
+/// Stores a flag's value, refusing a flag given twice (rather than silently keeping the
+/// last).
 fn once<T>(slot: &mut Option<T>, flag: &str, value: T) -> Result<(), Failure> {
     if slot.is_some() {
         return Err(Failure::Usage(format!("{flag} given more than once")));
@@ -123,10 +129,16 @@ fn parse_args() -> Result<Option<Args>, Failure> {
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         match arg {
-            Long("config") => once(&mut config, "--config", path(&mut parser, "--config")?)?,
-            Long("weights") => once(&mut weights, "--weights", path(&mut parser, "--weights")?)?,
+            Long("config") => {
+                once(&mut config, "--config", path(&mut parser, "--config")?)?
+            }
+            Long("weights") => {
+                once(&mut weights, "--weights", path(&mut parser, "--weights")?)?
+            }
             Long("input") => once(&mut input, "--input", path(&mut parser, "--input")?)?,
-            Long("output") => once(&mut output, "--output", path(&mut parser, "--output")?)?,
+            Long("output") => {
+                once(&mut output, "--output", path(&mut parser, "--output")?)?
+            }
             Long("prefix") => {
                 let value = parser
                     .value()?
@@ -134,16 +146,21 @@ fn parse_args() -> Result<Option<Args>, Failure> {
                     .map_err(|_| Failure::Usage("--prefix is not UTF-8".into()))?;
                 once(&mut prefix, "--prefix", value)?
             }
-            Long("start-pos") => once(&mut start_pos, "--start-pos", number(&mut parser, "--start-pos")?)?,
-            Long("decode-from") => {
-                once(&mut decode_from, "--decode-from", number(&mut parser, "--decode-from")?)?
+            Long("start-pos") => {
+                once(&mut start_pos, "--start-pos", number(&mut parser, "--start-pos")?)?
             }
+            Long("decode-from") => once(
+                &mut decode_from,
+                "--decode-from",
+                number(&mut parser, "--decode-from")?,
+            )?,
             Short('h') | Long("help") => return Ok(None),
             _ => return Err(arg.unexpected().into()),
         }
     }
-    let need =
-        |v: Option<PathBuf>, flag: &str| v.ok_or_else(|| Failure::Usage(format!("missing {flag} PATH")));
+    let need = |v: Option<PathBuf>, flag: &str| {
+        v.ok_or_else(|| Failure::Usage(format!("missing {flag} PATH")))
+    };
     let args = Args {
         config: need(config, "--config")?,
         weights: need(weights, "--weights")?,
@@ -157,12 +174,17 @@ fn parse_args() -> Result<Option<Args>, Failure> {
     Ok(Some(args))
 }
 
-/// Refuses an `--output` that is one of the files read (also through a symbolic or hard link: same
-/// device and inode), which the write would replace.
+/// Refuses an `--output` that is one of the files read (also through a symbolic or hard
+/// link: same device and inode), which the write would replace.
 fn refuse_overwriting_an_input(args: &Args) -> Result<(), Failure> {
     use std::os::unix::fs::MetadataExt;
-    let Ok(out) = std::fs::metadata(&args.output) else { return Ok(()) }; // nothing there yet
-    for (flag, path) in [("--config", &args.config), ("--weights", &args.weights), ("--input", &args.input)] {
+    // nothing there yet
+    let Ok(out) = std::fs::metadata(&args.output) else { return Ok(()) };
+    for (flag, path) in [
+        ("--config", &args.config),
+        ("--weights", &args.weights),
+        ("--input", &args.input),
+    ] {
         if let Ok(m) = std::fs::metadata(path)
             && (m.dev(), m.ino()) == (out.dev(), out.ino())
         {
@@ -178,14 +200,17 @@ fn refuse_overwriting_an_input(args: &Args) -> Result<(), Failure> {
 
 /// Loads, checks, runs and writes; returns the summary line for stdout.
 fn run(args: &Args) -> Result<String, Failure> {
-    // a bounded read that refuses a directory, FIFO or device (`from_file` would read /dev/zero forever)
+    // a bounded read that refuses a directory, FIFO or device (`from_file` would read
+    // /dev/zero forever)
     let config_name = args.config.display();
     let text = read_small_file(&args.config)?;
-    let text = String::from_utf8(text)
-        .map_err(|e| Failure::Data(format!("{config_name}: invalid JSON: not UTF-8 ({e})")))?;
+    let text = String::from_utf8(text).map_err(|e| {
+        Failure::Data(format!("{config_name}: invalid JSON: not UTF-8 ({e})"))
+    })?;
     let cfg = HfLlamaConfig::from_json_str(&text, &config_name.to_string())?;
     for warning in cfg.warnings() {
-        // what transformers would only log (a `rope_scaling` without `rope_type` runs unscaled)
+        // what transformers would only log (a `rope_scaling` without `rope_type` runs
+        // unscaled)
         let _ = writeln!(std::io::stderr(), "llama-attn: warning: {warning}");
     }
 
@@ -195,7 +220,12 @@ fn run(args: &Args) -> Result<String, Failure> {
         return Err(Failure::Data(format!(
             "{}: tensor `hidden_states` has shape ({}); expected (batch, seq, {})",
             input.path(),
-            hidden_states.shape.iter().map(usize::to_string).collect::<Vec<_>>().join(", "),
+            hidden_states
+                .shape
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
             cfg.hidden_size
         )));
     };
@@ -207,7 +237,8 @@ fn run(args: &Args) -> Result<String, Failure> {
             cfg.hidden_size
         )));
     }
-    let end = args.start_pos.checked_add(seq).filter(|&end| end <= cfg.max_position_embeddings);
+    let end =
+        args.start_pos.checked_add(seq).filter(|&end| end <= cfg.max_position_embeddings);
     let Some(end) = end else {
         return Err(Failure::Data(format!(
             "positions {}..{} (--start-pos {} and {seq} tokens) exceed max_position_embeddings = {} in {config_name}",
@@ -256,15 +287,21 @@ fn main() -> ExitCode {
     let one_line = |m: String| m.split_whitespace().collect::<Vec<_>>().join(" ");
     match result {
         Ok(summary) => {
-            // `writeln!`, not `println!`: a closed stdout (`llama-attn --help | head -1`) is no reason to panic
+            // `writeln!`, not `println!`: a closed stdout (`llama-attn --help | head -1`)
+            // is no reason to panic
             if let Some(s) = summary {
                 let _ = writeln!(std::io::stdout(), "{s}");
             }
             ExitCode::SUCCESS
         }
-        // `writeln!`, not `eprintln!`: a full or closed stderr must not turn an error into a panic
+        // `writeln!`, not `eprintln!`: a full or closed stderr must not turn an error
+        // into a panic
         Err(Failure::Usage(m)) => {
-            let _ = writeln!(std::io::stderr(), "llama-attn: error: {} (try --help)", one_line(m));
+            let _ = writeln!(
+                std::io::stderr(),
+                "llama-attn: error: {} (try --help)",
+                one_line(m)
+            );
             ExitCode::from(2)
         }
         Err(Failure::Data(m)) => {

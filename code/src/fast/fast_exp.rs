@@ -1,31 +1,35 @@
 //! A fast `exp` for f32 slices: a polynomial that the compiler turns into SIMD code.
 //!
-//! `f32::exp` calls the C library one value at a time (about 4 ns each). Attention at sequence
-//! 1024 with 12 heads needs over six million of them, so the softmax would cost as much as the two
-//! matrix products. The function below does the same job with a handful of multiplies and adds and
-//! no branches: the compiler vectorises the loop, 16 values per AVX-512 instruction.
+//! `f32::exp` calls the C library one value at a time (about 4 ns each). Attention at
+//! sequence 1024 with 12 heads needs over six million of them, so the softmax would cost
+//! as much as the two matrix products. The function below does the same job with a
+//! handful of multiplies and adds and no branches: the compiler vectorises the loop, 16
+//! values per AVX-512 instruction.
 //!
 //! Accuracy: relative error below [`EXP_MAX_REL_ERROR`] (`f32::EPSILON`, 1.19e-7) on
-//! `-87.33 ..= 88.37`. A sweep over every f32 in that range against `f64::exp` finds 8.31e-8 at
-//! most (at x = -81.44); the crate's tests sweep every 997th. That is up to 1.4 units in the last
-//! place (ulp) of the result: close to f32 precision, not at it (a correctly rounded `exp` is within
-//! half an ulp, a relative error of at most 2⁻²⁴ ≈ 5.96e-8). Below the range the true value is a
-//! subnormal number under `1.2e-38` and the result is `0`; above it the result is `+inf`.
+//! `-87.33 ..= 88.37`. A sweep over every f32 in that range against `f64::exp` finds
+//! 8.31e-8 at most (at x = -81.44); the crate's tests sweep every 997th. That is up to
+//! 1.4 units in the last place (ulp) of the result: close to f32 precision, not at it (a
+//! correctly rounded `exp` is within half an ulp, a relative error of at most 2⁻²⁴ ≈
+//! 5.96e-8). Below the range the true value is a subnormal number under `1.2e-38` and the
+//! result is `0`; above it the result is `+inf`.
 
 // ANCHOR: fast_exp
 /// `exp(x)` in single precision, branch-free so that loops over it vectorise.
 ///
-/// Write `x = n·ln 2 + r` with `n` an integer and `|r| <= ln 2 / 2`; then `exp(x) = 2^n · exp(r)`.
-/// `2^n` is built directly in the float's exponent bits, and `exp(r)` on that short interval is a
-/// degree-7 polynomial (Cephes' `expf` coefficients, Horner's rule). Relative error at most 8.31e-8,
-/// up to 1.4 ulp: not correctly rounded, but close (see [`EXP_MAX_REL_ERROR`]).
+/// Write `x = n·ln 2 + r` with `n` an integer and `|r| <= ln 2 / 2`; then `exp(x) = 2^n ·
+/// exp(r)`. `2^n` is built directly in the float's exponent bits, and `exp(r)` on that
+/// short interval is a degree-7 polynomial (Cephes' `expf` coefficients, Horner's rule).
+/// Relative error at most 8.31e-8, up to 1.4 ulp: not correctly rounded, but close (see
+/// [`EXP_MAX_REL_ERROR`]).
 #[inline(always)]
 pub fn exp_approx(x: f32) -> f32 {
     const LOG2_E: f32 = std::f32::consts::LOG2_E;
     // ln 2 split in two so that n·LN2_HI is exact and r keeps its low bits.
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
-    // Adding 1.5·2^23 rounds to the nearest integer (and leaves it in the low mantissa bits).
+    // Adding 1.5·2^23 rounds to the nearest integer (and leaves it in the low mantissa
+    // bits).
     const ROUND: f32 = 12_582_912.0;
     const LO: f32 = -87.336_55; // exp(LO) = 2^-126, the smallest normal f32
     const HI: f32 = 88.376_26; // keeps 2^n ≤ 2^127
@@ -40,7 +44,8 @@ pub fn exp_approx(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5; // Cephes: 5.0000001201e-1, which rounds to 0.5 in f32
     let exp_r = p * r * r + r + 1.0;
-    // 2^n: the integer n sits in t's low mantissa bits; move it (+127 bias) into the exponent field.
+    // 2^n: the integer n sits in t's low mantissa bits; move it (+127 bias) into the
+    // exponent field.
     let n_int = t.to_bits().wrapping_sub(ROUND.to_bits());
     let two_n = f32::from_bits(n_int.wrapping_add(127) << 23);
     let y = exp_r * two_n;
@@ -54,9 +59,10 @@ pub fn exp_approx(x: f32) -> f32 {
 }
 // ANCHOR_END: fast_exp
 
-/// A bound on the relative error of [`exp_approx`] against the exact `exp` on `-87.33 ..= 88.37`:
-/// `f32::EPSILON` (1.19e-7); the largest error over every f32 of the range is 8.31e-8, up to 1.4 ulp
-/// of the result (a correctly rounded result would be within 0.5 ulp, 5.96e-8).
+/// A bound on the relative error of [`exp_approx`] against the exact `exp` on `-87.33 ..=
+/// 88.37`: `f32::EPSILON` (1.19e-7); the largest error over every f32 of the range is
+/// 8.31e-8, up to 1.4 ulp of the result (a correctly rounded result would be within 0.5
+/// ulp, 5.96e-8).
 pub const EXP_MAX_REL_ERROR: f32 = f32::EPSILON;
 
 /// Replaces every `x` in `xs` by `exp(x)` using [`exp_approx`].
@@ -83,9 +89,10 @@ pub fn exp_in_place(xs: &mut [f32]) {
 }
 
 // ANCHOR: exp_sub_sum
-/// Replaces every `x` in `xs` by `exp(x - max)` and returns their sum: the inner step of a
-/// numerically stable softmax. Sixteen partial sums, one per SIMD lane, keep the loop vectorised
-/// (a single running sum would force the additions into one long chain, in order).
+/// Replaces every `x` in `xs` by `exp(x - max)` and returns their sum: the inner step of
+/// a numerically stable softmax. Sixteen partial sums, one per SIMD lane, keep the loop
+/// vectorised (a single running sum would force the additions into one long chain, in
+/// order).
 #[inline(always)]
 pub fn exp_sub_sum(xs: &mut [f32], max: f32) -> f32 {
     const LANES: usize = 16;
@@ -106,7 +113,8 @@ pub fn exp_sub_sum(xs: &mut [f32], max: f32) -> f32 {
 }
 // ANCHOR_END: exp_sub_sum
 
-/// The largest element of `xs` (`-inf` for an empty slice), vectorised like [`exp_sub_sum`].
+/// The largest element of `xs` (`-inf` for an empty slice), vectorised like
+/// [`exp_sub_sum`].
 #[inline(always)]
 pub fn max_of(xs: &[f32]) -> f32 {
     const LANES: usize = 16;

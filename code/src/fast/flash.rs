@@ -1,10 +1,10 @@
 //! Tiled attention with an online softmax ("flash attention"), for prefill.
 //!
-//! Same inputs, outputs and errors as [`grouped_attention`](crate::grouped_attention), but it never
-//! builds the `(seq, seq)` score matrix: queries are taken [`QUERY_BLOCK`] rows at a time, keys
-//! [`KEY_BLOCK`] at a time, and each query row keeps a running maximum and a running sum, so the
-//! softmax is finished on the fly. Memory beyond the inputs and output is a few tiles per thread
-//! and one token-major copy of the values.
+//! Same inputs, outputs and errors as [`grouped_attention`](crate::grouped_attention),
+//! but it never builds the `(seq, seq)` score matrix: queries are taken [`QUERY_BLOCK`]
+//! rows at a time, keys [`KEY_BLOCK`] at a time, and each query row keeps a running
+//! maximum and a running sum, so the softmax is finished on the fly. Memory beyond the
+//! inputs and output is a few tiles per thread and one token-major copy of the values.
 
 use std::ops::Range;
 
@@ -12,25 +12,31 @@ use nalgebra::{DMatrix, DMatrixView, Dyn, MatrixView, MatrixViewMut};
 
 use crate::fast::online_softmax::online_softmax_tile;
 use crate::fast::simd::{Kernel, dispatch};
-use crate::fast::{AttentionInputs, FastKernel, KernelBody, split_over_threads, worth_threads};
+use crate::fast::{
+    AttentionInputs, FastKernel, KernelBody, split_over_threads, worth_threads,
+};
 
-/// Query rows per tile. Larger tiles spend less time copying operands into the matrix-product
-/// kernel's layout per multiply-add; smaller ones waste less work on the causal diagonal (a
-/// `QUERY_BLOCK × QUERY_BLOCK` triangle per block, half of it masked). 128 was fastest here.
+/// Query rows per tile. Larger tiles spend less time copying operands into the
+/// matrix-product kernel's layout per multiply-add; smaller ones waste less work on the
+/// causal diagonal (a `QUERY_BLOCK × QUERY_BLOCK` triangle per block, half of it masked).
+/// 128 was fastest here.
 pub const QUERY_BLOCK: usize = 128;
 
-/// Keys per tile: a score tile is `QUERY_BLOCK × KEY_BLOCK` f32, 256 KiB per query head, which
-/// stays in the core's 1 MiB L2 cache while it is turned into weights and multiplied by the values.
+/// Keys per tile: a score tile is `QUERY_BLOCK × KEY_BLOCK` f32, 256 KiB per query head,
+/// which stays in the core's 1 MiB L2 cache while it is turned into weights and
+/// multiplied by the values.
 pub const KEY_BLOCK: usize = 512;
 
 /// Causal grouped-query attention by tiles with an online softmax: the same result as
-/// [`grouped_attention`](crate::grouped_attention) (to f32 rounding), without the `(seq, seq)` matrix.
+/// [`grouped_attention`](crate::grouped_attention) (to f32 rounding), without the `(seq,
+/// seq)` matrix.
 ///
-/// Shapes, one row per token, heads side by side in the columns: `q (n_queries, n_heads·head_dim)`,
-/// `k` and `v (n_keys, n_kv_heads·head_dim)`; query `i` sees keys `0 ..= query_offset + i`.
-/// Returns `(n_queries, n_heads·head_dim)`. Threads split the query heads (each thread takes whole
-/// heads, so results do not depend on the number of threads). The buffers are a few tiles per
-/// thread plus one token-major copy of the values, allocated on first use and reused.
+/// Shapes, one row per token, heads side by side in the columns: `q (n_queries,
+/// n_heads·head_dim)`, `k` and `v (n_keys, n_kv_heads·head_dim)`; query `i` sees keys `0
+/// ..= query_offset + i`. Returns `(n_queries, n_heads·head_dim)`. Threads split the
+/// query heads (each thread takes whole heads, so results do not depend on the number of
+/// threads). The buffers are a few tiles per thread plus one token-major copy of the
+/// values, allocated on first use and reused.
 ///
 /// ```
 /// use attention::{AttentionInputs, FlashAttention, HeadLayout, grouped_attention, splitmix_matrix};
@@ -56,10 +62,12 @@ pub struct FlashBuffers {
     scratch: Vec<Scratch>,
 }
 
-/// One thread's tiles: the scores of every head of a group, and per-row running statistics.
+/// One thread's tiles: the scores of every head of a group, and per-row running
+/// statistics.
 #[derive(Clone, Debug, Default)]
 struct Scratch {
-    /// `group_size` tiles of up to `QUERY_BLOCK × KEY_BLOCK` scores, column-major, turned into weights.
+    /// `group_size` tiles of up to `QUERY_BLOCK × KEY_BLOCK` scores, column-major, turned
+    /// into weights.
     scores: Vec<f32>,
     /// Running maximum of each query row of each head in the group.
     row_max: Vec<f32>,
@@ -85,11 +93,13 @@ impl KernelBody for FlashBuffers {
     fn run(&mut self, threads: usize, x: AttentionInputs<'_>, out: &mut DMatrix<f32>) {
         let AttentionInputs { q, k, v, heads, query_offset } = x;
         let (n_heads, head_dim) = (heads.n_heads(), heads.head_dim());
-        // The last query sees keys up to query_offset + n_queries - 1: later keys are never read.
+        // The last query sees keys up to query_offset + n_queries - 1: later keys are
+        // never read.
         let n_keys = query_offset + q.nrows();
         let kv_dim = v.ncols();
-        // The keys as one contiguous column-major block (a view may have a longer column stride),
-        // and the values token-major: the tile products read them in those orders (`tile_update`).
+        // The keys as one contiguous column-major block (a view may have a longer column
+        // stride), and the values token-major: the tile products read them in those
+        // orders (`tile_update`).
         self.keys.clear();
         for c in 0..kv_dim {
             self.keys.extend_from_slice(k.column(c).rows(0, n_keys).data.into_slice());
@@ -107,7 +117,8 @@ impl KernelBody for FlashBuffers {
             head_dim,
             query_offset,
         };
-        // Threads only pay when each gets a few hundred microseconds of work (about 20 MFLOP).
+        // Threads only pay when each gets a few hundred microseconds of work (about 20
+        // MFLOP).
         let flops = 4.0
             * (n_heads * head_dim * problem.seq) as f64
             * (query_offset as f64 + problem.seq as f64 / 2.0);
@@ -116,16 +127,21 @@ impl KernelBody for FlashBuffers {
         for s in &mut self.scratch {
             s.fit(problem.group_size);
         }
-        // Whole heads per thread; each thread owns its heads' output columns (column-major: one
-        // head's columns are one contiguous run of seq · head_dim values).
+        // Whole heads per thread; each thread owns its heads' output columns
+        // (column-major: one head's columns are one contiguous run of seq · head_dim
+        // values).
         let problem = &problem;
-        split_over_threads(out.as_mut_slice(), n_heads, &mut self.scratch, |heads, out, scratch| {
-            dispatch(HeadsJob { problem, heads, out, scratch })
-        });
+        split_over_threads(
+            out.as_mut_slice(),
+            n_heads,
+            &mut self.scratch,
+            |heads, out, scratch| dispatch(HeadsJob { problem, heads, out, scratch }),
+        );
     }
 }
 
-/// Copies a column-major view into a row-major buffer, 64 rows at a time (so both sides stream).
+/// Copies a column-major view into a row-major buffer, 64 rows at a time (so both sides
+/// stream).
 fn transpose_into(src: DMatrixView<f32>, dst: &mut [f32]) {
     let (rows, cols) = src.shape();
     for r0 in (0..rows).step_by(64) {
@@ -140,13 +156,16 @@ fn transpose_into(src: DMatrixView<f32>, dst: &mut [f32]) {
 
 /// The inputs of one call, shared by all threads.
 struct Problem<'a> {
-    /// Queries, column-major `(seq, n_heads·head_dim)`: for one feature, consecutive tokens are adjacent.
+    /// Queries, column-major `(seq, n_heads·head_dim)`: for one feature, consecutive
+    /// tokens are adjacent.
     q: &'a [f32],
     seq: usize,
-    /// Keys `0 .. n_keys`, column-major `(n_keys, kv_dim)`: for one feature, consecutive tokens are adjacent.
+    /// Keys `0 .. n_keys`, column-major `(n_keys, kv_dim)`: for one feature, consecutive
+    /// tokens are adjacent.
     keys: &'a [f32],
     n_keys: usize,
-    /// Values, row-major `(n_keys, kv_dim)`: for one token, consecutive features are adjacent.
+    /// Values, row-major `(n_keys, kv_dim)`: for one token, consecutive features are
+    /// adjacent.
     values: &'a [f32],
     kv_dim: usize,
     group_size: usize,
@@ -171,7 +190,8 @@ impl Kernel for HeadsJob<'_, '_> {
         debug_assert_eq!(self.out.len(), self.heads.len() * p.seq * p.head_dim);
         let mut h = self.heads.start;
         while h < self.heads.end {
-            // This thread's heads that share KV head `kv`: each K/V tile is reused while it is hot.
+            // This thread's heads that share KV head `kv`: each K/V tile is reused while
+            // it is hot.
             let kv = h / p.group_size;
             let group_end = self.heads.end.min((kv + 1) * p.group_size);
             for i0 in (0..p.seq).step_by(QUERY_BLOCK) {
@@ -193,10 +213,17 @@ struct Strided<'a> {
 }
 
 impl<'a> Strided<'a> {
-    /// The `(rows, cols)` matrix as a nalgebra view; panics if it does not lie inside `data`.
+    /// The `(rows, cols)` matrix as a nalgebra view; panics if it does not lie inside
+    /// `data`.
     fn view(self, rows: usize, cols: usize) -> StridedView<'a> {
         let (r, c) = (Dyn(self.row_stride), Dyn(self.col_stride));
-        StridedView::from_slice_with_strides_generic(self.data, Dyn(rows), Dyn(cols), r, c)
+        StridedView::from_slice_with_strides_generic(
+            self.data,
+            Dyn(rows),
+            Dyn(cols),
+            r,
+            c,
+        )
     }
 }
 
@@ -212,15 +239,24 @@ type StridedView<'a> = MatrixView<'a, f32, Dyn, Dyn, Dyn, Dyn>;
 /// The mutable [`StridedView`].
 type StridedViewMut<'a> = MatrixViewMut<'a, f32, Dyn, Dyn, Dyn, Dyn>;
 
-/// `c = alpha · a · b + beta · c` for `a (m, k)`, `b (k, n)`, `c (m, n)` with any strides.
+/// `c = alpha · a · b + beta · c` for `a (m, k)`, `b (k, n)`, `c (m, n)` with any
+/// strides.
 ///
-/// The tiles live inside larger slices (a block of rows of one head's columns, a transposed block
-/// of keys), so they are nalgebra views with run-time strides. nalgebra checks that each view lies
-/// inside its slice and that the output's strides do not alias, and its `gemm` hands products with
-/// every dimension above 5 to the same `matrixmultiply` kernel as its own `*`: the tile products
-/// run at full speed with no `unsafe` here. With `beta = 0`, `c`'s old contents are never read.
+/// The tiles live inside larger slices (a block of rows of one head's columns, a
+/// transposed block of keys), so they are nalgebra views with run-time strides. nalgebra
+/// checks that each view lies inside its slice and that the output's strides do not
+/// alias, and its `gemm` hands products with every dimension above 5 to the same
+/// `matrixmultiply` kernel as its own `*`: the tile products run at full speed with no
+/// `unsafe` here. With `beta = 0`, `c`'s old contents are never read.
 #[inline(always)]
-fn product((m, k, n): (usize, usize, usize), alpha: f32, a: Strided, b: Strided, beta: f32, c: StridedMut) {
+fn product(
+    (m, k, n): (usize, usize, usize),
+    alpha: f32,
+    a: Strided,
+    b: Strided,
+    beta: f32,
+    c: StridedMut,
+) {
     let (a, b) = (a.view(m, k), b.view(k, n));
     let mut c = StridedViewMut::from_slice_with_strides_generic(
         c.data,
@@ -232,7 +268,8 @@ fn product((m, k, n): (usize, usize, usize), alpha: f32, a: Strided, b: Strided,
     c.gemm(alpha, &a, &b, beta);
 }
 
-/// Where a tile sits: query head `h` (reading KV head `kv`), query rows from `i0`, keys from `j0`.
+/// Where a tile sits: query head `h` (reading KV head `kv`), query rows from `i0`, keys
+/// from `j0`.
 #[derive(Clone, Copy)]
 struct TileAt {
     h: usize,
@@ -241,7 +278,8 @@ struct TileAt {
     j0: usize,
 }
 
-/// A query block's running softmax statistics, one entry per row (see [`online_softmax_tile`]).
+/// A query block's running softmax statistics, one entry per row (see
+/// [`online_softmax_tile`]).
 struct RowStats<'a> {
     max: &'a mut [f32],
     sum: &'a mut [f32],
@@ -250,8 +288,8 @@ struct RowStats<'a> {
 
 impl Problem<'_> {
     // ANCHOR: flash_query_block
-    /// Query rows `i0 .. i0 + rows` of heads `group` (all reading KV head `kv`), over every key
-    /// they see. `out` starts at the first head of `group`'s output columns.
+    /// Query rows `i0 .. i0 + rows` of heads `group` (all reading KV head `kv`), over
+    /// every key they see. `out` starts at the first head of `group`'s output columns.
     #[inline(always)]
     fn attend_query_block(
         &self,
@@ -266,7 +304,8 @@ impl Problem<'_> {
         let n_stats = group.len() * QUERY_BLOCK;
         s.row_max[..n_stats].fill(f32::NEG_INFINITY);
         s.row_sum[..n_stats].fill(0.0);
-        // Causal: the block's last query sees keys up to query_offset + i0 + rows - 1; no later key is read.
+        // Causal: the block's last query sees keys up to query_offset + i0 + rows - 1; no
+        // later key is read.
         let key_end = self.query_offset + i0 + rows;
         for j0 in (0..key_end).step_by(KEY_BLOCK) {
             let cols = KEY_BLOCK.min(key_end - j0);
@@ -297,21 +336,32 @@ impl Problem<'_> {
 
     // ANCHOR: flash_tile
     /// One tile: query rows `i0 ..` of head `h` against keys `j0 ..` of KV head `kv`.
-    /// `tile` has room for `rows × cols` scores; `out` starts at row `i0` of head `h`'s columns.
+    /// `tile` has room for `rows × cols` scores; `out` starts at row `i0` of head `h`'s
+    /// columns.
     #[inline(always)]
-    fn tile_update(&self, at: TileAt, tile: &mut [f32], stats: RowStats, out: &mut [f32]) {
+    fn tile_update(
+        &self,
+        at: TileAt,
+        tile: &mut [f32],
+        stats: RowStats,
+        out: &mut [f32],
+    ) {
         let TileAt { h, kv, i0, j0 } = at;
         let (d, seq, n_keys) = (self.head_dim, self.seq, self.n_keys);
         let rows = stats.max.len();
         let cols = tile.len() / rows;
         // tile = Q_tile · K_tileᵀ / √head_dim: (rows, cols), column-major
-        let q_tile = Strided { data: &self.q[h * d * seq + i0..], row_stride: 1, col_stride: seq };
-        let k_tile_t =
-            Strided { data: &self.keys[kv * d * n_keys + j0..], row_stride: n_keys, col_stride: 1 };
+        let q_tile =
+            Strided { data: &self.q[h * d * seq + i0..], row_stride: 1, col_stride: seq };
+        let k_tile_t = Strided {
+            data: &self.keys[kv * d * n_keys + j0..],
+            row_stride: n_keys,
+            col_stride: 1,
+        };
         let scores = StridedMut { data: tile, row_stride: 1, col_stride: rows };
         product((rows, d, cols), 1.0 / (d as f32).sqrt(), q_tile, k_tile_t, 0.0, scores);
-        // Causal mask, on the tiles that cross the diagonal only: key j0 + j is in the future of
-        // the first (j0 + j) - (query_offset + i0) rows of column j.
+        // Causal mask, on the tiles that cross the diagonal only: key j0 + j is in the
+        // future of the first (j0 + j) - (query_offset + i0) rows of column j.
         let first_own_key = self.query_offset + i0;
         if j0 + cols > first_own_key + 1 {
             for (j, column) in tile.chunks_exact_mut(rows).enumerate() {
@@ -320,11 +370,13 @@ impl Problem<'_> {
             }
         }
         online_softmax_tile(tile, stats.max, stats.sum, stats.rescale);
-        // out_tile = rescale · out_tile + weights · V_tile. On the first key tile out_tile holds
-        // whatever was there before, and β = 0 ignores it.
+        // out_tile = rescale · out_tile + weights · V_tile. On the first key tile
+        // out_tile holds whatever was there before, and β = 0 ignores it.
         if j0 > 0 {
             for c in 0..d {
-                for (x, &a) in out[c * seq..c * seq + rows].iter_mut().zip(&*stats.rescale) {
+                for (x, &a) in
+                    out[c * seq..c * seq + rows].iter_mut().zip(&*stats.rescale)
+                {
                     *x *= a;
                 }
             }
@@ -336,7 +388,14 @@ impl Problem<'_> {
             col_stride: 1,
         };
         let out_tile = StridedMut { data: out, row_stride: 1, col_stride: seq };
-        product((rows, cols, d), 1.0, weights, v_tile, if j0 == 0 { 0.0 } else { 1.0 }, out_tile);
+        product(
+            (rows, cols, d),
+            1.0,
+            weights,
+            v_tile,
+            if j0 == 0 { 0.0 } else { 1.0 },
+            out_tile,
+        );
     }
     // ANCHOR_END: flash_tile
 }

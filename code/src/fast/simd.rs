@@ -1,11 +1,12 @@
 //! Runtime CPU dispatch: run plain Rust loops compiled for the widest SIMD this CPU has.
 //!
-//! The crate is built for the portable x86-64 baseline (SSE2), where the compiler may use only
-//! 4-wide vector instructions. The hot loops of the fast kernels are written as plain, branch-free
-//! Rust; `dispatch` runs such a kernel inside a function compiled with AVX-512 (or AVX2)
-//! enabled, when the CPU has it, so the same source becomes 16-wide code. The result is
-//! bit-identical on every path: the loops never reorder floating-point operations and never use
-//! fused multiply-adds, so only the speed changes.
+//! The crate is built for the portable x86-64 baseline (SSE2), where the compiler may use
+//! only 4-wide vector instructions. The hot loops of the fast kernels are written as
+//! plain, branch-free Rust; `dispatch` runs such a kernel inside a function compiled with
+//! AVX-512 (or AVX2) enabled, when the CPU has it, so the same source becomes 16-wide
+//! code. The result is bit-identical on every path: the loops never reorder
+//! floating-point operations and never use fused multiply-adds, so only the speed
+//! changes.
 
 use std::sync::OnceLock;
 
@@ -21,7 +22,8 @@ pub enum SimdLevel {
 }
 
 /// The widest level this CPU supports, detected once. The environment variable
-/// `ATTENTION_SIMD=baseline` (or `avx2`) caps it, to test or time the narrower code paths.
+/// `ATTENTION_SIMD=baseline` (or `avx2`) caps it, to test or time the narrower code
+/// paths.
 pub fn simd_level() -> SimdLevel {
     static LEVEL: OnceLock<SimdLevel> = OnceLock::new();
     *LEVEL.get_or_init(detect)
@@ -29,7 +31,8 @@ pub fn simd_level() -> SimdLevel {
 
 #[cfg(target_arch = "x86_64")]
 fn detect() -> SimdLevel {
-    // ATTENTION_SIMD=baseline or =avx2 caps the level: to test and time the narrower paths.
+    // ATTENTION_SIMD=baseline or =avx2 caps the level: to test and time the narrower
+    // paths.
     let cap = std::env::var("ATTENTION_SIMD").unwrap_or_default();
     if cap == "baseline" {
         return SimdLevel::Baseline;
@@ -54,9 +57,9 @@ fn detect() -> SimdLevel {
 
 /// A piece of work whose hot loops should be compiled for the widest SIMD level.
 ///
-/// Implementations mark [`Kernel::run`] `#[inline(always)]`, and everything it calls too: then
-/// [`dispatch`] gets one copy of the whole loop nest per level. (A closure would not do: the
-/// compiler is free to keep it out of line, compiled for the baseline.)
+/// Implementations mark [`Kernel::run`] `#[inline(always)]`, and everything it calls too:
+/// then [`dispatch`] gets one copy of the whole loop nest per level. (A closure would not
+/// do: the compiler is free to keep it out of line, compiled for the baseline.)
 pub(crate) trait Kernel {
     /// What the work returns.
     type Output;
@@ -69,7 +72,8 @@ pub(crate) trait Kernel {
 pub(crate) fn dispatch<K: Kernel>(kernel: K) -> K::Output {
     #[cfg(target_arch = "x86_64")]
     match simd_level() {
-        // SAFETY: `simd_level` returned this level only after detecting every feature it enables.
+        // SAFETY: `simd_level` returned this level only after detecting every feature it
+        // enables.
         SimdLevel::Avx512 => return unsafe { run_avx512(kernel) },
         // SAFETY: as above, AVX2 and FMA were detected.
         SimdLevel::Avx2 => return unsafe { run_avx2(kernel) },

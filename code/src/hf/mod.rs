@@ -1,13 +1,16 @@
 //! Hugging Face Llama checkpoints: `config.json` and one layer's attention weights.
 //!
-//! A Hugging Face Llama checkpoint is a folder with a `config.json` (the shapes) and one or more
-//! `*.safetensors` files (the weights, usually bf16), the attention of layer `L` stored as
-//! `model.layers.L.self_attn.{q,k,v,o}_proj.weight`. This module reads the shapes into
-//! [`HfLlamaConfig`] and one layer into a [`GroupedQueryAttention`](crate::GroupedQueryAttention), checking every shape against the
-//! config, so that the layer's output can be compared with transformers' `LlamaAttention`.
+//! A Hugging Face Llama checkpoint is a folder with a `config.json` (the shapes) and one
+//! or more `*.safetensors` files (the weights, usually bf16), the attention of layer `L`
+//! stored as `model.layers.L.self_attn.{q,k,v,o}_proj.weight`. This module reads the
+//! shapes into [`HfLlamaConfig`] and one layer into a
+//! [`GroupedQueryAttention`](crate::GroupedQueryAttention), checking every shape against
+//! the config, so that the layer's output can be compared with transformers'
+//! `LlamaAttention`.
 //!
-//! Hugging Face stores q/k weights already permuted for the split-halves RoPE layout, which is the one
-//! [`Rope::apply`](crate::Rope::apply) implements (see [`crate::hf::meta_layout`] for Meta's interleaved layout).
+//! Hugging Face stores q/k weights already permuted for the split-halves RoPE layout,
+//! which is the one [`Rope::apply`](crate::Rope::apply) implements (see
+//! [`crate::hf::meta_layout`] for Meta's interleaved layout).
 
 pub mod checkpoint;
 pub mod config;

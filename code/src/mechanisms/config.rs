@@ -7,7 +7,8 @@ use crate::support::error::{AttnError, Result, divisible, nonzero};
 /// The shape of one attention layer.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AttentionConfig {
-    /// Embedding width: input and output of the layer (`hidden_size` in Hugging Face configs).
+    /// Embedding width: input and output of the layer (`hidden_size` in Hugging Face
+    /// configs).
     pub d_model: usize,
     /// Query heads (`num_attention_heads`).
     pub n_heads: usize,
@@ -15,7 +16,8 @@ pub struct AttentionConfig {
     pub n_kv_heads: usize,
     /// Width of each head; `n_heads · head_dim` is the width of the queries.
     pub head_dim: usize,
-    /// Longest sequence the model handles (`max_position_embeddings`); sizes the RoPE tables and cache.
+    /// Longest sequence the model handles (`max_position_embeddings`); sizes the RoPE
+    /// tables and cache.
     pub context_length: usize,
     /// RoPE frequency base (`rope_theta`).
     pub rope_theta: f32,
@@ -49,11 +51,13 @@ impl AttentionConfig {
     }
 
     // ANCHOR: config_validate
-    /// Checks that the sizes fit together: no zero sizes, `n_heads · head_dim == d_model`,
-    /// `n_kv_heads` divides `n_heads`, `head_dim` even (RoPE rotates pairs), a sane RoPE base and scaling.
+    /// Checks that the sizes fit together: no zero sizes, `n_heads · head_dim ==
+    /// d_model`, `n_kv_heads` divides `n_heads`, `head_dim` even (RoPE rotates pairs), a
+    /// sane RoPE base and scaling.
     pub fn validate(&self) -> Result<()> {
         let q_width = self.check_shape(&FieldNames::CRATE)?;
-        // this crate's layers are square: the heads' outputs, side by side, are d_model wide again
+        // this crate's layers are square: the heads' outputs, side by side, are d_model
+        // wide again
         if q_width != self.d_model {
             return Err(AttnError::Config(format!(
                 "n_heads * head_dim = {} * {} = {q_width} must equal d_model = {}",
@@ -63,10 +67,11 @@ impl AttentionConfig {
         Ok(())
     }
 
-    /// The checks every attention shape needs, whatever its fields are called (`names`): this crate's
-    /// [`AttentionConfig::validate`] and Hugging Face's `HfLlamaConfig::validate` both run them, so a
-    /// rule is written once. Returns the width of the queries, `n_heads · head_dim`, which need not
-    /// equal `d_model` here (Hugging Face allows an explicit `head_dim`).
+    /// The checks every attention shape needs, whatever its fields are called (`names`):
+    /// this crate's [`AttentionConfig::validate`] and Hugging Face's
+    /// `HfLlamaConfig::validate` both run them, so a rule is written once. Returns the
+    /// width of the queries, `n_heads · head_dim`, which need not equal `d_model` here
+    /// (Hugging Face allows an explicit `head_dim`).
     pub(crate) fn check_shape(&self, names: &FieldNames) -> Result<usize> {
         nonzero(names.d_model, self.d_model)?;
         nonzero(names.n_heads, self.n_heads)?;
@@ -75,8 +80,9 @@ impl AttentionConfig {
         nonzero(names.context_length, self.context_length)?;
         divisible(names.d_model, self.d_model, names.n_heads, self.n_heads)?;
         divisible(names.n_heads, self.n_heads, names.n_kv_heads, self.n_kv_heads)?;
-        // a hostile head_dim (2^62 with 4 heads) wraps `n_heads * head_dim` to 0 in release builds and
-        // panics in debug: multiply checked, and check that q_proj's elements can be counted at all
+        // a hostile head_dim (2^62 with 4 heads) wraps `n_heads * head_dim` to 0 in
+        // release builds and panics in debug: multiply checked, and check that q_proj's
+        // elements can be counted at all
         let q_width = self.n_heads.checked_mul(self.head_dim).ok_or_else(|| {
             AttnError::Config(format!(
                 "{} * {} = {} * {} does not fit in usize",
@@ -85,8 +91,14 @@ impl AttentionConfig {
         })?;
         if q_width.checked_mul(self.d_model).is_none() {
             return Err(AttnError::Config(format!(
-                "the query projection's {} * {} * {} = {} * {} * {} weights do not fit in usize",
-                names.n_heads, names.head_dim, names.d_model, self.n_heads, self.head_dim, self.d_model
+                "the query projection's {} * {} * {} = {} * {} * {} weights do not fit \
+                    in usize",
+                names.n_heads,
+                names.head_dim,
+                names.d_model,
+                self.n_heads,
+                self.head_dim,
+                self.d_model
             )));
         }
         if !self.head_dim.is_multiple_of(2) {
@@ -112,7 +124,8 @@ impl AttentionConfig {
 }
 
 /// What the fields of an attention shape are called in error messages: this crate's names
-/// (`d_model`, `n_heads`, ...) or a Hugging Face config's (`hidden_size`, `num_attention_heads`, ...).
+/// (`d_model`, `n_heads`, ...) or a Hugging Face config's (`hidden_size`,
+/// `num_attention_heads`, ...).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct FieldNames {
     pub(crate) d_model: &'static str,
@@ -120,7 +133,8 @@ pub(crate) struct FieldNames {
     pub(crate) n_kv_heads: &'static str,
     pub(crate) head_dim: &'static str,
     pub(crate) context_length: &'static str,
-    /// The object holding the llama3 scaling (`rope_scaling`, or `rope_parameters` in transformers 5).
+    /// The object holding the llama3 scaling (`rope_scaling`, or `rope_parameters` in
+    /// transformers 5).
     pub(crate) rope_scaling: &'static str,
 }
 
@@ -145,14 +159,16 @@ impl FieldNames {
     };
 }
 
-/// A named model shape: an [`AttentionConfig`] and, where the model has one, its number of layers.
+/// A named model shape: an [`AttentionConfig`] and, where the model has one, its number
+/// of layers.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Preset {
     /// Human-readable name, e.g. "Llama 3 8B".
     pub name: &'static str,
     /// The attention shape.
     pub config: AttentionConfig,
-    /// Transformer blocks in the model; `None` for [`Preset::SMALL`], which is one layer's shape only.
+    /// Transformer blocks in the model; `None` for [`Preset::SMALL`], which is one
+    /// layer's shape only.
     pub n_layers: Option<usize>,
 }
 
@@ -175,8 +191,9 @@ const fn llama(
 }
 
 impl Preset {
-    /// A small model of Llama 3's shape: d_model 768, 12 heads, 4 KV heads, head_dim 64, context
-    /// 1024, RoPE base 500 000 (the default of the Go project this book started from).
+    /// A small model of Llama 3's shape: d_model 768, 12 heads, 4 KV heads, head_dim 64,
+    /// context 1024, RoPE base 500 000 (the default of the Go project this book started
+    /// from).
     pub const SMALL: Self = Self {
         name: "small (768 wide)",
         config: AttentionConfig {
@@ -191,21 +208,26 @@ impl Preset {
         n_layers: None,
     };
     /// Llama 3 8B: 32 heads of 128, 8 KV heads, 8192 positions, 32 layers.
-    pub const LLAMA_3_8B: Self =
-        Self { name: "Llama 3 8B", config: llama(4096, 32, 128, 8192, None), n_layers: Some(32) };
+    pub const LLAMA_3_8B: Self = Self {
+        name: "Llama 3 8B",
+        config: llama(4096, 32, 128, 8192, None),
+        n_layers: Some(32),
+    };
     /// Llama 3.1 8B: as Llama 3 8B with 131 072 positions and RoPE scaling factor 8.
     pub const LLAMA_3_1_8B: Self = Self {
         name: "Llama 3.1 8B",
         config: llama(4096, 32, 128, 131_072, Some(Llama3Scaling::LLAMA_3_1)),
         n_layers: Some(32),
     };
-    /// Llama 3.2 1B: 32 heads of 64, 8 KV heads, 131 072 positions, RoPE scaling factor 32, 16 layers.
+    /// Llama 3.2 1B: 32 heads of 64, 8 KV heads, 131 072 positions, RoPE scaling factor
+    /// 32, 16 layers.
     pub const LLAMA_3_2_1B: Self = Self {
         name: "Llama 3.2 1B",
         config: llama(2048, 32, 64, 131_072, Some(Llama3Scaling::LLAMA_3_2)),
         n_layers: Some(16),
     };
-    /// Llama 3.2 3B: 24 heads of 128, 8 KV heads, 131 072 positions, RoPE scaling factor 32, 28 layers.
+    /// Llama 3.2 3B: 24 heads of 128, 8 KV heads, 131 072 positions, RoPE scaling factor
+    /// 32, 28 layers.
     pub const LLAMA_3_2_3B: Self = Self {
         name: "Llama 3.2 3B",
         config: llama(3072, 24, 128, 131_072, Some(Llama3Scaling::LLAMA_3_2)),
@@ -213,6 +235,11 @@ impl Preset {
     };
 
     /// Every preset, smallest first.
-    pub const ALL: [Self; 5] =
-        [Self::SMALL, Self::LLAMA_3_2_1B, Self::LLAMA_3_2_3B, Self::LLAMA_3_8B, Self::LLAMA_3_1_8B];
+    pub const ALL: [Self; 5] = [
+        Self::SMALL,
+        Self::LLAMA_3_2_1B,
+        Self::LLAMA_3_2_3B,
+        Self::LLAMA_3_8B,
+        Self::LLAMA_3_1_8B,
+    ];
 }

@@ -1,8 +1,10 @@
-//! Grouped-query attention (GQA), Llama 3's attention: many query heads share a few key/value heads.
+//! Grouped-query attention (GQA), Llama 3's attention: many query heads share a few
+//! key/value heads.
 //!
-//! [`GroupedQueryAttention`] is the crate's one production layer: chapters 4-8 build it up, and its
-//! single [`GroupedQueryAttention::forward`] runs a sequence with or without a KV cache, choosing the
-//! kernel (straightforward, tiled "flash", or decode) by the shape of the work.
+//! [`GroupedQueryAttention`] is the crate's one production layer: chapters 4-8 build it
+//! up, and its single [`GroupedQueryAttention::forward`] runs a sequence with or without
+//! a KV cache, choosing the kernel (straightforward, tiled "flash", or decode) by the
+//! shape of the work.
 
 use nalgebra::{DMatrix, DMatrixView};
 use rand::Rng;
@@ -13,7 +15,8 @@ use crate::fast::flash::FlashAttention;
 use crate::mechanisms::config::AttentionConfig;
 use crate::mechanisms::kv_cache::LayerKvCache;
 use crate::mechanisms::linear::Linear;
-// QkvoWeights is chapter 3's (multi-head attention uses the same four projections); GQA is its main user.
+// QkvoWeights is chapter 3's (multi-head attention uses the same four projections); GQA
+// is its main user.
 pub use crate::mechanisms::mha::QkvoWeights;
 use crate::mechanisms::rope::Rope;
 use crate::mechanisms::sdpa::{HeadLayout, grouped_attention};
@@ -23,11 +26,13 @@ use crate::support::error::{AttnError, Result, check_range, shape_err};
 /// Which attention kernel [`GroupedQueryAttention::forward`] runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum KernelChoice {
-    /// Pick by the shape of the work: [`KernelChoice::Decode`] for a few queries over many keys,
-    /// [`KernelChoice::Flash`] for long prefills, [`KernelChoice::Straightforward`] otherwise.
+    /// Pick by the shape of the work: [`KernelChoice::Decode`] for a few queries over
+    /// many keys, [`KernelChoice::Flash`] for long prefills,
+    /// [`KernelChoice::Straightforward`] otherwise.
     #[default]
     Auto,
-    /// [`grouped_attention`]: the chapters' code, one `(n_queries, n_keys)` score matrix per head.
+    /// [`grouped_attention`]: the chapters' code, one `(n_queries, n_keys)` score matrix
+    /// per head.
     Straightforward,
     /// [`crate::FlashAttention`]: tiles and an online softmax, no `(seq, seq)` matrix.
     Flash,
@@ -36,17 +41,23 @@ pub enum KernelChoice {
 }
 
 impl KernelChoice {
-    /// Keys above which [`KernelChoice::Auto`] leaves the straightforward kernel: its score matrix
-    /// (`n_queries × n_keys` per head) stops fitting the caches, and the fast kernels win.
+    /// Keys above which [`KernelChoice::Auto`] leaves the straightforward kernel: its
+    /// score matrix (`n_queries × n_keys` per head) stops fitting the caches, and the
+    /// fast kernels win.
     pub const AUTO_MIN_KEYS: usize = 256;
-    /// Queries up to which [`KernelChoice::Auto`] uses the decode kernel over a long cache.
+    /// Queries up to which [`KernelChoice::Auto`] uses the decode kernel over a long
+    /// cache.
     pub const AUTO_MAX_DECODE_QUERIES: usize = 8;
 
     /// The kernel this choice runs for `n_queries` queries over `n_keys` keys.
     pub fn resolve(self, n_queries: usize, n_keys: usize) -> KernelChoice {
         match self {
-            KernelChoice::Auto if n_keys <= Self::AUTO_MIN_KEYS => KernelChoice::Straightforward,
-            KernelChoice::Auto if n_queries <= Self::AUTO_MAX_DECODE_QUERIES => KernelChoice::Decode,
+            KernelChoice::Auto if n_keys <= Self::AUTO_MIN_KEYS => {
+                KernelChoice::Straightforward
+            }
+            KernelChoice::Auto if n_queries <= Self::AUTO_MAX_DECODE_QUERIES => {
+                KernelChoice::Decode
+            }
             KernelChoice::Auto => KernelChoice::Flash,
             other => other,
         }
@@ -58,8 +69,8 @@ impl KernelChoice {
 ///
 /// `n_heads` query heads of `head_dim` share `n_kv_heads` key/value heads in groups of
 /// `group_size = n_heads / n_kv_heads` (see [`HeadLayout`]). Multi-query attention is
-/// `n_kv_heads == 1`; multi-head attention is `n_kv_heads == n_heads`. Llama uses no biases; a bias
-/// loaded into a [`Linear`] is applied all the same.
+/// `n_kv_heads == 1`; multi-head attention is `n_kv_heads == n_heads`. Llama uses no
+/// biases; a bias loaded into a [`Linear`] is applied all the same.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GroupedQueryAttention {
     weights: QkvoWeights,
@@ -71,9 +82,15 @@ pub struct GroupedQueryAttention {
 // ANCHOR_END: gqa
 
 impl GroupedQueryAttention {
-    /// A layer from its projections and head counts; checks every shape against `n_heads`,
-    /// `n_kv_heads` and the RoPE tables' `head_dim` (`head_dim = w_query rows / n_heads`).
-    pub fn new(weights: QkvoWeights, n_heads: usize, n_kv_heads: usize, rope: Option<Rope>) -> Result<Self> {
+    /// A layer from its projections and head counts; checks every shape against
+    /// `n_heads`, `n_kv_heads` and the RoPE tables' `head_dim` (`head_dim = w_query rows
+    /// / n_heads`).
+    pub fn new(
+        weights: QkvoWeights,
+        n_heads: usize,
+        n_kv_heads: usize,
+        rope: Option<Rope>,
+    ) -> Result<Self> {
         let QkvoWeights { w_query, w_key, w_value, out_proj } = &weights;
         let (q_out, d_in) = w_query.weight().shape();
         let heads = HeadLayout::from_q_dim(q_out, n_heads, n_kv_heads)?;
@@ -84,12 +101,20 @@ impl GroupedQueryAttention {
                     "GroupedQueryAttention {name} weight ({n_kv_heads} KV heads of {})",
                     heads.head_dim()
                 );
-                return Err(shape_err(what, &[Some(kv), Some(d_in)], &[w.out_features(), w.in_features()]));
+                return Err(shape_err(
+                    what,
+                    &[Some(kv), Some(d_in)],
+                    &[w.out_features(), w.in_features()],
+                ));
             }
         }
         if out_proj.in_features() != q_out {
             let got = [out_proj.out_features(), out_proj.in_features()];
-            return Err(shape_err("GroupedQueryAttention out_proj weight", &[None, Some(q_out)], &got));
+            return Err(shape_err(
+                "GroupedQueryAttention out_proj weight",
+                &[None, Some(q_out)],
+                &got,
+            ));
         }
         if let Some(r) = &rope
             && r.head_dim() != heads.head_dim()
@@ -103,8 +128,8 @@ impl GroupedQueryAttention {
         Ok(Self { weights, heads, rope, kernel: KernelChoice::Auto, threads: 1 })
     }
 
-    /// Random weights like Raschka's `GroupedQueryAttention(d_in, d_out, num_heads, num_kv_groups)`:
-    /// `nn.Linear` init, no biases.
+    /// Random weights like Raschka's `GroupedQueryAttention(d_in, d_out, num_heads,
+    /// num_kv_groups)`: `nn.Linear` init, no biases.
     pub fn random(
         d_in: usize,
         d_out: usize,
@@ -123,12 +148,24 @@ impl GroupedQueryAttention {
         Self::new(weights, n_heads, n_kv_heads, rope)
     }
 
-    /// Random weights for a validated [`AttentionConfig`] (`d_in = d_out = d_model`), with RoPE tables
-    /// for its whole context.
+    /// Random weights for a validated [`AttentionConfig`] (`d_in = d_out = d_model`),
+    /// with RoPE tables for its whole context.
     pub fn from_config(cfg: &AttentionConfig, rng: &mut impl Rng) -> Result<Self> {
         cfg.validate()?;
-        let rope = Rope::new(cfg.head_dim, cfg.context_length, cfg.rope_theta, cfg.rope_scaling)?;
-        Self::random(cfg.d_model, cfg.d_model, cfg.n_heads, cfg.n_kv_heads, Some(rope), rng)
+        let rope = Rope::new(
+            cfg.head_dim,
+            cfg.context_length,
+            cfg.rope_theta,
+            cfg.rope_scaling,
+        )?;
+        Self::random(
+            cfg.d_model,
+            cfg.d_model,
+            cfg.n_heads,
+            cfg.n_kv_heads,
+            Some(rope),
+            rng,
+        )
     }
 
     /// The same weights with other RoPE tables (or none): e.g. Meta's interleaved layout
@@ -139,13 +176,15 @@ impl GroupedQueryAttention {
         Ok(Self { kernel, threads, ..layer })
     }
 
-    /// The same layer running `kernel` (to compare kernels, or to pin one for a benchmark).
+    /// The same layer running `kernel` (to compare kernels, or to pin one for a
+    /// benchmark).
     pub fn with_kernel(mut self, kernel: KernelChoice) -> Self {
         self.kernel = kernel;
         self
     }
 
-    /// The same layer splitting the fast kernels' work over `threads` threads (at least 1).
+    /// The same layer splitting the fast kernels' work over `threads` threads (at least
+    /// 1).
     pub fn with_threads(mut self, threads: usize) -> Result<Self> {
         crate::support::error::nonzero("threads", threads)?;
         self.threads = threads;
@@ -202,7 +241,8 @@ impl GroupedQueryAttention {
         self.kernel
     }
 
-    /// An empty KV cache for `batch` sequences of up to `capacity` positions, shaped for this layer.
+    /// An empty KV cache for `batch` sequences of up to `capacity` positions, shaped for
+    /// this layer.
     pub fn new_cache(&self, batch: usize, capacity: usize) -> Result<LayerKvCache> {
         LayerKvCache::for_heads(batch, capacity, self.heads)
     }
@@ -220,7 +260,8 @@ impl GroupedQueryAttention {
         let mut keys = self.weights.w_key.forward(x)?;
         let values = self.weights.w_value.forward(x)?;
         if let Some(rope) = &self.rope {
-            // Rotate before caching and before sharing: keys are rotated once, per KV head.
+            // Rotate before caching and before sharing: keys are rotated once, per KV
+            // head.
             rope.apply(&mut queries, start_pos)?;
             rope.apply(&mut keys, start_pos)?;
         }
@@ -229,15 +270,21 @@ impl GroupedQueryAttention {
     // ANCHOR_END: gqa_project
 
     // ANCHOR: gqa_forward
-    /// The layer on a batch `(batch, seq, d_in) -> (batch, seq, d_out)` whose first token sits at
-    /// absolute position `start_pos` (what RoPE rotates by).
+    /// The layer on a batch `(batch, seq, d_in) -> (batch, seq, d_out)` whose first token
+    /// sits at absolute position `start_pos` (what RoPE rotates by).
     ///
-    /// Without a cache the tokens attend causally among themselves. With one, their keys and values
-    /// are appended first (`start_pos` must continue the cache: [`LayerKvCache::append`]) and the
-    /// queries attend over everything cached: query `i` sees cache rows `0 ..= query_offset + i`,
-    /// where `query_offset` is the number of rows cached before it. RoPE counts in positions, the
-    /// mask counts in cache rows; a cache whose first position is `p` has row `r` at position `p + r`.
-    pub fn forward(&self, x: &Batch, start_pos: usize, cache: Option<&mut LayerKvCache>) -> Result<Batch> {
+    /// Without a cache the tokens attend causally among themselves. With one, their keys
+    /// and values are appended first (`start_pos` must continue the cache:
+    /// [`LayerKvCache::append`]) and the queries attend over everything cached: query `i`
+    /// sees cache rows `0 ..= query_offset + i`, where `query_offset` is the number of
+    /// rows cached before it. RoPE counts in positions, the mask counts in cache rows; a
+    /// cache whose first position is `p` has row `r` at position `p + r`.
+    pub fn forward(
+        &self,
+        x: &Batch,
+        start_pos: usize,
+        cache: Option<&mut LayerKvCache>,
+    ) -> Result<Batch> {
         if x.dim() != self.d_in() {
             return Err(shape_err(
                 "GroupedQueryAttention input",
@@ -254,7 +301,8 @@ impl GroupedQueryAttention {
         };
         if cache.batch_size() != x.batch_size() || cache.kv_dim() != self.heads.kv_dim() {
             return Err(AttnError::CacheMismatch(format!(
-                "the cache holds {} sequences of width {}, the layer needs {} of width {}",
+                "the cache holds {} sequences of width {}, the layer needs {} of width \
+                    {}",
                 cache.batch_size(),
                 cache.kv_dim(),
                 x.batch_size(),
@@ -270,7 +318,8 @@ impl GroupedQueryAttention {
             new_keys.push(k);
             new_values.push(v);
         }
-        cache.append(start_pos, &new_keys, &new_values)?; // checked before anything is written
+        // checked before anything is written
+        cache.append(start_pos, &new_keys, &new_values)?;
         let outputs = queries
             .iter()
             .enumerate()
@@ -290,8 +339,12 @@ impl GroupedQueryAttention {
     ) -> Result<DMatrix<f32>> {
         let x = AttentionInputs { q, k, v, heads: self.heads, query_offset };
         let context = match self.kernel.resolve(q.nrows(), k.nrows()) {
-            KernelChoice::Flash => FlashAttention::with_threads(self.threads)?.forward(x)?,
-            KernelChoice::Decode => DecodeAttention::with_threads(self.threads)?.forward(x)?,
+            KernelChoice::Flash => {
+                FlashAttention::with_threads(self.threads)?.forward(x)?
+            }
+            KernelChoice::Decode => {
+                DecodeAttention::with_threads(self.threads)?.forward(x)?
+            }
             _ => grouped_attention(q, k, v, self.heads, query_offset)?,
         };
         // (seq, n_heads·head_dim) -> (seq, d_out)
@@ -299,22 +352,38 @@ impl GroupedQueryAttention {
     }
 
     // ANCHOR: forward_prefill_decode
-    /// Runs `x` `(batch, seq, d_in)`, whose first token sits at position `start_pos`, through a
-    /// fresh KV cache: the first `prefill` tokens as one chunk, then the rest one token at a time.
-    /// Equals [`GroupedQueryAttention::forward`] without a cache (same positions, same causal mask).
-    /// `prefill` may be 0 (every token one by one).
-    pub fn forward_prefill_decode(&self, x: &Batch, start_pos: usize, prefill: usize) -> Result<Batch> {
+    /// Runs `x` `(batch, seq, d_in)`, whose first token sits at position `start_pos`,
+    /// through a fresh KV cache: the first `prefill` tokens as one chunk, then the rest
+    /// one token at a time. Equals [`GroupedQueryAttention::forward`] without a cache
+    /// (same positions, same causal mask). `prefill` may be 0 (every token one by one).
+    pub fn forward_prefill_decode(
+        &self,
+        x: &Batch,
+        start_pos: usize,
+        prefill: usize,
+    ) -> Result<Batch> {
         let seq = x.seq_len();
         if prefill > seq {
-            return Err(AttnError::PositionOutOfRange { start_pos: 0, len: prefill, max_positions: seq });
+            return Err(AttnError::PositionOutOfRange {
+                start_pos: 0,
+                len: prefill,
+                max_positions: seq,
+            });
         }
         check_range(start_pos, seq, usize::MAX)?;
         let mut cache = self.new_cache(x.batch_size(), seq)?;
         // chunks (first token, length): [0, prefill) and then single tokens
-        let chunks = (prefill > 0).then_some((0, prefill)).into_iter().chain((prefill..seq).map(|t| (t, 1)));
+        let chunks = (prefill > 0)
+            .then_some((0, prefill))
+            .into_iter()
+            .chain((prefill..seq).map(|t| (t, 1)));
         let mut outputs = Vec::new();
         for (first, len) in chunks {
-            outputs.push(self.forward(&x.narrow_seq(first, len)?, start_pos + first, Some(&mut cache))?);
+            outputs.push(self.forward(
+                &x.narrow_seq(first, len)?,
+                start_pos + first,
+                Some(&mut cache),
+            )?);
         }
         Batch::concat_seq(&outputs)
     }

@@ -1,4 +1,5 @@
-//! The KV cache: keys and values of past tokens, kept so each new token costs one row, not a recompute.
+//! The KV cache: keys and values of past tokens, kept so each new token costs one row,
+//! not a recompute.
 
 use nalgebra::{DMatrix, DMatrixView};
 
@@ -6,12 +7,13 @@ use crate::mechanisms::sdpa::HeadLayout;
 use crate::support::error::{AttnError, Result, nonzero, shape_err, try_zero_matrix};
 
 // ANCHOR: layer_kv_cache
-/// One layer's cache: for every sequence of the batch, the keys and values of the positions seen so
-/// far, **after RoPE** and **before** the GQA expansion (`n_kv_heads` heads, not `n_heads`).
+/// One layer's cache: for every sequence of the batch, the keys and values of the
+/// positions seen so far, **after RoPE** and **before** the GQA expansion (`n_kv_heads`
+/// heads, not `n_heads`).
 ///
-/// Allocated once to `capacity` positions; appending moves a fill mark, never reallocates. Row `r`
-/// holds the token at absolute position `first_pos + r`, where `first_pos` is the position of the
-/// first tokens appended (0 for a whole sequence).
+/// Allocated once to `capacity` positions; appending moves a fill mark, never
+/// reallocates. Row `r` holds the token at absolute position `first_pos + r`, where
+/// `first_pos` is the position of the first tokens appended (0 for a whole sequence).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LayerKvCache {
     /// Per sequence: `(capacity, n_kv_heads · head_dim)`, rows `0 .. len` filled.
@@ -27,17 +29,30 @@ pub struct LayerKvCache {
 // ANCHOR_END: layer_kv_cache
 
 impl LayerKvCache {
-    /// A cache for `batch` sequences of up to `capacity` positions, rows of `n_kv_heads · head_dim`.
+    /// A cache for `batch` sequences of up to `capacity` positions, rows of `n_kv_heads ·
+    /// head_dim`.
     ///
-    /// The size `2 · batch · capacity · n_kv_heads · head_dim · 4` bytes is checked before anything is
-    /// allocated: a size that overflows or cannot be allocated is [`AttnError::TooLarge`], not an abort.
-    pub fn new(batch: usize, capacity: usize, n_kv_heads: usize, head_dim: usize) -> Result<Self> {
+    /// The size `2 · batch · capacity · n_kv_heads · head_dim · 4` bytes is checked
+    /// before anything is allocated: a size that overflows or cannot be allocated is
+    /// [`AttnError::TooLarge`], not an abort.
+    pub fn new(
+        batch: usize,
+        capacity: usize,
+        n_kv_heads: usize,
+        head_dim: usize,
+    ) -> Result<Self> {
         nonzero("batch", batch)?;
         nonzero("capacity", capacity)?;
         nonzero("n_kv_heads", n_kv_heads)?;
         nonzero("head_dim", head_dim)?;
-        let what = format!("LayerKvCache for {batch} sequences (2 × batch, capacity, n_kv_heads × head_dim)");
-        crate::support::error::checked_len(&what, &[2, batch, capacity, n_kv_heads, head_dim])?;
+        let what = format!(
+            "LayerKvCache for {batch} sequences (2 × batch, capacity, n_kv_heads × \
+                head_dim)"
+        );
+        crate::support::error::checked_len(
+            &what,
+            &[2, batch, capacity, n_kv_heads, head_dim],
+        )?;
         let kv_dim = n_kv_heads * head_dim; // fits: checked above
         let mut keys = Vec::with_capacity(batch);
         let mut values = Vec::with_capacity(batch);
@@ -58,7 +73,8 @@ impl LayerKvCache {
         self.len
     }
 
-    /// Whether nothing has been appended since creation or the last [`LayerKvCache::reset`].
+    /// Whether nothing has been appended since creation or the last
+    /// [`LayerKvCache::reset`].
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -85,19 +101,25 @@ impl LayerKvCache {
 
     /// The absolute position the next token must have: `first_pos() + len()`.
     pub fn next_pos(&self) -> usize {
-        self.first_pos + self.len // both bounded: first_pos + capacity was checked at the first append
+        // both bounded: first_pos + capacity was checked at the first append
+        self.first_pos + self.len
     }
 
     // ANCHOR: kv_cache_append
-    /// Appends the keys and values of new tokens at absolute positions `start_pos ..`, one
-    /// `(n_new, n_kv_heads · head_dim)` matrix per sequence.
+    /// Appends the keys and values of new tokens at absolute positions `start_pos ..`,
+    /// one `(n_new, n_kv_heads · head_dim)` matrix per sequence.
     ///
     /// The first append fixes the cache's first position; later ones must continue it
-    /// (`start_pos == next_pos()`), which catches the classic bug of a RoPE offset that was not
-    /// advanced, or advanced twice ([`AttnError::CachePosition`]). Checks everything first: on error
-    /// the cache is unchanged, and appending past the capacity is [`AttnError::CacheFull`], never an
-    /// overwrite of old positions.
-    pub fn append(&mut self, start_pos: usize, keys: &[DMatrix<f32>], values: &[DMatrix<f32>]) -> Result<()> {
+    /// (`start_pos == next_pos()`), which catches the classic bug of a RoPE offset that
+    /// was not advanced, or advanced twice ([`AttnError::CachePosition`]). Checks
+    /// everything first: on error the cache is unchanged, and appending past the capacity
+    /// is [`AttnError::CacheFull`], never an overwrite of old positions.
+    pub fn append(
+        &mut self,
+        start_pos: usize,
+        keys: &[DMatrix<f32>],
+        values: &[DMatrix<f32>],
+    ) -> Result<()> {
         let batch = self.keys.len();
         let n_new = keys.first().map_or(0, |k| k.nrows());
         for (name, part) in [("keys", keys), ("values", values)] {
@@ -110,16 +132,28 @@ impl LayerKvCache {
             }
             if let Some(m) = part.iter().find(|m| m.shape() != (n_new, self.kv_dim)) {
                 let what = format!("LayerKvCache::append {name}");
-                return Err(shape_err(what, &[Some(n_new), Some(self.kv_dim)], &[m.nrows(), m.ncols()]));
+                return Err(shape_err(
+                    what,
+                    &[Some(n_new), Some(self.kv_dim)],
+                    &[m.nrows(), m.ncols()],
+                ));
             }
         }
         if !self.is_empty() && start_pos != self.next_pos() {
-            return Err(AttnError::CachePosition { start_pos, next_pos: self.next_pos() });
+            return Err(AttnError::CachePosition {
+                start_pos,
+                next_pos: self.next_pos(),
+            });
         }
         if n_new > self.capacity - self.len {
-            return Err(AttnError::CacheFull { capacity: self.capacity, len: self.len, adding: n_new });
+            return Err(AttnError::CacheFull {
+                capacity: self.capacity,
+                len: self.len,
+                adding: n_new,
+            });
         }
-        // every position the cache will hold must exist: start_pos + n_new may not overflow
+        // every position the cache will hold must exist: start_pos + n_new may not
+        // overflow
         let first_pos = if self.is_empty() { start_pos } else { self.first_pos };
         crate::support::error::check_range(first_pos, self.len + n_new, usize::MAX)?;
         for b in 0..batch {

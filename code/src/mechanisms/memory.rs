@@ -24,13 +24,18 @@ impl DType {
 }
 
 // ANCHOR: kv_cache_bytes
-/// Bytes one layer's KV cache needs: keys **and** values (the 2), for every sequence of the batch, every
-/// position of the context, every KV head and every dimension of a head.
+/// Bytes one layer's KV cache needs: keys **and** values (the 2), for every sequence of
+/// the batch, every position of the context, every KV head and every dimension of a head.
 ///
-/// `2 · batch · context · n_kv_heads · head_dim · bytes`. The query heads do not appear: with GQA
-/// only the `n_kv_heads` shared heads are cached. Computed in `u128`, saturating: no sizes, however
-/// large, wrap around to a small number.
-pub fn kv_cache_bytes_per_layer(cfg: &AttentionConfig, batch: usize, context: usize, dtype: DType) -> u128 {
+/// `2 · batch · context · n_kv_heads · head_dim · bytes`. The query heads do not appear:
+/// with GQA only the `n_kv_heads` shared heads are cached. Computed in `u128`,
+/// saturating: no sizes, however large, wrap around to a small number.
+pub fn kv_cache_bytes_per_layer(
+    cfg: &AttentionConfig,
+    batch: usize,
+    context: usize,
+    dtype: DType,
+) -> u128 {
     [batch, context, cfg.n_kv_heads, cfg.head_dim, dtype.size_bytes()]
         .iter()
         .fold(2u128, |acc, &n| acc.saturating_mul(n as u128))
@@ -45,12 +50,13 @@ pub fn kv_cache_bytes(
     context: usize,
     dtype: DType,
 ) -> u128 {
-    (n_layers as u128).saturating_mul(kv_cache_bytes_per_layer(cfg, batch, context, dtype))
+    (n_layers as u128)
+        .saturating_mul(kv_cache_bytes_per_layer(cfg, batch, context, dtype))
 }
 
 // ANCHOR: gqa_saving
-/// The fraction of KV-cache memory GQA saves over multi-head attention with the same query heads:
-/// `1 − n_kv_heads / n_heads` (0.667 for 12 query heads sharing 4 KV heads).
+/// The fraction of KV-cache memory GQA saves over multi-head attention with the same
+/// query heads: `1 − n_kv_heads / n_heads` (0.667 for 12 query heads sharing 4 KV heads).
 pub fn gqa_kv_saving(cfg: &AttentionConfig) -> f64 {
     1.0 - cfg.n_kv_heads as f64 / cfg.n_heads as f64
 }

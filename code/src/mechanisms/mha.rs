@@ -12,8 +12,9 @@ use crate::support::error::{Result, divisible, shape_err};
 /// `n_heads` independent causal [`SelfAttention`] heads whose outputs are concatenated
 /// (Raschka's `MultiHeadAttentionWrapper`): `(seq, d_in) -> (seq, n_heads · head_out)`.
 ///
-/// Easy to read and slow to run: each head projects the input on its own. [`MultiHeadAttention`]
-/// computes the same thing with one projection per Q/K/V (see its tests).
+/// Easy to read and slow to run: each head projects the input on its own.
+/// [`MultiHeadAttention`] computes the same thing with one projection per Q/K/V (see its
+/// tests).
 #[derive(Clone, Debug, PartialEq)]
 pub struct MultiHeadAttentionWrapper {
     /// The heads, each a causal single-head attention with the same `d_in` and `d_out`.
@@ -29,7 +30,11 @@ impl MultiHeadAttentionWrapper {
         for (i, h) in heads.iter().enumerate() {
             if (h.d_in(), h.d_out()) != (d_in, d_out) {
                 let what = format!("MultiHeadAttentionWrapper head {i} (d_out, d_in)");
-                return Err(shape_err(what, &[Some(d_out), Some(d_in)], &[h.d_out(), h.d_in()]));
+                return Err(shape_err(
+                    what,
+                    &[Some(d_out), Some(d_in)],
+                    &[h.d_out(), h.d_in()],
+                ));
             }
         }
         Ok(Self { heads })
@@ -69,7 +74,8 @@ impl Attention for MultiHeadAttentionWrapper {
         let head_out = self.heads[0].d_out();
         let mut out = DMatrix::zeros(x.nrows(), self.d_out());
         for (h, head) in self.heads.iter().enumerate() {
-            // each head: (seq, d_in) -> (seq, head_out), written into its block of columns
+            // each head: (seq, d_in) -> (seq, head_out), written into its block of
+            // columns
             out.columns_mut(h * head_out, head_out).copy_from(&head.forward_one(x)?);
         }
         Ok(out)
@@ -78,8 +84,9 @@ impl Attention for MultiHeadAttentionWrapper {
 }
 
 // ANCHOR: qkvo_weights
-/// The four projections of an attention layer, by name: `w_key` and `w_value` have the same shape,
-/// so as positional arguments they could be swapped and the layer would still run.
+/// The four projections of an attention layer, by name: `w_key` and `w_value` have the
+/// same shape, so as positional arguments they could be swapped and the layer would still
+/// run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct QkvoWeights {
     /// `W_q`: `(n_heads · head_dim, d_in)` (`(d_out, d_in)` in multi-head attention).
@@ -94,24 +101,28 @@ pub struct QkvoWeights {
 // ANCHOR_END: qkvo_weights
 
 // ANCHOR: mha
-/// Multi-head causal self-attention (Raschka's `MultiHeadAttention`): `(seq, d_in) -> (seq, d_out)`.
+/// Multi-head causal self-attention (Raschka's `MultiHeadAttention`): `(seq, d_in) ->
+/// (seq, d_out)`.
 ///
-/// One projection each for Q, K and V maps `d_in -> d_out`; the `d_out` columns are then read as
-/// `n_heads` heads of `head_dim = d_out / n_heads` columns each, attended separately, put side by side
-/// again and mixed by the output projection `d_out -> d_out`.
+/// One projection each for Q, K and V maps `d_in -> d_out`; the `d_out` columns are then
+/// read as `n_heads` heads of `head_dim = d_out / n_heads` columns each, attended
+/// separately, put side by side again and mixed by the output projection `d_out ->
+/// d_out`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MultiHeadAttention {
-    /// `w_query`, `w_key`, `w_value` `(d_out, d_in)`; `out_proj` `(d_out, d_out)`, with a bias as in
-    /// `nn.Linear`'s default.
+    /// `w_query`, `w_key`, `w_value` `(d_out, d_in)`; `out_proj` `(d_out, d_out)`, with a
+    /// bias as in `nn.Linear`'s default.
     weights: QkvoWeights,
-    /// Number of heads; `head_dim = d_out / n_heads`. The fields are private: `new` checks that the
-    /// shapes fit and that `n_heads` divides `d_out`, which public fields would let a caller undo.
+    /// Number of heads; `head_dim = d_out / n_heads`. The fields are private: `new`
+    /// checks that the shapes fit and that `n_heads` divides `d_out`, which public fields
+    /// would let a caller undo.
     n_heads: usize,
 }
 // ANCHOR_END: mha
 
 impl MultiHeadAttention {
-    /// A module from its four projections; checks that the shapes fit and that `n_heads` divides `d_out`.
+    /// A module from its four projections; checks that the shapes fit and that `n_heads`
+    /// divides `d_out`.
     pub fn new(weights: QkvoWeights, n_heads: usize) -> Result<Self> {
         let QkvoWeights { w_query, w_key, w_value, out_proj } = &weights;
         let (d_out, d_in) = w_query.weight().shape();
@@ -133,7 +144,8 @@ impl MultiHeadAttention {
         Ok(Self { weights, n_heads })
     }
 
-    /// Randomly initialised like Raschka's `MultiHeadAttention(d_in, d_out, ..., num_heads, qkv_bias)`.
+    /// Randomly initialised like Raschka's `MultiHeadAttention(d_in, d_out, ...,
+    /// num_heads, qkv_bias)`.
     pub fn random(
         d_in: usize,
         d_out: usize,
@@ -168,19 +180,30 @@ impl MultiHeadAttention {
     }
 
     // ANCHOR: mha_context
-    /// The heads' contexts side by side, before the output projection: `(seq, d_in) -> (seq, d_out)`.
+    /// The heads' contexts side by side, before the output projection: `(seq, d_in) ->
+    /// (seq, d_out)`.
     pub fn context(&self, x: &DMatrix<f32>) -> Result<DMatrix<f32>> {
-        // (seq, d_in) -> (seq, d_out) = (seq, n_heads·head_dim): head h owns columns h·head_dim ..
+        // (seq, d_in) -> (seq, d_out) = (seq, n_heads·head_dim): head h owns columns
+        // h·head_dim ..
         let queries = self.weights.w_query.forward(x)?;
         let keys = self.weights.w_key.forward(x)?;
         let values = self.weights.w_value.forward(x)?;
         let d = self.head_dim();
         let mut context = DMatrix::zeros(x.nrows(), queries.ncols()); // (seq, d_out)
         for h in 0..self.n_heads {
-            // head h: columns h·d .. (h+1)·d of each, (seq, head_dim) views, nothing copied
-            let (q_h, k_h, v_h) =
-                (queries.columns(h * d, d), keys.columns(h * d, d), values.columns(h * d, d));
-            let head = scaled_dot_product_attention(q_h, k_h, v_h, Mask::Causal { query_offset: 0 })?;
+            // head h: columns h·d .. (h+1)·d of each, (seq, head_dim) views, nothing
+            // copied
+            let (q_h, k_h, v_h) = (
+                queries.columns(h * d, d),
+                keys.columns(h * d, d),
+                values.columns(h * d, d),
+            );
+            let head = scaled_dot_product_attention(
+                q_h,
+                k_h,
+                v_h,
+                Mask::Causal { query_offset: 0 },
+            )?;
             // back into the same columns: the heads side by side again
             context.columns_mut(h * d, d).copy_from(&head.context);
         }

@@ -1,4 +1,5 @@
-//! Scaled dot-product attention for one head, and the multi-head core that every module shares.
+//! Scaled dot-product attention for one head, and the multi-head core that every module
+//! shares.
 
 use nalgebra::{DMatrix, DMatrixView};
 
@@ -14,7 +15,8 @@ pub enum Mask {
     None,
     /// Query `i` sees keys `0 ..= query_offset + i`.
     Causal {
-        /// Keys before the first query's own key: `0` unless a KV cache holds earlier tokens.
+        /// Keys before the first query's own key: `0` unless a KV cache holds earlier
+        /// tokens.
         query_offset: usize,
     },
 }
@@ -33,7 +35,11 @@ pub struct HeadOutput {
 /// The attention weights `softmax(q·kᵀ / √head_dim)` of one head, `(n_queries, n_keys)`.
 ///
 /// `q` is `(n_queries, head_dim)`, `k` is `(n_keys, head_dim)`: one row per token.
-pub fn attention_weights(q: DMatrixView<f32>, k: DMatrixView<f32>, mask: Mask) -> Result<DMatrix<f32>> {
+pub fn attention_weights(
+    q: DMatrixView<f32>,
+    k: DMatrixView<f32>,
+    mask: Mask,
+) -> Result<DMatrix<f32>> {
     if q.ncols() != k.ncols() {
         let what = "attention_weights: keys need the queries' head_dim";
         return Err(shape_err(what, &[None, Some(q.ncols())], &[k.nrows(), k.ncols()]));
@@ -41,8 +47,9 @@ pub fn attention_weights(q: DMatrixView<f32>, k: DMatrixView<f32>, mask: Mask) -
     let head_dim = q.ncols();
     // (n_queries, head_dim) · (head_dim, n_keys) -> (n_queries, n_keys)
     let mut scores = q * k.transpose();
-    // Scale *before* the softmax: with head_dim terms in each dot product the scores grow like
-    // √head_dim, and large scores push the softmax to one-hot, where gradients vanish.
+    // Scale *before* the softmax: with head_dim terms in each dot product the scores grow
+    // like √head_dim, and large scores push the softmax to one-hot, where gradients
+    // vanish.
     scores /= (head_dim as f32).sqrt();
     if let Mask::Causal { query_offset } = mask {
         apply_causal_mask(&mut scores, query_offset)?;
@@ -77,10 +84,12 @@ pub fn scaled_dot_product_attention(
 
 // ANCHOR: head_layout
 /// How the heads of a grouped-query layer are laid out: `n_heads` query heads of width
-/// `head_dim`, sharing `n_kv_heads` key/value heads in groups of `group_size = n_heads / n_kv_heads`.
+/// `head_dim`, sharing `n_kv_heads` key/value heads in groups of `group_size = n_heads /
+/// n_kv_heads`.
 ///
-/// Multi-head attention is `n_kv_heads == n_heads`; multi-query attention is `n_kv_heads == 1`.
-/// The fields are private: a `HeadLayout` exists only once [`HeadLayout::new`] has checked it.
+/// Multi-head attention is `n_kv_heads == n_heads`; multi-query attention is `n_kv_heads
+/// == 1`. The fields are private: a `HeadLayout` exists only once [`HeadLayout::new`] has
+/// checked it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HeadLayout {
     n_heads: usize,
@@ -90,8 +99,8 @@ pub struct HeadLayout {
 // ANCHOR_END: head_layout
 
 impl HeadLayout {
-    /// Checks that every size is at least 1, that `n_kv_heads` divides `n_heads`, and that the
-    /// query and key widths `n_heads · head_dim` fit in a `usize`.
+    /// Checks that every size is at least 1, that `n_kv_heads` divides `n_heads`, and
+    /// that the query and key widths `n_heads · head_dim` fit in a `usize`.
     pub fn new(n_heads: usize, n_kv_heads: usize, head_dim: usize) -> Result<Self> {
         nonzero("n_heads", n_heads)?;
         nonzero("head_dim", head_dim)?;
@@ -100,7 +109,8 @@ impl HeadLayout {
         Ok(Self { n_heads, n_kv_heads, head_dim })
     }
 
-    /// The layout of `n_heads` query heads over a query width `q_dim` (`head_dim = q_dim / n_heads`).
+    /// The layout of `n_heads` query heads over a query width `q_dim` (`head_dim = q_dim
+    /// / n_heads`).
     pub fn from_q_dim(q_dim: usize, n_heads: usize, n_kv_heads: usize) -> Result<Self> {
         divisible("query width (n_heads * head_dim)", q_dim, "n_heads", n_heads)?;
         Self::new(n_heads, n_kv_heads, q_dim / n_heads)
@@ -136,25 +146,26 @@ impl HeadLayout {
         self.n_kv_heads * self.head_dim
     }
 
-    /// The key/value head that query head `h` reads: `h / group_size` (`repeat_interleave` order).
+    /// The key/value head that query head `h` reads: `h / group_size`
+    /// (`repeat_interleave` order).
     pub fn kv_head(&self, h: usize) -> usize {
         h / self.group_size()
     }
 }
 
 // ANCHOR: grouped_attention
-/// Causal attention of `n_heads` query heads over `n_kv_heads` key/value heads: the core of
-/// multi-head attention (`n_kv_heads == n_heads`), grouped-query attention, and multi-query attention
-/// (`n_kv_heads == 1`).
+/// Causal attention of `n_heads` query heads over `n_kv_heads` key/value heads: the core
+/// of multi-head attention (`n_kv_heads == n_heads`), grouped-query attention, and
+/// multi-query attention (`n_kv_heads == 1`).
 ///
-/// Shapes, one row per token, heads side by side in the columns:
-/// `q (n_queries, n_heads·head_dim)`, `k` and `v (n_keys, n_kv_heads·head_dim)`;
-/// returns `(n_queries, n_heads·head_dim)`, the heads' contexts side by side. Query `i` sees keys
-/// `0 ..= query_offset + i`.
+/// Shapes, one row per token, heads side by side in the columns: `q (n_queries,
+/// n_heads·head_dim)`, `k` and `v (n_keys, n_kv_heads·head_dim)`; returns `(n_queries,
+/// n_heads·head_dim)`, the heads' contexts side by side. Query `i` sees keys `0 ..=
+/// query_offset + i`.
 ///
-/// Query head `h` reads key/value head `h / group_size`. That is PyTorch's `repeat_interleave`
-/// order `[K0, K0, K1, K1]`, never `repeat`'s `[K0, K1, K0, K1]`; and no head is copied: each is a
-/// column view of `k` and `v`.
+/// Query head `h` reads key/value head `h / group_size`. That is PyTorch's
+/// `repeat_interleave` order `[K0, K0, K1, K1]`, never `repeat`'s `[K0, K1, K0, K1]`; and
+/// no head is copied: each is a column view of `k` and `v`.
 pub fn grouped_attention(
     q: &DMatrix<f32>,
     k: DMatrixView<f32>,
@@ -170,17 +181,18 @@ pub fn grouped_attention(
         // (n, n_heads·head_dim) -> head h: (n, head_dim), a view of columns, no copy
         let q_h = q.columns(h * d, d);
         let (k_h, v_h) = (k.columns(kv * d, d), v.columns(kv * d, d));
-        let out = scaled_dot_product_attention(q_h, k_h, v_h, Mask::Causal { query_offset })?;
+        let out =
+            scaled_dot_product_attention(q_h, k_h, v_h, Mask::Causal { query_offset })?;
         context.columns_mut(h * d, d).copy_from(&out.context);
     }
     Ok(context)
 }
 // ANCHOR_END: grouped_attention
 
-/// Checks the arguments of a grouped attention call (`grouped_attention`, and the fast paths
-/// `FlashAttention::forward` and `DecodeAttention::forward`, which take the same ones): `q` is
-/// `(n_queries, n_heads·head_dim)`, `k` and `v` are `(n_keys, n_kv_heads·head_dim)`, and the
-/// queries at `query_offset ..` have their keys.
+/// Checks the arguments of a grouped attention call (`grouped_attention`, and the fast
+/// paths `FlashAttention::forward` and `DecodeAttention::forward`, which take the same
+/// ones): `q` is `(n_queries, n_heads·head_dim)`, `k` and `v` are `(n_keys,
+/// n_kv_heads·head_dim)`, and the queries at `query_offset ..` have their keys.
 pub(crate) fn check_grouped_args(
     who: &str,
     q_shape: (usize, usize),
@@ -197,13 +209,25 @@ pub(crate) fn check_grouped_args(
         )
     };
     if q_shape.1 != q_dim {
-        return Err(shape_err(what("queries"), &[None, Some(q_dim)], &[q_shape.0, q_shape.1]));
+        return Err(shape_err(
+            what("queries"),
+            &[None, Some(q_dim)],
+            &[q_shape.0, q_shape.1],
+        ));
     }
     if k.ncols() != kv_dim {
-        return Err(shape_err(what("keys"), &[None, Some(kv_dim)], &[k.nrows(), k.ncols()]));
+        return Err(shape_err(
+            what("keys"),
+            &[None, Some(kv_dim)],
+            &[k.nrows(), k.ncols()],
+        ));
     }
     if v.shape() != k.shape() {
-        return Err(shape_err(what("values"), &[Some(k.nrows()), Some(kv_dim)], &[v.nrows(), v.ncols()]));
+        return Err(shape_err(
+            what("values"),
+            &[Some(k.nrows()), Some(kv_dim)],
+            &[v.nrows(), v.ncols()],
+        ));
     }
     check_causal(q_shape.0, k.nrows(), query_offset)
 }

@@ -11,8 +11,8 @@ use crate::support::error::{Result, shape_err};
 
 /// A module mapping a batch `(batch, seq, d_in)` to `(batch, seq, d_out)`.
 ///
-/// Implementors provide [`Attention::forward_one`] for one sequence; [`Attention::forward`] checks the
-/// input width and runs it over the batch.
+/// Implementors provide [`Attention::forward_one`] for one sequence;
+/// [`Attention::forward`] checks the input width and runs it over the batch.
 pub trait Attention {
     /// Width of the input rows.
     fn d_in(&self) -> usize;
@@ -23,17 +23,22 @@ pub trait Attention {
     /// A batch: `(batch, seq, d_in) -> (batch, seq, d_out)`.
     fn forward(&self, x: &Batch) -> Result<Batch> {
         if x.dim() != self.d_in() {
-            return Err(shape_err("Attention::forward input", &[None, None, Some(self.d_in())], &x.shape()));
+            return Err(shape_err(
+                "Attention::forward input",
+                &[None, None, Some(self.d_in())],
+                &x.shape(),
+            ));
         }
         x.try_map(|m| self.forward_one(m))
     }
 }
 
 // ANCHOR: simplified_self_attention
-/// Self-attention with no trainable weights: every token's context vector is the average of all
-/// tokens' embeddings, weighted by `softmax(x·xᵀ)`. `(seq, d) -> (seq, d)`.
+/// Self-attention with no trainable weights: every token's context vector is the average
+/// of all tokens' embeddings, weighted by `softmax(x·xᵀ)`. `(seq, d) -> (seq, d)`.
 ///
-/// No scaling and no mask: this is the book's very first step, before queries, keys and values.
+/// No scaling and no mask: this is the book's very first step, before queries, keys and
+/// values.
 pub fn simplified_self_attention(x: &DMatrix<f32>) -> DMatrix<f32> {
     // (seq, d) · (d, seq) -> (seq, seq): every token's dot product with every token
     let scores = x * x.transpose();
@@ -60,7 +65,11 @@ impl Attention for SimplifiedSelfAttention {
     fn forward_one(&self, x: &DMatrix<f32>) -> Result<DMatrix<f32>> {
         if x.ncols() != self.d {
             let got = [x.nrows(), x.ncols()];
-            return Err(shape_err("SimplifiedSelfAttention input", &[None, Some(self.d)], &got));
+            return Err(shape_err(
+                "SimplifiedSelfAttention input",
+                &[None, Some(self.d)],
+                &got,
+            ));
         }
         Ok(simplified_self_attention(x))
     }
@@ -68,7 +77,8 @@ impl Attention for SimplifiedSelfAttention {
 
 // ANCHOR: self_attention
 /// Single-head self-attention with trainable query, key and value projections (Raschka's
-/// `SelfAttention_v2`, and with `causal = true` his `CausalAttention`). `(seq, d_in) -> (seq, d_out)`.
+/// `SelfAttention_v2`, and with `causal = true` his `CausalAttention`). `(seq, d_in) ->
+/// (seq, d_out)`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SelfAttention {
     /// `W_q`: `(d_out, d_in)`.
@@ -104,12 +114,21 @@ impl SelfAttention {
     }
 
     /// A module from three projections, which must all map `d_in -> d_out`.
-    pub fn new(w_query: Linear, w_key: Linear, w_value: Linear, causal: bool) -> Result<Self> {
+    pub fn new(
+        w_query: Linear,
+        w_key: Linear,
+        w_value: Linear,
+        causal: bool,
+    ) -> Result<Self> {
         for (name, w) in [("w_key", &w_key), ("w_value", &w_value)] {
             if w.weight().shape() != w_query.weight().shape() {
                 let want = [Some(w_query.out_features()), Some(w_query.in_features())];
                 let got = [w.out_features(), w.in_features()];
-                return Err(shape_err(format!("SelfAttention {name} weight (like w_query)"), &want, &got));
+                return Err(shape_err(
+                    format!("SelfAttention {name} weight (like w_query)"),
+                    &want,
+                    &got,
+                ));
             }
         }
         Ok(Self { w_query, w_key, w_value, causal })
@@ -138,8 +157,14 @@ impl SelfAttention {
         let queries = self.w_query.forward(x)?;
         let keys = self.w_key.forward(x)?;
         let values = self.w_value.forward(x)?;
-        let mask = if self.causal { Mask::Causal { query_offset: 0 } } else { Mask::None };
-        scaled_dot_product_attention(queries.as_view(), keys.as_view(), values.as_view(), mask)
+        let mask =
+            if self.causal { Mask::Causal { query_offset: 0 } } else { Mask::None };
+        scaled_dot_product_attention(
+            queries.as_view(),
+            keys.as_view(),
+            values.as_view(),
+            mask,
+        )
     }
     // ANCHOR_END: self_attention_forward
 }

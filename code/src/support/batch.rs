@@ -1,28 +1,35 @@
-//! [`Batch`]: PyTorch's `(batch, seq, d)` tensor as a list of `(seq, d)` nalgebra matrices.
+//! [`Batch`]: PyTorch's `(batch, seq, d)` tensor as a list of `(seq, d)` nalgebra
+//! matrices.
 //!
 //! nalgebra is a linear-algebra library: its matrices have two dimensions and are stored
-//! **column-major**. PyTorch and NumPy store row-major. Every constructor here says which order it
-//! expects; loading PyTorch data with a column-major constructor silently transposes it, which a square
-//! test shape would never notice.
+//! **column-major**. PyTorch and NumPy store row-major. Every constructor here says which
+//! order it expects; loading PyTorch data with a column-major constructor silently
+//! transposes it, which a square test shape would never notice.
 
 use nalgebra::DMatrix;
 
 use crate::support::error::{AttnError, Dims, Result, checked_len, nonzero, shape_err};
 
-/// A batch of sequences: `batch` matrices of the same shape `(seq, dim)`, one row per token.
+/// A batch of sequences: `batch` matrices of the same shape `(seq, dim)`, one row per
+/// token.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Batch {
     items: Vec<DMatrix<f32>>,
 }
 
-/// Builds a `(rows, cols)` matrix from **row-major** data (the order PyTorch and NumPy use).
+/// Builds a `(rows, cols)` matrix from **row-major** data (the order PyTorch and NumPy
+/// use).
 ///
 /// ```
 /// let m = attention::matrix_from_row_major(2, 3, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
 /// assert_eq!(m[(0, 2)], 3.0); // row 0, column 2
 /// assert!(attention::matrix_from_row_major(2, 3, &[1.0]).is_err());
 /// ```
-pub fn matrix_from_row_major(rows: usize, cols: usize, data: &[f32]) -> Result<DMatrix<f32>> {
+pub fn matrix_from_row_major(
+    rows: usize,
+    cols: usize,
+    data: &[f32],
+) -> Result<DMatrix<f32>> {
     let expected = checked_len("matrix_from_row_major", &[rows, cols])?;
     if data.len() != expected {
         let shape = Dims::exact(&[rows, cols]);
@@ -33,13 +40,15 @@ pub fn matrix_from_row_major(rows: usize, cols: usize, data: &[f32]) -> Result<D
             got: data.len(),
         });
     }
-    // `from_row_slice` reads row-major; `from_vec`/`from_column_slice` would read column-major.
+    // `from_row_slice` reads row-major; `from_vec`/`from_column_slice` would read
+    // column-major.
     Ok(DMatrix::from_row_slice(rows, cols, data))
 }
 
 /// Flattens a matrix to **row-major** order, the inverse of [`matrix_from_row_major`].
 pub fn matrix_to_row_major(m: &DMatrix<f32>) -> Vec<f32> {
-    // nalgebra iterates column-major; the transpose's column-major order is our row-major order.
+    // nalgebra iterates column-major; the transpose's column-major order is our row-major
+    // order.
     m.transpose().as_slice().to_vec()
 }
 
@@ -51,7 +60,11 @@ impl Batch {
         for (b, m) in items.iter().enumerate() {
             if m.shape() != shape {
                 let want = [Some(shape.0), Some(shape.1)];
-                return Err(shape_err(format!("Batch::new item {b}"), &want, &[m.nrows(), m.ncols()]));
+                return Err(shape_err(
+                    format!("Batch::new item {b}"),
+                    &want,
+                    &[m.nrows(), m.ncols()],
+                ));
             }
         }
         Ok(Self { items })
@@ -62,8 +75,14 @@ impl Batch {
         Self { items: vec![item] }
     }
 
-    /// Builds a `(batch, seq, dim)` batch from **row-major** data, as PyTorch lays out a 3-D tensor.
-    pub fn from_row_major(batch: usize, seq: usize, dim: usize, data: &[f32]) -> Result<Self> {
+    /// Builds a `(batch, seq, dim)` batch from **row-major** data, as PyTorch lays out a
+    /// 3-D tensor.
+    pub fn from_row_major(
+        batch: usize,
+        seq: usize,
+        dim: usize,
+        data: &[f32],
+    ) -> Result<Self> {
         nonzero("batch", batch)?;
         nonzero("seq", seq)?;
         nonzero("dim", dim)?;
@@ -77,8 +96,10 @@ impl Batch {
                 got: data.len(),
             });
         }
-        let items =
-            data.chunks_exact(seq * dim).map(|chunk| DMatrix::from_row_slice(seq, dim, chunk)).collect();
+        let items = data
+            .chunks_exact(seq * dim)
+            .map(|chunk| DMatrix::from_row_slice(seq, dim, chunk))
+            .collect();
         Ok(Self { items })
     }
 
@@ -133,16 +154,23 @@ impl Batch {
                 max_positions: self.seq_len(),
             });
         }
-        Ok(Self { items: self.items.iter().map(|m| m.rows(start, len).into_owned()).collect() })
+        Ok(Self {
+            items: self.items.iter().map(|m| m.rows(start, len).into_owned()).collect(),
+        })
     }
 
-    /// Concatenates batches along the sequence axis (PyTorch's `torch.cat(parts, dim=1)`).
+    /// Concatenates batches along the sequence axis (PyTorch's `torch.cat(parts,
+    /// dim=1)`).
     pub fn concat_seq(parts: &[Batch]) -> Result<Self> {
         nonzero("number of parts", parts.len())?;
         let [batch, _, dim] = parts[0].shape();
         for p in parts {
             if p.batch_size() != batch || p.dim() != dim {
-                return Err(shape_err("Batch::concat_seq part", &[Some(batch), None, Some(dim)], &p.shape()));
+                return Err(shape_err(
+                    "Batch::concat_seq part",
+                    &[Some(batch), None, Some(dim)],
+                    &p.shape(),
+                ));
             }
         }
         let total: usize = parts.iter().map(Batch::seq_len).sum();
@@ -162,7 +190,10 @@ impl Batch {
     }
 
     /// Applies `f` to every sequence and collects the results into a new batch.
-    pub fn try_map(&self, mut f: impl FnMut(&DMatrix<f32>) -> Result<DMatrix<f32>>) -> Result<Self> {
+    pub fn try_map(
+        &self,
+        mut f: impl FnMut(&DMatrix<f32>) -> Result<DMatrix<f32>>,
+    ) -> Result<Self> {
         Self::new(self.items.iter().map(&mut f).collect::<Result<Vec<_>>>()?)
     }
 }

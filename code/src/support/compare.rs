@@ -7,10 +7,12 @@ use nalgebra::DMatrix;
 use crate::support::batch::{Batch, matrix_to_row_major};
 
 // ANCHOR: tolerance
-/// An elementwise tolerance: `|got − want| <= atol + rtol · |want|`, as `torch.testing.assert_close`.
+/// An elementwise tolerance: `|got − want| <= atol + rtol · |want|`, as
+/// `torch.testing.assert_close`.
 ///
 /// Note the asymmetry: `want` (the reference) scales the relative part. `approx`'s
-/// `assert_relative_eq!` means something else and defaults near `f32::EPSILON`; say what you mean.
+/// `assert_relative_eq!` means something else and defaults near `f32::EPSILON`; say what
+/// you mean.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Tolerance {
     /// Relative part.
@@ -33,7 +35,8 @@ impl Tolerance {
 /// The element that is furthest outside the tolerance.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Mismatch {
-    /// Multi-dimensional index of the worst element (row-major shape given to [`compare`]).
+    /// Multi-dimensional index of the worst element (row-major shape given to
+    /// [`compare`]).
     pub index: Vec<usize>,
     /// Our value there.
     pub got: f32,
@@ -53,8 +56,15 @@ impl fmt::Display for Mismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} of {} elements differ; worst at index {:?}: got {:e}, want {:e}, |diff| {:e} > allowed {:e}",
-            self.n_bad, self.n_total, self.index, self.got, self.want, self.diff, self.allowed
+            "{} of {} elements differ; worst at index {:?}: got {:e}, want {:e}, |diff| \
+                {:e} > allowed {:e}",
+            self.n_bad,
+            self.n_total,
+            self.index,
+            self.got,
+            self.want,
+            self.diff,
+            self.allowed
         )
     }
 }
@@ -72,10 +82,16 @@ fn unravel(mut k: usize, shape: &[usize]) -> Vec<usize> {
 // ANCHOR: compare
 /// Compares `got` with `want` (both row-major of `shape`) elementwise under `tol`.
 ///
-/// Equal infinities match; a NaN on either side never does. On failure, returns the worst element
-/// (largest excess over the tolerance) with its index, so a failing test says *where* and *by how much*.
-/// A length mismatch is reported as a mismatch at the first missing index.
-pub fn compare(got: &[f32], want: &[f32], shape: &[usize], tol: Tolerance) -> Result<(), Mismatch> {
+/// Equal infinities match; a NaN on either side never does. On failure, returns the worst
+/// element (largest excess over the tolerance) with its index, so a failing test says
+/// *where* and *by how much*. A length mismatch is reported as a mismatch at the first
+/// missing index.
+pub fn compare(
+    got: &[f32],
+    want: &[f32],
+    shape: &[usize],
+    tol: Tolerance,
+) -> Result<(), Mismatch> {
     let n_total = want.len();
     if got.len() != want.len() || shape.iter().product::<usize>() != n_total {
         return Err(Mismatch {
@@ -96,7 +112,8 @@ pub fn compare(got: &[f32], want: &[f32], shape: &[usize], tol: Tolerance) -> Re
         }
         let allowed = tol.atol + tol.rtol * w.abs();
         let diff = (g - w).abs();
-        // An infinity only matches itself (handled above); `allowed` would be infinite too.
+        // An infinity only matches itself (handled above); `allowed` would be infinite
+        // too.
         if diff <= allowed && w.is_finite() {
             continue;
         }
@@ -121,16 +138,21 @@ pub fn compare(got: &[f32], want: &[f32], shape: &[usize], tol: Tolerance) -> Re
 }
 // ANCHOR_END: compare
 
-/// The largest `|got − want|` over all elements (`inf` when the lengths differ), for reporting.
+/// The largest `|got − want|` over all elements (`inf` when the lengths differ), for
+/// reporting.
 pub fn max_abs_diff(got: &[f32], want: &[f32]) -> f32 {
     if got.len() != want.len() {
         return f32::INFINITY;
     }
-    got.iter().zip(want).map(|(g, w)| if g == w { 0.0 } else { (g - w).abs() }).fold(0.0, f32::max)
+    got.iter()
+        .zip(want)
+        .map(|(g, w)| if g == w { 0.0 } else { (g - w).abs() })
+        .fold(0.0, f32::max)
 }
 
-/// Panics with the worst element unless `got` and `want` have the same shape and are close under `tol`.
-/// For tests and examples; library code returns [`Mismatch`] through [`compare`] instead.
+/// Panics with the worst element unless `got` and `want` have the same shape and are
+/// close under `tol`. For tests and examples; library code returns [`Mismatch`] through
+/// [`compare`] instead.
 ///
 /// # Panics
 /// When the shapes differ or an element is outside the tolerance.
@@ -138,7 +160,9 @@ pub fn max_abs_diff(got: &[f32], want: &[f32]) -> f32 {
 pub fn assert_matrix_close(got: &DMatrix<f32>, want: &DMatrix<f32>, tol: Tolerance) {
     assert_eq!(got.shape(), want.shape(), "shapes differ (got vs want)");
     let shape = [want.nrows(), want.ncols()];
-    if let Err(m) = compare(&matrix_to_row_major(got), &matrix_to_row_major(want), &shape, tol) {
+    if let Err(m) =
+        compare(&matrix_to_row_major(got), &matrix_to_row_major(want), &shape, tol)
+    {
         panic!("matrices not close (rtol {}, atol {}): {m}", tol.rtol, tol.atol);
     }
 }
@@ -150,7 +174,8 @@ pub fn assert_matrix_close(got: &DMatrix<f32>, want: &DMatrix<f32>, tol: Toleran
 #[track_caller]
 pub fn assert_batch_close(got: &Batch, want: &Batch, tol: Tolerance) {
     assert_eq!(got.shape(), want.shape(), "shapes differ (got vs want)");
-    if let Err(m) = compare(&got.to_row_major(), &want.to_row_major(), &want.shape(), tol) {
+    if let Err(m) = compare(&got.to_row_major(), &want.to_row_major(), &want.shape(), tol)
+    {
         panic!("batches not close (rtol {}, atol {}): {m}", tol.rtol, tol.atol);
     }
 }
@@ -181,7 +206,10 @@ mod tests {
     #[test]
     fn nan_never_matches_and_infinities_match_themselves() {
         assert!(compare(&[f32::NAN], &[f32::NAN], &[1], Tolerance::F32).is_err());
-        assert!(compare(&[f32::NEG_INFINITY], &[f32::NEG_INFINITY], &[1], Tolerance::F32).is_ok());
+        assert!(
+            compare(&[f32::NEG_INFINITY], &[f32::NEG_INFINITY], &[1], Tolerance::F32)
+                .is_ok()
+        );
         assert!(compare(&[0.0], &[f32::NEG_INFINITY], &[1], Tolerance::F32).is_err());
     }
 

@@ -1,17 +1,19 @@
 //! The crate's one error type.
 //!
-//! Every public function that can receive a bad shape, an impossible configuration, a full cache or a
-//! broken file returns [`Result`]: a reader who feeds in the wrong thing gets a message that names the
-//! offending shapes and values, never a panic deep inside nalgebra and never a silently wrong number.
-//! The variants carry typed fields (dimensions, indices, byte counts, the operating system's
-//! [`std::io::Error`]), so a caller can match on what went wrong rather than parse a message.
+//! Every public function that can receive a bad shape, an impossible configuration, a
+//! full cache or a broken file returns [`Result`]: a reader who feeds in the wrong thing
+//! gets a message that names the offending shapes and values, never a panic deep inside
+//! nalgebra and never a silently wrong number. The variants carry typed fields
+//! (dimensions, indices, byte counts, the operating system's [`std::io::Error`]), so a
+//! caller can match on what went wrong rather than parse a message.
 
 use std::fmt;
 use std::sync::Arc;
 
 use thiserror::Error;
 
-/// A shape as an error message shows it: each dimension a number, or `_` where any size is fine.
+/// A shape as an error message shows it: each dimension a number, or `_` where any size
+/// is fine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Dims(pub Vec<Option<usize>>);
 
@@ -29,15 +31,20 @@ impl Dims {
 
 impl fmt::Display for Dims {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> =
-            self.0.iter().map(|d| d.map_or_else(|| "_".to_string(), |d| d.to_string())).collect();
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|d| d.map_or_else(|| "_".to_string(), |d| d.to_string()))
+            .collect();
         write!(f, "({})", parts.join(", "))
     }
 }
 
-/// The operating system's error behind an [`AttnError::Io`], kept as the error's `source()`.
+/// The operating system's error behind an [`AttnError::Io`], kept as the error's
+/// `source()`.
 ///
-/// Shared (`Arc`) so that [`AttnError`] stays `Clone`; two are equal when their kind and message are.
+/// Shared (`Arc`) so that [`AttnError`] stays `Clone`; two are equal when their kind and
+/// message are.
 #[derive(Clone, Debug)]
 pub struct IoSource(pub Arc<std::io::Error>);
 
@@ -59,7 +66,8 @@ impl std::error::Error for IoSource {
     }
 }
 
-/// Everything that can go wrong in this crate. Messages name the offending shapes and values.
+/// Everything that can go wrong in this crate. Messages name the offending shapes and
+/// values.
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum AttnError {
     /// A matrix, batch or tensor did not have the shape an operation needs.
@@ -84,7 +92,8 @@ pub enum AttnError {
         /// How many values there were.
         got: usize,
     },
-    /// An index (a sequence of a batch, a layer, a dimension pair) past the end of what it indexes.
+    /// An index (a sequence of a batch, a layer, a dimension pair) past the end of what
+    /// it indexes.
     #[error("{what} index {index} is out of range (there are {len})")]
     IndexOutOfRange {
         /// What was indexed, e.g. "LayerKvCache sequence".
@@ -94,10 +103,12 @@ pub enum AttnError {
         /// How many there are (valid indices are `0..len`).
         len: usize,
     },
-    /// Causal attention of `n_queries` queries whose first sits `query_offset` keys in needs at least
-    /// `query_offset + n_queries` keys: the newest query's own key is missing.
+    /// Causal attention of `n_queries` queries whose first sits `query_offset` keys in
+    /// needs at least `query_offset + n_queries` keys: the newest query's own key is
+    /// missing.
     #[error(
-        "causal attention of {n_queries} queries at query_offset {query_offset} needs at least {} keys, got {n_keys}",
+        "causal attention of {n_queries} queries at query_offset {query_offset} needs \
+            at least {} keys, got {n_keys}",
         *query_offset as u128 + *n_queries as u128
     )]
     MissingKeys {
@@ -116,7 +127,8 @@ pub enum AttnError {
     },
     /// One size must divide another (e.g. `d_model` by `n_heads`).
     #[error(
-        "invalid config: {numerator_name} = {numerator} is not divisible by {denominator_name} = {denominator}"
+        "invalid config: {numerator_name} = {numerator} is not divisible by \
+            {denominator_name} = {denominator}"
     )]
     NotDivisible {
         /// The name of the size that must be a multiple, e.g. "d_model".
@@ -134,24 +146,30 @@ pub enum AttnError {
         /// The odd value.
         head_dim: usize,
     },
-    /// Sizes whose product (elements or bytes) does not fit in memory: the product overflows
-    /// `usize`, or is larger than this crate allocates, or the allocator refused it.
+    /// Sizes whose product (elements or bytes) does not fit in memory: the product
+    /// overflows `usize`, or is larger than this crate allocates, or the allocator
+    /// refused it.
     #[error("{what} is too large: {bytes} bytes ({detail})")]
     TooLarge {
-        /// What would have been allocated, with its shape, e.g. "LayerKvCache (1, 1099511627776, 1)".
+        /// What would have been allocated, with its shape, e.g. "LayerKvCache (1,
+        /// 1099511627776, 1)".
         what: String,
-        /// The bytes it would need (`u128`, so that even an overflowing product is shown exactly).
+        /// The bytes it would need (`u128`, so that even an overflowing product is shown
+        /// exactly).
         bytes: u128,
         /// Why it was refused.
         detail: &'static str,
     },
-    /// Any other impossible configuration value (a negative RoPE base, a NaN factor, ...).
+    /// Any other impossible configuration value (a negative RoPE base, a NaN factor,
+    /// ...).
     #[error("invalid config: {0}")]
     Config(String),
-    /// A config asks for something this crate does not implement (another model type, a RoPE type).
+    /// A config asks for something this crate does not implement (another model type, a
+    /// RoPE type).
     #[error("unsupported: {0}")]
     Unsupported(String),
-    /// Positions `start_pos .. start_pos + len` reach past a precomputed table or a context length.
+    /// Positions `start_pos .. start_pos + len` reach past a precomputed table or a
+    /// context length.
     #[error("positions {start_pos}..{} exceed the maximum of {max_positions} positions", *start_pos as u128 + *len as u128)]
     PositionOutOfRange {
         /// First position asked for.
@@ -162,7 +180,9 @@ pub enum AttnError {
         max_positions: usize,
     },
     /// Appending to a KV cache would pass its capacity.
-    #[error("KV cache full: holds {len} of {capacity} positions, cannot append {adding} more")]
+    #[error(
+        "KV cache full: holds {len} of {capacity} positions, cannot append {adding} more"
+    )]
     CacheFull {
         /// Positions the cache was allocated for.
         capacity: usize,
@@ -171,15 +191,21 @@ pub enum AttnError {
         /// Positions the caller tried to add.
         adding: usize,
     },
-    /// A cached forward pass was called with a `start_pos` that does not continue the cache.
-    #[error("start_pos {start_pos} does not continue the KV cache, whose next position is {next_pos}")]
+    /// A cached forward pass was called with a `start_pos` that does not continue the
+    /// cache.
+    #[error(
+        "start_pos {start_pos} does not continue the KV cache, whose next position is \
+            {next_pos}"
+    )]
     CachePosition {
         /// What the caller passed.
         start_pos: usize,
-        /// The position the cache expects next (its first position plus the positions it holds).
+        /// The position the cache expects next (its first position plus the positions it
+        /// holds).
         next_pos: usize,
     },
-    /// A cache was made for another layer shape or batch than the forward pass it is given to.
+    /// A cache was made for another layer shape or batch than the forward pass it is
+    /// given to.
     #[error("KV cache mismatch: {0}")]
     CacheMismatch(String),
     /// A file could not be read or written.
@@ -190,7 +216,8 @@ pub enum AttnError {
         /// The operating system's error.
         source: IoSource,
     },
-    /// A file was read but its contents are not what was expected (corrupt, wrong dtype, missing key).
+    /// A file was read but its contents are not what was expected (corrupt, wrong dtype,
+    /// missing key).
     #[error("{path}: {message}")]
     Format {
         /// The file (or a description of the data source).
@@ -216,8 +243,16 @@ pub(crate) fn fmt_shape(dims: &[usize]) -> String {
 }
 
 /// Builds an [`AttnError::Shape`] from a pattern (`None` = any size) and the shape given.
-pub(crate) fn shape_err(what: impl Into<String>, expected: &[Option<usize>], got: &[usize]) -> AttnError {
-    AttnError::Shape { what: what.into(), expected: Dims::pattern(expected), got: Dims::exact(got) }
+pub(crate) fn shape_err(
+    what: impl Into<String>,
+    expected: &[Option<usize>],
+    got: &[usize],
+) -> AttnError {
+    AttnError::Shape {
+        what: what.into(),
+        expected: Dims::pattern(expected),
+        got: Dims::exact(got),
+    }
 }
 
 /// Returns an error when `value` is zero.
@@ -225,7 +260,8 @@ pub(crate) fn nonzero(what: &'static str, value: usize) -> Result<()> {
     if value == 0 { Err(AttnError::ZeroSize { what }) } else { Ok(()) }
 }
 
-/// Returns an error when `numerator` is not a multiple of `denominator` (which must be non-zero).
+/// Returns an error when `numerator` is not a multiple of `denominator` (which must be
+/// non-zero).
 pub(crate) fn divisible(
     numerator_name: &'static str,
     numerator: usize,
@@ -234,21 +270,27 @@ pub(crate) fn divisible(
 ) -> Result<()> {
     nonzero(denominator_name, denominator)?;
     if !numerator.is_multiple_of(denominator) {
-        Err(AttnError::NotDivisible { numerator_name, numerator, denominator_name, denominator })
+        Err(AttnError::NotDivisible {
+            numerator_name,
+            numerator,
+            denominator_name,
+            denominator,
+        })
     } else {
         Ok(())
     }
 }
 
-/// The largest buffer of f32 this crate allocates in one piece, at most: 2³⁶ bytes (64 GiB).
-/// On Linux the bound is the machine's physical memory when that is smaller ([`max_alloc_bytes`]).
-/// Larger requests are refused with [`AttnError::TooLarge`] before the allocator is asked: an
-/// allocation failure aborts the process, a too-large `Vec` panics with "capacity overflow", and
-/// on Linux an allocation larger than the memory succeeds and gets the process killed when used.
+/// The largest buffer of f32 this crate allocates in one piece, at most: 2³⁶ bytes (64
+/// GiB). On Linux the bound is the machine's physical memory when that is smaller
+/// ([`max_alloc_bytes`]). Larger requests are refused with [`AttnError::TooLarge`] before
+/// the allocator is asked: an allocation failure aborts the process, a too-large `Vec`
+/// panics with "capacity overflow", and on Linux an allocation larger than the memory
+/// succeeds and gets the process killed when used.
 pub const MAX_ALLOC_BYTES: u128 = 1 << 36;
 
-/// The bound the crate's size checks enforce: [`MAX_ALLOC_BYTES`], or the physical memory (`MemTotal` in
-/// `/proc/meminfo`) where it is smaller.
+/// The bound the crate's size checks enforce: [`MAX_ALLOC_BYTES`], or the physical memory
+/// (`MemTotal` in `/proc/meminfo`) where it is smaller.
 pub fn max_alloc_bytes() -> u128 {
     static BOUND: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
     *BOUND.get_or_init(|| {
@@ -261,8 +303,8 @@ pub fn max_alloc_bytes() -> u128 {
     })
 }
 
-/// The number of elements of a buffer of shape `dims` (f32), or [`AttnError::TooLarge`] when the
-/// product overflows or passes [`max_alloc_bytes`].
+/// The number of elements of a buffer of shape `dims` (f32), or [`AttnError::TooLarge`]
+/// when the product overflows or passes [`max_alloc_bytes`].
 pub(crate) fn checked_len(what: impl fmt::Display, dims: &[usize]) -> Result<usize> {
     let elements: u128 = dims.iter().fold(1u128, |acc, &d| acc.saturating_mul(d as u128));
     let bytes = elements.saturating_mul(4);
@@ -270,7 +312,8 @@ pub(crate) fn checked_len(what: impl fmt::Display, dims: &[usize]) -> Result<usi
         return Err(AttnError::TooLarge {
             what: format!("{what} {}", fmt_shape(dims)),
             bytes,
-            detail: "more than this machine's memory, or than the 64 GiB this crate allocates at once",
+            detail: "more than this machine's memory, or than the 64 GiB this crate \
+                allocates at once",
         });
     }
     Ok(elements as usize) // fits: at most 2^34 elements
@@ -289,7 +332,8 @@ pub(crate) fn try_zeros(what: impl fmt::Display, dims: &[usize]) -> Result<Vec<f
     Ok(v)
 }
 
-/// A `(rows, cols)` zero matrix, with its size checked and its allocation fallible (see [`try_zeros`]).
+/// A `(rows, cols)` zero matrix, with its size checked and its allocation fallible (see
+/// [`try_zeros`]).
 pub(crate) fn try_zero_matrix(
     what: impl fmt::Display,
     rows: usize,
@@ -299,9 +343,13 @@ pub(crate) fn try_zero_matrix(
     Ok(nalgebra::DMatrix::from_vec(rows, cols, data))
 }
 
-/// `start + len` as a position range end, or [`AttnError::PositionOutOfRange`] against `max` when it
-/// passes `max` or overflows.
-pub(crate) fn check_range(start_pos: usize, len: usize, max_positions: usize) -> Result<usize> {
+/// `start + len` as a position range end, or [`AttnError::PositionOutOfRange`] against
+/// `max` when it passes `max` or overflows.
+pub(crate) fn check_range(
+    start_pos: usize,
+    len: usize,
+    max_positions: usize,
+) -> Result<usize> {
     match start_pos.checked_add(len) {
         Some(end) if end <= max_positions => Ok(end),
         _ => Err(AttnError::PositionOutOfRange { start_pos, len, max_positions }),

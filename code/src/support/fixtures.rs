@@ -1,7 +1,9 @@
-//! The PyTorch reference fixtures that `scripts/gen_fixtures.py` writes to `code/tests/fixtures/`.
+//! The PyTorch reference fixtures that `scripts/gen_fixtures.py` writes to
+//! `code/tests/fixtures/`.
 //!
-//! Each case is `NAME.safetensors` (weights, inputs, expected outputs; row-major f32) and `NAME.json`
-//! (its configuration). The book's examples and the crate's tests read them through [`Fixture`].
+//! Each case is `NAME.safetensors` (weights, inputs, expected outputs; row-major f32) and
+//! `NAME.json` (its configuration). The book's examples and the crate's tests read them
+//! through [`Fixture`].
 
 use std::path::PathBuf;
 
@@ -15,8 +17,8 @@ use crate::support::error::{AttnError, Result};
 use crate::support::init::splitmix_matrix;
 use crate::support::io::{Tensor, TensorFile};
 
-/// The folder holding the fixtures (an absolute path fixed at compile time, so examples run from any
-/// working directory, as skeptic and `mdbook test` run them).
+/// The folder holding the fixtures (an absolute path fixed at compile time, so examples
+/// run from any working directory, as skeptic and `mdbook test` run them).
 pub const FIXTURE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
 /// One reference case: its tensors and its JSON configuration.
@@ -34,7 +36,8 @@ impl Fixture {
         let dir = PathBuf::from(FIXTURE_DIR);
         let tensors = TensorFile::open(dir.join(format!("{name}.safetensors")))?;
         let json_path = dir.join(format!("{name}.json"));
-        let text = std::fs::read_to_string(&json_path).map_err(|e| AttnError::io(json_path.display(), e))?;
+        let text = std::fs::read_to_string(&json_path)
+            .map_err(|e| AttnError::io(json_path.display(), e))?;
         let config = serde_json::from_str(&text).map_err(|e| AttnError::Format {
             path: json_path.display().to_string(),
             message: format!("invalid JSON: {e}"),
@@ -73,13 +76,16 @@ impl Fixture {
     }
 
     /// The grouped-query attention module of a GQA case (`small_gqa`, `small_mqa`,
-    /// `small_gqa_norope`, `kv_cache`, `default_gqa`), as the generator built it: its four projections,
-    /// `n_heads`, `n_kv_heads`, and RoPE tables for `context_length` positions when `rope` is true.
+    /// `small_gqa_norope`, `kv_cache`, `default_gqa`), as the generator built it: its
+    /// four projections, `n_heads`, `n_kv_heads`, and RoPE tables for `context_length`
+    /// positions when `rope` is true.
     ///
-    /// The weights are the stored ones, or, where the JSON says `"weights": "splitmix64"`, regenerated
-    /// with [`splitmix_matrix`] from its `weight_seeds`, `weight_bounds` and `weight_shapes`.
+    /// The weights are the stored ones, or, where the JSON says `"weights":
+    /// "splitmix64"`, regenerated with [`splitmix_matrix`] from its `weight_seeds`,
+    /// `weight_bounds` and `weight_shapes`.
     pub fn gqa(&self) -> Result<GroupedQueryAttention> {
-        let regenerate = self.config.get("weights").and_then(|w| w.as_str()) == Some("splitmix64");
+        let regenerate =
+            self.config.get("weights").and_then(|w| w.as_str()) == Some("splitmix64");
         let linear = |name: &str| -> Result<Linear> {
             if !regenerate {
                 return self.linear(name);
@@ -91,8 +97,11 @@ impl Fixture {
                     message: format!("missing `{table}.{key}`"),
                 })
             };
-            let (seed, bound, shape) =
-                (field("weight_seeds")?, field("weight_bounds")?, field("weight_shapes")?);
+            let (seed, bound, shape) = (
+                field("weight_seeds")?,
+                field("weight_bounds")?,
+                field("weight_shapes")?,
+            );
             let bad = || AttnError::Format {
                 path: format!("{}/{}.json", FIXTURE_DIR, self.name),
                 message: format!("malformed SplitMix64 entry for `{key}`"),
@@ -104,8 +113,12 @@ impl Fixture {
                 .map(|d| d.as_u64().map(|d| d as usize).ok_or_else(bad))
                 .collect::<Result<_>>()?;
             let [rows, cols] = dims[..] else { return Err(bad()) };
-            let m =
-                splitmix_matrix(seed.as_u64().ok_or_else(bad)?, rows, cols, bound.as_f64().ok_or_else(bad)?);
+            let m = splitmix_matrix(
+                seed.as_u64().ok_or_else(bad)?,
+                rows,
+                cols,
+                bound.as_f64().ok_or_else(bad)?,
+            );
             Linear::new(m, None)
         };
         let rope = if self.bool("rope")? {
@@ -124,7 +137,12 @@ impl Fixture {
             w_value: linear("W_value")?,
             out_proj: linear("out_proj")?,
         };
-        GroupedQueryAttention::new(weights, self.usize("n_heads")?, self.usize("n_kv_heads")?, rope)
+        GroupedQueryAttention::new(
+            weights,
+            self.usize("n_heads")?,
+            self.usize("n_kv_heads")?,
+            rope,
+        )
     }
 
     /// The raw JSON configuration.

@@ -1,5 +1,6 @@
-//! What every chapter leans on: the batch type, errors, tensor files, PyTorch fixtures, comparison
-//! with PyTorch's tolerances, and a random initialiser that Python reproduces bit for bit.
+//! What every chapter leans on: the batch type, errors, tensor files, PyTorch fixtures,
+//! comparison with PyTorch's tolerances, and a random initialiser that Python reproduces
+//! bit for bit.
 
 pub mod batch;
 pub mod compare;

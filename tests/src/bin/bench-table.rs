@@ -5,9 +5,10 @@
 //! cargo run -p book-tests --bin bench-table -- --input R.json --output T.md
 //! ```
 //!
-//! `scripts/bench_compare.py` runs it after a measurement (and on its `--quick` run's temporary
-//! results). The `figures` binary writes `src/generated/bench-table.md` from the committed results
-//! too, and the test `tests/bench_tables.rs` fails while that file is stale.
+//! `scripts/bench_compare.py` runs it after a measurement (and on its `--quick` run's
+//! temporary results). The `figures` binary writes `src/generated/bench-table.md` from
+//! the committed results too, and the test `tests/bench_tables.rs` fails while that file
+//! is stale.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -77,14 +78,16 @@ fn parse_args() -> Result<Option<Args>, Failure> {
 
 /// Reads the results, renders them, writes the markdown.
 fn run(args: Args) -> Result<(), Failure> {
-    let input = args.input.unwrap_or_else(|| book_tests::workspace_root().join(RESULTS_FILE));
+    let input =
+        args.input.unwrap_or_else(|| book_tests::workspace_root().join(RESULTS_FILE));
     let results = BenchResults::load(&input).map_err(|e| Failure::Data(e.to_string()))?;
     let md = render_tables(&results);
     match args.output {
-        Some(path) => {
-            std::fs::write(&path, md).map_err(|e| Failure::Data(format!("{}: {e}", path.display())))
-        }
-        None => std::io::stdout().write_all(md.as_bytes()).map_err(|e| Failure::Data(format!("stdout: {e}"))),
+        Some(path) => std::fs::write(&path, md)
+            .map_err(|e| Failure::Data(format!("{}: {e}", path.display()))),
+        None => std::io::stdout()
+            .write_all(md.as_bytes())
+            .map_err(|e| Failure::Data(format!("stdout: {e}"))),
     }
 }
 

@@ -1,7 +1,8 @@
 //! Writes every figure of the book to `src/img/`, and the benchmark tables rendered from
-//! `src/data/bench-results.json` to `src/generated/bench-table.md` (run after changing what a figure
-//! shows, or after `scripts/bench_compare.py` measured again: `cargo run -p book-tests --bin figures`).
-//! The tests `tests/figures.rs` and `tests/bench_tables.rs` fail while they are stale.
+//! `src/data/bench-results.json` to `src/generated/bench-table.md` (run after changing
+//! what a figure shows, or after `scripts/bench_compare.py` measured again: `cargo run -p
+//! book-tests --bin figures`). The tests `tests/figures.rs` and `tests/bench_tables.rs`
+//! fail while they are stale.
 
 use std::process::ExitCode;
 
@@ -23,7 +24,8 @@ fn main() -> ExitCode {
         println!("wrote {}", book_tests::display_path(&path, &root));
     }
     let table = root.join(TABLE_FILE);
-    let written = BenchResults::committed().and_then(|r| Ok(std::fs::write(&table, render_tables(&r))?));
+    let written = BenchResults::committed()
+        .and_then(|r| Ok(std::fs::write(&table, render_tables(&r))?));
     if let Err(e) = written {
         eprintln!("figures: {TABLE_FILE}: {e}");
         return ExitCode::FAILURE;
