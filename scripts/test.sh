@@ -14,6 +14,10 @@
 #                                in target/mdbook-deps
 #   7. check-html                links, #fragments, CDN references, KaTeX errors, CSS font
 #                                urls in book/
+#   8. browser check             every page in headless Chromium at 1280 px: no console
+#                                error, KaTeX fonts and images loaded, no listing wider
+#                                than its pane, search works; rewrites the README screenshot
+#                                (scripts/browser-check.sh; installs Chromium when missing)
 #
 # All steps run even when one fails; the summary lists the failures and the exit code is 1.
 set -euo pipefail
@@ -110,6 +114,7 @@ step "mdbook test" mdbook_test
 # compiling the checker and its dependencies a second time.
 step "check-html (links, fragments, CDN, KaTeX)" \
   cargo run --quiet --profile test -p book-tests --bin check-html -- book
+step "browser check (Chromium, 1280 px)" ./scripts/browser-check.sh
 
 printf '\n\033[1m==> Summary\033[0m\n'
 printf '%s\n' "${summary[@]}"
