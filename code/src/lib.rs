@@ -80,6 +80,7 @@ pub use support::error::{AttnError, Dims, Result};
 pub use support::fixtures::{FIXTURE_DIR, Fixture};
 pub use support::init::splitmix_matrix;
 pub use support::io::{Tensor, TensorFile, save_tensors};
+pub use support::show;
 
 /// The README's code, compiled and run as a doctest so the front page cannot drift from
 /// the crate.

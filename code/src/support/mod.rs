@@ -1,6 +1,6 @@
 //! What every chapter leans on: the batch type, errors, tensor files, PyTorch fixtures,
-//! comparison with PyTorch's tolerances, and a random initialiser that Python reproduces
-//! bit for bit.
+//! comparison with PyTorch's tolerances, a random initialiser that Python reproduces
+//! bit for bit, and the examples' printing ([`show`]).
 
 pub mod batch;
 pub mod compare;
@@ -8,3 +8,4 @@ pub mod error;
 pub mod fixtures;
 pub mod init;
 pub mod io;
+pub mod show;
