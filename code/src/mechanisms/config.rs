@@ -50,7 +50,6 @@ impl AttentionConfig {
         Ok(cfg)
     }
 
-    // ANCHOR: config_validate
     /// Checks that the sizes fit together: no zero sizes, `n_heads · head_dim ==
     /// d_model`, `n_kv_heads` divides `n_heads`, `head_dim` even (RoPE rotates pairs), a
     /// sane RoPE base and scaling.
@@ -67,6 +66,7 @@ impl AttentionConfig {
         Ok(())
     }
 
+    // ANCHOR: config_validate
     /// The checks every attention shape needs, whatever its fields are called (`names`):
     /// this crate's [`AttentionConfig::validate`] and Hugging Face's
     /// `HfLlamaConfig::validate` both run them, so a rule is written once. Returns the
@@ -80,9 +80,26 @@ impl AttentionConfig {
         nonzero(names.context_length, self.context_length)?;
         divisible(names.d_model, self.d_model, names.n_heads, self.n_heads)?;
         divisible(names.n_heads, self.n_heads, names.n_kv_heads, self.n_kv_heads)?;
-        // a hostile head_dim (2^62 with 4 heads) wraps `n_heads * head_dim` to 0 in
-        // release builds and panics in debug: multiply checked, and check that q_proj's
-        // elements can be counted at all
+        let q_width = self.checked_q_width(names)?; // sizes near usize::MAX
+        if !self.head_dim.is_multiple_of(2) {
+            return Err(AttnError::OddHeadDim { head_dim: self.head_dim });
+        }
+        if !(self.rope_theta.is_finite() && self.rope_theta > 1.0) {
+            let theta = self.rope_theta;
+            let msg = format!("rope_theta must be a finite number > 1, got {theta}");
+            return Err(AttnError::Config(msg));
+        }
+        if let Some(s) = &self.rope_scaling {
+            s.check(names.rope_scaling)?;
+        }
+        Ok(q_width)
+    }
+    // ANCHOR_END: config_validate
+
+    /// `n_heads · head_dim`, checked. A hostile `head_dim` (2⁶² with 4 heads) wraps the
+    /// product to 0 in release builds and panics in debug: multiply checked, and check
+    /// that q_proj's `n_heads · head_dim · d_model` elements can be counted at all.
+    fn checked_q_width(&self, names: &FieldNames) -> Result<usize> {
         let q_width = self.n_heads.checked_mul(self.head_dim).ok_or_else(|| {
             AttnError::Config(format!(
                 "{} * {} = {} * {} does not fit in usize",
@@ -101,21 +118,8 @@ impl AttentionConfig {
                 self.d_model
             )));
         }
-        if !self.head_dim.is_multiple_of(2) {
-            return Err(AttnError::OddHeadDim { head_dim: self.head_dim });
-        }
-        if !(self.rope_theta.is_finite() && self.rope_theta > 1.0) {
-            return Err(AttnError::Config(format!(
-                "rope_theta must be a finite number > 1, got {}",
-                self.rope_theta
-            )));
-        }
-        if let Some(s) = &self.rope_scaling {
-            s.check(names.rope_scaling)?;
-        }
         Ok(q_width)
     }
-    // ANCHOR_END: config_validate
 
     /// Query heads per key/value head.
     pub fn group_size(&self) -> usize {
