@@ -3,24 +3,14 @@
 use nalgebra::DMatrix;
 
 // ANCHOR: softmax_rows
-/// Softmax over each row of `scores` (PyTorch's `torch.softmax(scores, dim=-1)`), in
-/// place.
+/// Softmax over each row of `scores`, in place (`torch.softmax(scores, dim=-1)`).
 ///
-/// Numerically stable: each row's maximum is subtracted before `exp`, which leaves the
-/// result unchanged (the factor `exp(-max)` cancels) but keeps `exp` from overflowing to
-/// `inf` on large scores.
-///
-/// A row whose entries are all `-inf` (every key masked) becomes all zeros, as PyTorch's
-/// `_safe_softmax` does, instead of the `NaN`s that `exp(-inf - (-inf))` would give. A
-/// purely causal mask never produces such a row; padding or sliding windows can. Any
-/// other trouble shows, as in PyTorch: a row holding a `NaN` or a `+inf` becomes all
-/// `NaN` (`exp(inf - inf)` is `NaN`), never a finite number that hides it.
+/// Stable: each row's maximum is subtracted before `exp` (the factor `exp(-max)`
+/// cancels, and `exp` cannot overflow). A fully masked row (all `-inf`) becomes zeros,
+/// as PyTorch's `_safe_softmax`; a row holding a `NaN` or a `+inf` becomes all `NaN`.
 pub fn softmax_rows_in_place(scores: &mut DMatrix<f32>) {
-    // Each row is one query: normalise across the keys (the columns), never down a
-    // column. nalgebra stores the matrix column by column, so the loops walk whole
-    // columns in memory order and keep one running maximum and one running sum per row
-    // (hopping along a row instead is much slower on long sequences; the numbers are the
-    // same, bit for bit).
+    // One row per query, normalised across its keys (the columns). nalgebra stores column
+    // by column, so each pass walks whole columns, keeping a max and a sum per row.
     let mut max = vec![f32::NEG_INFINITY; scores.nrows()];
     for column in scores.column_iter() {
         for (m, &s) in max.iter_mut().zip(column.as_slice()) {
@@ -29,21 +19,16 @@ pub fn softmax_rows_in_place(scores: &mut DMatrix<f32>) {
     }
     let mut sum = vec![0.0_f32; scores.nrows()];
     for mut column in scores.column_iter_mut() {
-        for ((s, &m), total) in
-            column.as_mut_slice().iter_mut().zip(&max).zip(sum.iter_mut())
-        {
-            // A masked score gives weight 0 without calling exp (half the scores of a
-            // causal mask, and no exp(-inf - (-inf)) = NaN in a fully masked row). A NaN
-            // score, or a +inf one (exp(inf - inf)), makes the row's total NaN.
+        let rows = column.as_mut_slice().iter_mut().zip(&max).zip(sum.iter_mut());
+        for ((s, &m), total) in rows {
+            // masked: weight 0 without exp, so no exp(-inf - (-inf)) = NaN
             *s = if *s == f32::NEG_INFINITY { 0.0 } else { (*s - m).exp() };
             *total += *s;
         }
     }
     for mut column in scores.column_iter_mut() {
         for (s, &total) in column.as_mut_slice().iter_mut().zip(&sum) {
-            // A total of 0 means every key was masked: zeros, as PyTorch's
-            // `_safe_softmax`. Not `total > 0.0`, which would also turn a NaN total into
-            // zeros and hide it.
+            // 0: every key masked. (`total > 0.0` would also zero a NaN total.)
             *s = if total == 0.0 { 0.0 } else { *s / total };
         }
     }
