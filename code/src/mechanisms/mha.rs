@@ -180,30 +180,20 @@ impl MultiHeadAttention {
     }
 
     // ANCHOR: mha_context
-    /// The heads' contexts side by side, before the output projection: `(seq, d_in) ->
-    /// (seq, d_out)`.
+    /// The heads' contexts side by side, before the output projection:
+    /// `(seq, d_in) -> (seq, d_out)`.
     pub fn context(&self, x: &DMatrix<f32>) -> Result<DMatrix<f32>> {
-        // (seq, d_in) -> (seq, d_out) = (seq, n_heads·head_dim): head h owns columns
-        // h·head_dim ..
+        // (seq, d_in) -> (seq, d_out) = (seq, n_heads·head_dim)
         let queries = self.weights.w_query.forward(x)?;
         let keys = self.weights.w_key.forward(x)?;
         let values = self.weights.w_value.forward(x)?;
-        let d = self.head_dim();
+        let (d, causal) = (self.head_dim(), Mask::Causal { query_offset: 0 });
         let mut context = DMatrix::zeros(x.nrows(), queries.ncols()); // (seq, d_out)
         for h in 0..self.n_heads {
-            // head h: columns h·d .. (h+1)·d of each, (seq, head_dim) views, nothing
-            // copied
-            let (q_h, k_h, v_h) = (
-                queries.columns(h * d, d),
-                keys.columns(h * d, d),
-                values.columns(h * d, d),
-            );
-            let head = scaled_dot_product_attention(
-                q_h,
-                k_h,
-                v_h,
-                Mask::Causal { query_offset: 0 },
-            )?;
+            // head h: columns h·d .. (h+1)·d of each, (seq, head_dim) views, no copy
+            let q_h = queries.columns(h * d, d);
+            let (k_h, v_h) = (keys.columns(h * d, d), values.columns(h * d, d));
+            let head = scaled_dot_product_attention(q_h, k_h, v_h, causal)?;
             // back into the same columns: the heads side by side again
             context.columns_mut(h * d, d).copy_from(&head.context);
         }

@@ -154,18 +154,13 @@ impl HeadLayout {
 }
 
 // ANCHOR: grouped_attention
-/// Causal attention of `n_heads` query heads over `n_kv_heads` key/value heads: the core
-/// of multi-head attention (`n_kv_heads == n_heads`), grouped-query attention, and
-/// multi-query attention (`n_kv_heads == 1`).
+/// Causal attention of `n_heads` query heads over `n_kv_heads` key/value heads: MHA
+/// (`n_kv_heads == n_heads`), GQA, MQA (`n_kv_heads == 1`). Heads side by side in the
+/// columns: `q (n_queries, n_heads·head_dim)`, `k`, `v (n_keys, n_kv_heads·head_dim)`
+/// -> `(n_queries, n_heads·head_dim)`; query `i` sees keys `0 ..= query_offset + i`.
 ///
-/// Shapes, one row per token, heads side by side in the columns: `q (n_queries,
-/// n_heads·head_dim)`, `k` and `v (n_keys, n_kv_heads·head_dim)`; returns `(n_queries,
-/// n_heads·head_dim)`, the heads' contexts side by side. Query `i` sees keys `0 ..=
-/// query_offset + i`.
-///
-/// Query head `h` reads key/value head `h / group_size`. That is PyTorch's
-/// `repeat_interleave` order `[K0, K0, K1, K1]`, never `repeat`'s `[K0, K1, K0, K1]`; and
-/// no head is copied: each is a column view of `k` and `v`.
+/// Query head `h` reads KV head `h / group_size`: PyTorch's `repeat_interleave` order
+/// `[K0, K0, K1, K1]`, never `repeat`'s `[K0, K1, K0, K1]`, and no head is copied.
 pub fn grouped_attention(
     q: &DMatrix<f32>,
     k: DMatrixView<f32>,
@@ -176,13 +171,13 @@ pub fn grouped_attention(
     check_grouped_args("grouped_attention", q.shape(), &k, &v, heads, query_offset)?;
     let d = heads.head_dim();
     let mut context = DMatrix::zeros(q.nrows(), q.ncols());
+    let causal = Mask::Causal { query_offset };
     for h in 0..heads.n_heads() {
         let kv = heads.kv_head(h); // heads 0 .. group_size share KV head 0
         // (n, n_heads·head_dim) -> head h: (n, head_dim), a view of columns, no copy
         let q_h = q.columns(h * d, d);
         let (k_h, v_h) = (k.columns(kv * d, d), v.columns(kv * d, d));
-        let out =
-            scaled_dot_product_attention(q_h, k_h, v_h, Mask::Causal { query_offset })?;
+        let out = scaled_dot_product_attention(q_h, k_h, v_h, causal)?;
         context.columns_mut(h * d, d).copy_from(&out.context);
     }
     Ok(context)
