@@ -187,7 +187,7 @@ impl MultiHeadAttention {
         let queries = self.weights.w_query.forward(x)?;
         let keys = self.weights.w_key.forward(x)?;
         let values = self.weights.w_value.forward(x)?;
-        let (d, causal) = (self.head_dim(), Mask::Causal { query_offset: 0 });
+        let (d, causal) = (self.head_dim(), Mask::CAUSAL);
         let mut context = DMatrix::zeros(x.nrows(), queries.ncols()); // (seq, d_out)
         for h in 0..self.n_heads {
             // head h: columns h·d .. (h+1)·d of each, (seq, head_dim) views, no copy

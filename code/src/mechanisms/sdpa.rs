@@ -20,6 +20,21 @@ pub enum Mask {
         query_offset: usize,
     },
 }
+
+impl Mask {
+    /// The causal mask of a fresh sequence (no cached keys): query `i` sees keys
+    /// `0 ..= i`.
+    pub const CAUSAL: Mask = Mask::Causal { query_offset: 0 };
+
+    /// Hides the keys this mask forbids: `-inf` in `scores (n_queries, n_keys)`, in
+    /// place.
+    pub fn apply(self, scores: &mut DMatrix<f32>) -> Result<()> {
+        match self {
+            Mask::None => Ok(()),
+            Mask::Causal { query_offset } => apply_causal_mask(scores, query_offset),
+        }
+    }
+}
 // ANCHOR_END: mask_enum
 
 /// What one head of attention produces.
@@ -51,9 +66,7 @@ pub fn attention_weights(
     // like √head_dim, and large scores push the softmax to one-hot, where gradients
     // vanish.
     scores /= (head_dim as f32).sqrt();
-    if let Mask::Causal { query_offset } = mask {
-        apply_causal_mask(&mut scores, query_offset)?;
-    }
+    mask.apply(&mut scores)?; // -inf where a query may not look (chapter 2)
     softmax_rows_in_place(&mut scores);
     Ok(scores)
 }

@@ -157,8 +157,7 @@ impl SelfAttention {
         let queries = self.w_query.forward(x)?;
         let keys = self.w_key.forward(x)?;
         let values = self.w_value.forward(x)?;
-        let mask =
-            if self.causal { Mask::Causal { query_offset: 0 } } else { Mask::None };
+        let mask = if self.causal { Mask::CAUSAL } else { Mask::None };
         scaled_dot_product_attention(
             queries.as_view(),
             keys.as_view(),
