@@ -91,9 +91,10 @@ impl Attention for MultiHeadAttentionWrapper {
 pub struct QkvoWeights {
     /// `W_q`: `(n_heads · head_dim, d_in)` (`(d_out, d_in)` in multi-head attention).
     pub w_query: Linear,
-    /// `W_k`: `(n_kv_heads · head_dim, d_in)`.
+    /// `W_k`: `(d_out, d_in)` in multi-head attention; fewer rows in grouped-query
+    /// attention (chapter 4), where keys have fewer heads than queries.
     pub w_key: Linear,
-    /// `W_v`: `(n_kv_heads · head_dim, d_in)`.
+    /// `W_v`: the shape of `W_k`.
     pub w_value: Linear,
     /// `W_o`: `(d_out, n_heads · head_dim)`.
     pub out_proj: Linear,
