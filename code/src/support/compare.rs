@@ -84,59 +84,54 @@ fn unravel(mut k: usize, shape: &[usize]) -> Vec<usize> {
 ///
 /// Equal infinities match; a NaN on either side never does. On failure, returns the worst
 /// element (largest excess over the tolerance) with its index, so a failing test says
-/// *where* and *by how much*. A length mismatch is reported as a mismatch at the first
-/// missing index.
+/// *where* and *by how much*.
 pub fn compare(
     got: &[f32],
     want: &[f32],
     shape: &[usize],
     tol: Tolerance,
 ) -> Result<(), Mismatch> {
-    let n_total = want.len();
-    if got.len() != want.len() || shape.iter().product::<usize>() != n_total {
-        return Err(Mismatch {
-            index: vec![got.len().min(want.len())],
-            got: f32::NAN,
-            want: f32::NAN,
-            diff: f32::INFINITY,
-            allowed: 0.0,
-            n_bad: got.len().abs_diff(want.len()).max(1),
-            n_total,
-        });
+    if got.len() != want.len() || shape.iter().product::<usize>() != want.len() {
+        return Err(Mismatch::lengths(got.len(), want.len()));
     }
-    let mut worst: Option<(f32, usize)> = None;
-    let mut n_bad = 0;
+    let allowed = |w: f32| tol.atol + tol.rtol * w.abs();
+    let (mut worst, mut n_bad) = (None, 0);
     for (k, (&g, &w)) in got.iter().zip(want).enumerate() {
-        if g == w {
-            continue; // also covers equal infinities
-        }
-        let allowed = tol.atol + tol.rtol * w.abs();
         let diff = (g - w).abs();
-        // An infinity only matches itself (handled above); `allowed` would be infinite
-        // too.
-        if diff <= allowed && w.is_finite() {
+        // `g == w` also matches equal infinities; otherwise an infinity (whose `allowed`
+        // is infinite too) or a NaN never matches
+        if g == w || (diff <= allowed(w) && w.is_finite()) {
             continue;
         }
         n_bad += 1;
-        let excess = if diff.is_nan() { f32::INFINITY } else { diff - allowed };
+        let excess = if diff.is_nan() { f32::INFINITY } else { diff - allowed(w) };
         if worst.is_none_or(|(e, _)| excess > e) {
             worst = Some((excess, k));
         }
     }
-    match worst {
-        None => Ok(()),
-        Some((_, k)) => Err(Mismatch {
-            index: unravel(k, shape),
-            got: got[k],
-            want: want[k],
-            diff: (got[k] - want[k]).abs(),
-            allowed: tol.atol + tol.rtol * want[k].abs(),
-            n_bad,
-            n_total,
-        }),
-    }
+    let Some((_, k)) = worst else { return Ok(()) };
+    let n_total = want.len();
+    let (index, got, want) = (unravel(k, shape), got[k], want[k]);
+    let (diff, allowed) = ((got - want).abs(), allowed(want));
+    Err(Mismatch { index, got, want, diff, allowed, n_bad, n_total })
 }
 // ANCHOR_END: compare
+
+impl Mismatch {
+    /// `got` and `want` differ in length (or from the shape): a mismatch at the first
+    /// missing index.
+    fn lengths(got: usize, want: usize) -> Self {
+        Mismatch {
+            index: vec![got.min(want)],
+            got: f32::NAN,
+            want: f32::NAN,
+            diff: f32::INFINITY,
+            allowed: 0.0,
+            n_bad: got.abs_diff(want).max(1),
+            n_total: want,
+        }
+    }
+}
 
 /// The largest `|got − want|` over all elements (`inf` when the lengths differ), for
 /// reporting.
