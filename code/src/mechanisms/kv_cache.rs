@@ -4,7 +4,9 @@
 use nalgebra::{DMatrix, DMatrixView};
 
 use crate::mechanisms::sdpa::HeadLayout;
-use crate::support::error::{AttnError, Result, nonzero, shape_err, try_zero_matrix};
+use crate::support::error::{
+    AttnError, Result, check_range, nonzero, shape_err, try_zero_matrix,
+};
 
 // ANCHOR: layer_kv_cache
 /// One layer's cache: for every sequence of the batch, the keys and values of the
@@ -109,17 +111,45 @@ impl LayerKvCache {
     /// Appends the keys and values of new tokens at absolute positions `start_pos ..`,
     /// one `(n_new, n_kv_heads · head_dim)` matrix per sequence.
     ///
-    /// The first append fixes the cache's first position; later ones must continue it
-    /// (`start_pos == next_pos()`), which catches the classic bug of a RoPE offset that
-    /// was not advanced, or advanced twice ([`AttnError::CachePosition`]). Checks
-    /// everything first: on error the cache is unchanged, and appending past the capacity
-    /// is [`AttnError::CacheFull`], never an overwrite of old positions.
+    /// Later appends must continue the first (`start_pos == next_pos()`): that catches a
+    /// RoPE offset not advanced, or advanced twice ([`AttnError::CachePosition`]). On any
+    /// error the cache is unchanged; a full cache is [`AttnError::CacheFull`], never an
+    /// overwrite of old positions.
     pub fn append(
         &mut self,
         start_pos: usize,
         keys: &[DMatrix<f32>],
         values: &[DMatrix<f32>],
     ) -> Result<()> {
+        let n_new = self.check_shapes(keys, values)?;
+        if !self.is_empty() && start_pos != self.next_pos() {
+            let next_pos = self.next_pos();
+            return Err(AttnError::CachePosition { start_pos, next_pos });
+        }
+        if n_new > self.capacity - self.len {
+            let (capacity, len) = (self.capacity, self.len);
+            return Err(AttnError::CacheFull { capacity, len, adding: n_new });
+        }
+        // every position the cache will hold must exist: no overflow past usize::MAX
+        let first_pos = if self.is_empty() { start_pos } else { self.first_pos };
+        check_range(first_pos, self.len + n_new, usize::MAX)?;
+        for b in 0..self.keys.len() {
+            self.keys[b].rows_mut(self.len, n_new).copy_from(&keys[b]);
+            self.values[b].rows_mut(self.len, n_new).copy_from(&values[b]);
+        }
+        self.first_pos = first_pos;
+        self.len += n_new;
+        Ok(())
+    }
+    // ANCHOR_END: kv_cache_append
+
+    /// Checks that `keys` and `values` hold one `(n_new, kv_dim)` matrix per sequence of
+    /// the batch, and returns `n_new`.
+    fn check_shapes(
+        &self,
+        keys: &[DMatrix<f32>],
+        values: &[DMatrix<f32>],
+    ) -> Result<usize> {
         let batch = self.keys.len();
         let n_new = keys.first().map_or(0, |k| k.nrows());
         for (name, part) in [("keys", keys), ("values", values)] {
@@ -139,32 +169,8 @@ impl LayerKvCache {
                 ));
             }
         }
-        if !self.is_empty() && start_pos != self.next_pos() {
-            return Err(AttnError::CachePosition {
-                start_pos,
-                next_pos: self.next_pos(),
-            });
-        }
-        if n_new > self.capacity - self.len {
-            return Err(AttnError::CacheFull {
-                capacity: self.capacity,
-                len: self.len,
-                adding: n_new,
-            });
-        }
-        // every position the cache will hold must exist: start_pos + n_new may not
-        // overflow
-        let first_pos = if self.is_empty() { start_pos } else { self.first_pos };
-        crate::support::error::check_range(first_pos, self.len + n_new, usize::MAX)?;
-        for b in 0..batch {
-            self.keys[b].rows_mut(self.len, n_new).copy_from(&keys[b]);
-            self.values[b].rows_mut(self.len, n_new).copy_from(&values[b]);
-        }
-        self.first_pos = first_pos;
-        self.len += n_new;
-        Ok(())
+        Ok(n_new)
     }
-    // ANCHOR_END: kv_cache_append
 
     /// The filled keys of sequence `b`: a `(len, n_kv_heads · head_dim)` view, no copy.
     pub fn keys(&self, b: usize) -> Result<DMatrixView<'_, f32>> {
