@@ -274,44 +274,24 @@ impl GroupedQueryAttention {
     /// sits at absolute position `start_pos` (what RoPE rotates by).
     ///
     /// Without a cache the tokens attend causally among themselves. With one, their keys
-    /// and values are appended first (`start_pos` must continue the cache:
-    /// [`LayerKvCache::append`]) and the queries attend over everything cached: query `i`
-    /// sees cache rows `0 ..= query_offset + i`, where `query_offset` is the number of
-    /// rows cached before it. RoPE counts in positions, the mask counts in cache rows; a
-    /// cache whose first position is `p` has row `r` at position `p + r`.
+    /// and values are appended first ([`LayerKvCache::append`]) and query `i` sees cache
+    /// rows `0 ..= query_offset + i`, `query_offset` being the rows cached before it: RoPE
+    /// counts positions, the mask counts cache rows.
     pub fn forward(
         &self,
         x: &Batch,
         start_pos: usize,
         cache: Option<&mut LayerKvCache>,
     ) -> Result<Batch> {
-        if x.dim() != self.d_in() {
-            return Err(shape_err(
-                "GroupedQueryAttention input",
-                &[None, None, Some(self.d_in())],
-                &x.shape(),
-            ));
-        }
-        check_range(start_pos, x.seq_len(), usize::MAX)?; // every token has a position
+        self.check_forward(x, start_pos, cache.as_deref())?; // shapes, positions, cache
         let Some(cache) = cache else {
             return x.try_map(|item| {
                 let (q, k, v) = self.project(item, start_pos)?;
                 self.attend(&q, k.as_view(), v.as_view(), 0)
             });
         };
-        if cache.batch_size() != x.batch_size() || cache.kv_dim() != self.heads.kv_dim() {
-            return Err(AttnError::CacheMismatch(format!(
-                "the cache holds {} sequences of width {}, the layer needs {} of width \
-                    {}",
-                cache.batch_size(),
-                cache.kv_dim(),
-                x.batch_size(),
-                self.heads.kv_dim()
-            )));
-        }
         let query_offset = cache.len(); // rows cached before the first new token
-        let mut queries = Vec::with_capacity(x.batch_size());
-        let (mut new_keys, mut new_values) = (Vec::new(), Vec::new());
+        let (mut queries, mut new_keys, mut new_values) = (vec![], vec![], vec![]);
         for item in x.items() {
             let (q, k, v) = self.project(item, start_pos)?;
             queries.push(q);
@@ -328,6 +308,38 @@ impl GroupedQueryAttention {
         Batch::new(outputs)
     }
     // ANCHOR_END: gqa_forward
+
+    /// [`forward`](Self::forward)'s argument checks: `x`'s width, positions that exist,
+    /// and a cache shaped for this layer and batch.
+    fn check_forward(
+        &self,
+        x: &Batch,
+        start_pos: usize,
+        cache: Option<&LayerKvCache>,
+    ) -> Result<()> {
+        if x.dim() != self.d_in() {
+            return Err(shape_err(
+                "GroupedQueryAttention input",
+                &[None, None, Some(self.d_in())],
+                &x.shape(),
+            ));
+        }
+        check_range(start_pos, x.seq_len(), usize::MAX)?; // every token has a position
+        if let Some(cache) = cache
+            && (cache.batch_size() != x.batch_size()
+                || cache.kv_dim() != self.heads.kv_dim())
+        {
+            return Err(AttnError::CacheMismatch(format!(
+                "the cache holds {} sequences of width {}, the layer needs {} of width \
+                    {}",
+                cache.batch_size(),
+                cache.kv_dim(),
+                x.batch_size(),
+                self.heads.kv_dim()
+            )));
+        }
+        Ok(())
+    }
 
     /// Attention of `q` over `k`, `v` with the chosen kernel, then the output projection.
     fn attend(
