@@ -4,25 +4,16 @@ extern crate attention;
 use attention::{Attention, Fixture, SelfAttention, Tolerance, compare, max_abs_diff};
 
 fn main() -> Result<(), attention::AttnError> {
-    // PyTorch: torch.manual_seed(123); CausalAttention(3, 2, ...) on the toy batch (2,
-    // 6, 3)
+    // PyTorch: torch.manual_seed(123); CausalAttention(3, 2, ...) on the batch (2, 6, 3)
     let fx = Fixture::load("toy_causal")?;
-    let attn = SelfAttention::new(
-        fx.linear("W_query")?,
-        fx.linear("W_key")?,
-        fx.linear("W_value")?,
-        true,
-    )?;
+    let w = |name| fx.linear(name);
+    let attn = SelfAttention::new(w("W_query")?, w("W_key")?, w("W_value")?, true)?;
     let got = attn.forward(&fx.batch("x")?)?.to_row_major();
-    let want = fx.tensor("out")?;
-    println!(
-        "torch version of the fixture: {}",
-        fx.config()["torch_version"].as_str().unwrap_or("?")
-    );
-    let tol = Tolerance::F32;
+    let (want, tol) = (fx.tensor("out")?, Tolerance::F32);
+    let torch = fx.config()["torch_version"].as_str().unwrap_or("?").to_owned();
+    println!("torch version of the fixture: {torch}");
     assert!(compare(&got, &want.data, &want.shape, tol).is_ok());
-    // The last bits depend on the order the products are summed in (and so on the CPU):
-    // print a bound, not the exact difference.
+    // the last bits depend on the CPU's summation order: print a bound, not the value
     assert!(max_abs_diff(&got, &want.data) < 1e-6);
     println!("output shape {:?}: max |ours - PyTorch| < 1e-6", want.shape);
     println!("close under rtol {:.1e}, atol {:.1e}: yes", tol.rtol, tol.atol);
@@ -36,9 +27,13 @@ fn main() -> Result<(), attention::AttnError> {
     println!("after changing one value: {} of {} elements differ", m.n_bad, m.n_total);
     println!("  worst at index {:?}: got {:e}, want {:e}", m.index, m.got, m.want);
     println!("  |diff| {:e} > allowed {:e} = atol + rtol·|want|", m.diff, m.allowed);
+    sizes_all_differ()
+}
+// ANCHOR_END: example
 
-    // The multi-head fixtures give every axis its own size: a transposed matrix cannot
-    // pass by accident.
+/// The multi-head fixtures give every axis its own size: a transposed matrix cannot pass
+/// by accident.
+fn sizes_all_differ() -> Result<(), attention::AttnError> {
     let small = Fixture::load("small_mha")?;
     let (x, w) = (small.tensor("x")?.shape, small.tensor("W_query.weight")?.shape);
     println!("small_mha: x (batch, seq, d_in) {x:?}, W_query (d_out, d_in) {w:?}");
@@ -48,4 +43,3 @@ fn main() -> Result<(), attention::AttnError> {
     assert_eq!(sizes.len(), 4, "batch, seq, d_in and d_out all differ");
     Ok(())
 }
-// ANCHOR_END: example
