@@ -68,8 +68,8 @@ impl AttentionConfig {
 
     // ANCHOR: config_validate
     /// The checks every attention shape needs, whatever its fields are called (`names`):
-    /// this crate's [`AttentionConfig::validate`] and the Hugging Face config of chapter 7
-    /// both run them, so a rule is written once. Returns the
+    /// this crate's [`AttentionConfig::validate`] and the Hugging Face config of
+    /// chapter 7 both run them, so a rule is written once. Returns the
     /// width of the queries, `n_heads · head_dim`, which need not equal `d_model` here
     /// (Hugging Face allows an explicit `head_dim`).
     pub(crate) fn check_shape(&self, names: &FieldNames) -> Result<usize> {

@@ -275,8 +275,8 @@ impl GroupedQueryAttention {
     ///
     /// Without a cache the tokens attend causally among themselves. With one, their keys
     /// and values are appended first ([`LayerKvCache::append`]) and query `i` sees cache
-    /// rows `0 ..= query_offset + i`, `query_offset` being the rows cached before it: RoPE
-    /// counts positions, the mask counts cache rows.
+    /// rows `0 ..= query_offset + i`, `query_offset` being the rows cached before it:
+    /// RoPE counts positions, the mask counts cache rows.
     pub fn forward(
         &self,
         x: &Batch,
