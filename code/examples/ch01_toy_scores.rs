@@ -3,46 +3,45 @@
 extern crate attention;
 extern crate nalgebra;
 // ANCHOR: example
-use attention::{Fixture, Tolerance, assert_matrix_close, softmax_rows};
+use attention::show::{TOY_TOKENS, row};
+use attention::{Fixture, softmax_rows};
 use nalgebra::DMatrix;
 
-/// The entries of a `(1, n)` row, each printed with 4 decimals in a column 8 wide.
-fn fmt_row(m: &DMatrix<f32>) -> String {
-    m.iter().map(|v| format!("{v:8.4}")).collect()
-}
-
 fn main() -> Result<(), attention::AttnError> {
-    // PyTorch's numbers, from scripts/gen_fixtures.py
-    let fx = Fixture::load("toy_simplified")?;
-    // (6, 3): "Your journey starts with one step", one row per token
-    let x = fx.matrix("x")?;
-    let query = x.row(1); // x2, "journey"
+    let fx = Fixture::load("toy_simplified")?; // with PyTorch's numbers
+    let x = fx.matrix("x")?; // (6, 3): "Your journey starts with one step"
 
-    // One dot product per token: how far does each token point the same way as "journey"?
-    let scores = DMatrix::from_fn(1, x.nrows(), |_, j| query.dot(&x.row(j))); // (1, 6)
-    // Softmax turns the scores into weights: positive, summing to 1.
-    let weights = softmax_rows(&scores); // (1, 6)
-    // z2 = Σ_j α_2j · x_j: the weighted sum of all the token vectors.
-    let mut z2 = DMatrix::<f32>::zeros(1, x.ncols()); // (1, 3)
-    for j in 0..x.nrows() {
+    // x.row(1) is x2, "journey". One dot product per token: do they point the same way?
+    let scores = DMatrix::from_fn(1, 6, |_, j| x.row(1).dot(&x.row(j))); // (1, 6)
+    let weights = softmax_rows(&scores); // (1, 6): positive, summing to 1
+    let mut z2 = DMatrix::<f32>::zeros(1, 3); // z2 = Σ_j α_2j · x_j, (1, 3)
+    for j in 0..6 {
         z2 += weights[(0, j)] * x.row(j);
     }
 
-    let tokens = ["Your", "journey", "starts", "with", "one", "step"];
-    for (j, token) in tokens.iter().enumerate() {
-        println!("x{} {token:<10}{}", j + 1, fmt_row(&x.rows(j, 1).into_owned()));
+    for (j, token) in TOY_TOKENS.iter().enumerate() {
+        println!("x{} {token:<10}{}", j + 1, row(x.row(j).iter()));
     }
-    println!("{:<14}{}", "key token", tokens.map(|t| format!("{t:>8}")).concat());
-    println!("{:<14}{}", "score x2·xj", fmt_row(&scores));
-    println!("{:<14}{}   sum {:.4}", "weight α2j", fmt_row(&weights), weights.sum());
-    println!("{:<14}{}", "context z2", fmt_row(&z2));
-
-    // The same numbers from PyTorch: row 1 of its score and weight matrices and of its
-    // output.
-    let row1 = |name: &str| fx.matrix(name).map(|m| m.rows(1, 1).into_owned());
-    assert_matrix_close(&scores, &row1("attn_scores")?, Tolerance::F32);
-    assert_matrix_close(&weights, &row1("attn_weights")?, Tolerance::F32);
-    assert_matrix_close(&z2, &row1("out")?, Tolerance::F32);
-    Ok(())
+    println!("key token     {}", TOY_TOKENS.map(|t| format!("{t:>8}")).concat());
+    println!("score x2·xj   {}", row(&scores));
+    println!("weight α2j    {}   sum {:.4}", row(&weights), weights.sum());
+    println!("context z2    {}", row(&z2));
+    check_against_pytorch(&fx, &scores, &weights, &z2)
 }
 // ANCHOR_END: example
+
+/// The same numbers from PyTorch: row 1 of its score and weight matrices and of its
+/// output.
+fn check_against_pytorch(
+    fx: &Fixture,
+    scores: &DMatrix<f32>,
+    weights: &DMatrix<f32>,
+    z2: &DMatrix<f32>,
+) -> Result<(), attention::AttnError> {
+    use attention::{Tolerance, assert_matrix_close};
+    let row1 = |name: &str| fx.matrix(name).map(|m| m.rows(1, 1).into_owned());
+    assert_matrix_close(scores, &row1("attn_scores")?, Tolerance::F32);
+    assert_matrix_close(weights, &row1("attn_weights")?, Tolerance::F32);
+    assert_matrix_close(z2, &row1("out")?, Tolerance::F32);
+    Ok(())
+}

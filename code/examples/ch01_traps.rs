@@ -3,54 +3,49 @@
 extern crate attention;
 extern crate nalgebra;
 // ANCHOR: example
-use attention::{
-    Fixture, Tolerance, compare, matrix_from_row_major, matrix_to_row_major, softmax_rows,
-};
+use attention::{Fixture, Tolerance, compare, matrix_from_row_major, softmax_rows};
+use attention::{matrix_to_row_major, show::row};
 use nalgebra::DMatrix;
 
-/// Numbers with 4 decimals, each in a column 8 wide.
-fn fmt<'a>(values: impl IntoIterator<Item = &'a f32>) -> String {
-    values.into_iter().map(|v| format!("{v:8.4}")).collect()
-}
-
 fn main() -> Result<(), attention::AttnError> {
-    // torch.manual_seed(789); SelfAttention_v2(3, 2)
-    let fx = Fixture::load("toy_self_attention")?;
-
+    let fx = Fixture::load("toy_self_attention")?; // seed 789, SelfAttention_v2(3, 2)
     // Trap 1: safetensors (like PyTorch and NumPy) stores the (2, 3) weight row by row.
     let w = fx.tensor("W_query.weight")?; // shape [2, 3], data row-major
     let right = matrix_from_row_major(2, 3, &w.data)?;
-    // nalgebra fills column by column
-    let wrong = DMatrix::from_vec(2, 3, w.data.clone());
-    println!("data as stored (row-major)      {}", fmt(&w.data));
-    println!("matrix_from_row_major: row 0    {}", fmt(right.row(0).iter()));
-    println!("DMatrix::from_vec:     row 0    {}", fmt(wrong.row(0).iter()));
-    assert_eq!(right, fx.matrix("W_query.weight")?);
-    assert_ne!(right, wrong, "same shape, same numbers, different matrix");
-
-    // Trap 2: softmax down the columns instead of along the rows.
+    let wrong = DMatrix::from_vec(2, 3, w.data.clone()); // nalgebra fills by columns
+    println!("data as stored (row-major)      {}", row(&w.data));
+    println!("matrix_from_row_major: row 0    {}", row(right.row(0).iter()));
+    println!("DMatrix::from_vec:     row 0    {}", row(wrong.row(0).iter()));
+    // Trap 2: softmax down the columns, not along the rows. Same shape (6, 6), so a shape
+    // check passes; row sums (column_sum: one per row) and PyTorch's numbers do not.
     let scores = fx.matrix("attn_scores")? / 2f32.sqrt(); // (6, 6), scaled by 1/√head_dim
     let weights = softmax_rows(&scores); // along each row: one distribution per query
-    // one distribution per key
-    let wrong_axis = softmax_rows(&scores.transpose()).transpose();
-    let row_sums = |m: &DMatrix<f32>| m.row_iter().map(|r| r.sum()).collect::<Vec<f32>>();
-    println!("row sums, softmax along rows    {}", fmt(&row_sums(&weights)));
-    println!("row sums, softmax down columns  {}", fmt(&row_sums(&wrong_axis)));
+    let wrong_axis = softmax_rows(&scores.transpose()).transpose(); // one per key
+    println!("row sums, softmax along rows    {}", row(&weights.column_sum()));
+    println!("row sums, softmax down columns  {}", row(&wrong_axis.column_sum()));
+    let (got, want) = (matrix_to_row_major(&wrong_axis), fx.tensor("attn_weights")?.data);
+    let m = compare(&got, &want, &[6, 6], Tolerance::F32).unwrap_err(); // 36 of 36 differ
+    println!("wrong axis vs PyTorch: {} of {} weights differ", m.n_bad, m.n_total);
+    check(&fx, &right, &wrong, &weights, &m)
+}
+// ANCHOR_END: example
 
-    // Same shape (6, 6), so a test that checks shapes passes; comparing the numbers does
-    // not.
+/// The lines above, as assertions: trap 1's two matrices differ and the right one is
+/// PyTorch's; the weights along the rows are PyTorch's, and every weight down the columns
+/// is wrong.
+fn check(
+    fx: &Fixture,
+    right: &DMatrix<f32>,
+    wrong: &DMatrix<f32>,
+    weights: &DMatrix<f32>,
+    m: &attention::Mismatch,
+) -> Result<(), attention::AttnError> {
+    assert_eq!(*right, fx.matrix("W_query.weight")?);
+    assert_ne!(right, wrong, "same shape, same numbers, different matrix");
     let want = matrix_to_row_major(&fx.matrix("attn_weights")?);
     assert!(
-        compare(&matrix_to_row_major(&weights), &want, &[6, 6], Tolerance::F32).is_ok()
-    );
-    let m = compare(&matrix_to_row_major(&wrong_axis), &want, &[6, 6], Tolerance::F32)
-        .unwrap_err();
-    println!(
-        "wrong axis vs PyTorch: {} of {} weights differ; worst at {:?}: {:.4} instead \
-            of {:.4}",
-        m.n_bad, m.n_total, m.index, m.got, m.want
+        compare(&matrix_to_row_major(weights), &want, &[6, 6], Tolerance::F32).is_ok()
     );
     assert_eq!(m.n_bad, m.n_total, "every weight is wrong");
     Ok(())
 }
-// ANCHOR_END: example
