@@ -3,34 +3,41 @@
 extern crate attention;
 extern crate nalgebra;
 // ANCHOR: example
-use attention::{Fixture, Tolerance, assert_matrix_close, causal_mask, softmax_rows};
+use attention::{Fixture, show, softmax_rows};
 use nalgebra::DMatrix;
-
-/// The entries of a `(1, n)` row, each in a column 8 wide with 4 decimals.
-fn fmt_row(m: &DMatrix<f32>) -> String {
-    m.iter().map(|v| format!("{v:8.4}")).collect()
-}
 
 /// The textbook softmax of one row: exp(s - max) / Σ exp(s - max), with no special case.
 fn plain_softmax(row: &DMatrix<f32>) -> DMatrix<f32> {
     let max = row.max();
-    let e = row.map(|s| (s - max).exp());
+    let e = row.map(|s| (s - max).exp()); // all -inf: -inf - (-inf) is NaN
     &e / e.sum()
 }
 
 fn main() -> Result<(), attention::AttnError> {
-    // PyTorch: torch.softmax and torch._safe_softmax over the last axis (case
-    // softmax_edge)
-    let fx = Fixture::load("softmax_edge")?;
-    // (4, 5); row 2 partly masked, row 3 fully masked
-    let scores = fx.matrix("scores_safe")?;
+    let fx = Fixture::load("softmax_edge")?; // torch.softmax and torch._safe_softmax
+    let scores = fx.matrix("scores_safe")?; // (4, 5); row 2 partly masked, row 3 fully
     for (name, r) in [("partly masked", 2), ("fully masked", 3)] {
-        let row = scores.rows(r, 1).into_owned();
-        println!("{name:<15}{:<14}{}", "scores", fmt_row(&row));
-        println!("{:<15}{:<14}{}", "", "plain softmax", fmt_row(&plain_softmax(&row)));
-        println!("{:<15}{:<14}{}", "", "softmax_rows", fmt_row(&softmax_rows(&row)));
+        let row = scores.rows(r, 1).into_owned(); // (1, 5)
+        println!("{name:<15}{:<14}{}", "scores", show::row(&row));
+        println!("{:<15}{:<14}{}", "", "plain softmax", show::row(&plain_softmax(&row)));
+        println!("{:<15}{:<14}{}", "", "softmax_rows", show::row(&softmax_rows(&row)));
     }
-    // -inf - (-inf) is NaN, so the plain formula returns NaN for the fully masked row...
+
+    // A causal mask alone never masks a whole row: query i always sees its own key.
+    let checked = check_every_causal_mask(32)?;
+    println!("causal masks checked: {checked}, fully masked rows: 0");
+    check_against_pytorch(&fx, &scores)
+}
+// ANCHOR_END: example
+
+/// The plain softmax gives NaN on the fully masked row and PyTorch's `torch.softmax` on
+/// the partly masked one; `softmax_rows` gives `torch._safe_softmax` on every row (zeros
+/// for the fully masked one).
+fn check_against_pytorch(
+    fx: &Fixture,
+    scores: &DMatrix<f32>,
+) -> Result<(), attention::AttnError> {
+    use attention::{Tolerance, assert_matrix_close};
     assert!(plain_softmax(&scores.rows(3, 1).into_owned()).iter().all(|w| w.is_nan()));
     let partly = scores.rows(2, 1).into_owned();
     assert_matrix_close(
@@ -38,22 +45,23 @@ fn main() -> Result<(), attention::AttnError> {
         &fx.matrix("out")?.rows(2, 1).into_owned(),
         Tolerance::F32,
     );
-    // ...and our softmax_rows returns zeros, as torch._safe_softmax does.
-    assert_matrix_close(&softmax_rows(&scores), &fx.matrix("out_safe")?, Tolerance::F32);
+    assert_matrix_close(&softmax_rows(scores), &fx.matrix("out_safe")?, Tolerance::F32);
+    Ok(())
+}
 
-    // A causal mask alone never masks a whole row: query i always sees its own key
-    // query_offset + i.
+/// Checks that every causal mask of up to `max_keys` keys, at every `query_offset` and
+/// chunk length, leaves each row at least one key (query `i` sees its own key,
+/// `query_offset + i`); returns how many masks it checked.
+fn check_every_causal_mask(max_keys: usize) -> Result<usize, attention::AttnError> {
     let mut checked = 0;
-    for n_keys in 1..=32 {
+    for n_keys in 1..=max_keys {
         for query_offset in 0..n_keys {
             for n_queries in 1..=n_keys - query_offset {
-                let mask = causal_mask(n_queries, n_keys, query_offset)?;
+                let mask = attention::causal_mask(n_queries, n_keys, query_offset)?;
                 assert!(mask.row_iter().all(|row| row.iter().any(|&m| m == 0.0)));
                 checked += 1;
             }
         }
     }
-    println!("causal masks checked: {checked}, fully masked rows: 0");
-    Ok(())
+    Ok(checked)
 }
-// ANCHOR_END: example
