@@ -2,36 +2,38 @@
 //! `MultiHeadAttentionWrapper`.
 extern crate attention;
 // ANCHOR: example
-use attention::{
-    Attention, Fixture, MultiHeadAttentionWrapper, SelfAttention, Tolerance,
-};
+use attention::{Attention, Fixture, MultiHeadAttentionWrapper, SelfAttention};
 
 fn main() -> Result<(), attention::AttnError> {
-    // torch.manual_seed(123); MultiHeadAttentionWrapper(3, 2, 6, 0.0, num_heads=2):
-    // PyTorch's weights
+    // PyTorch, seed 123: MultiHeadAttentionWrapper(3, 2, 6, 0.0, num_heads=2)
     let fx = Fixture::load("toy_wrapper")?;
     let heads = (0..2)
         .map(|h| {
+            // head h: a causal single-head attention 3 -> 2 with its own W_q, W_k, W_v
             let w = |name: &str| fx.linear(&format!("heads.{h}.{name}"));
-            // each head is a causal single-head attention 3 -> 2, with its own W_q, W_k,
-            // W_v
             SelfAttention::new(w("W_query")?, w("W_key")?, w("W_value")?, true)
         })
         .collect::<Result<Vec<_>, _>>()?;
     let wrapper = MultiHeadAttentionWrapper::new(heads)?;
 
-    let x = fx.batch("x")?; // the toy sentence twice
-    let out = wrapper.forward(&x)?; // (batch, seq, d_in) -> (batch, seq, n_heads * 2)
+    let x = fx.batch("x")?; // (2, 6, 3): the toy sentence twice
+    let out = wrapper.forward(&x)?; // -> (2, 6, n_heads · 2): the heads side by side
     let ([b, s, d_in], [_, _, d_out]) = (x.shape(), out.shape());
     println!("input ({b}, {s}, {d_in}) -> output ({b}, {s}, {d_out})");
     println!("item 0:     head 0 | head 1");
-    for row in out.items()[0].row_iter() {
-        let v: Vec<String> = row.iter().map(|v| format!("{v:7.4}")).collect();
-        println!("  [{} | {}]", v[..2].join(" "), v[2..].join(" "));
+    for r in out.items()[0].row_iter() {
+        println!("  [{:7.4} {:7.4} | {:7.4} {:7.4}]", r[0], r[1], r[2], r[3]);
     }
 
-    // the numbers above are PyTorch's (assert_close semantics: rtol 1.3e-6, atol 1e-5)
-    attention::assert_batch_close(&out, &fx.batch("out")?, Tolerance::F32);
-    Ok(())
+    check_against_pytorch(&fx, &out)
 }
 // ANCHOR_END: example
+
+/// The wrapper's output is PyTorch's (`assert_close` semantics: rtol 1.3e-6, atol 1e-5).
+fn check_against_pytorch(
+    fx: &Fixture,
+    out: &attention::Batch,
+) -> Result<(), attention::AttnError> {
+    attention::assert_batch_close(out, &fx.batch("out")?, attention::Tolerance::F32);
+    Ok(())
+}
