@@ -2,57 +2,48 @@
 //! heads) against PyTorch, and the parameters its narrower W_key and W_value save.
 extern crate attention;
 // ANCHOR: example
-use attention::{Fixture, Preset, Tolerance};
+use attention::{AttentionConfig, Batch, Fixture, Preset, show};
 
 fn main() -> Result<(), attention::AttnError> {
-    // 768, 12 heads, 4 KV heads, head_dim 64, context 1024
-    let cfg = Preset::SMALL.config;
+    let cfg = Preset::SMALL.config; // the starting project's default layer
+    let AttentionConfig { d_model, n_heads, n_kv_heads, head_dim, .. } = cfg;
+    print!("d_model {d_model}, n_heads {n_heads}, n_kv_heads {n_kv_heads}, ");
+    println!("group_size {}, head_dim {head_dim}", cfg.group_size());
     // PyTorch's GroupedQueryAttention(768, 768, 12, 4, 1024, rope_theta=500000)
     let fx = Fixture::load("default_gqa")?; // its weights come from seeds (Appendix A)
     let gqa = fx.gqa()?; // the 4 projections regenerated, with RoPE tables: 768 -> 768
-    assert_eq!(
-        (gqa.d_in(), gqa.n_heads(), gqa.n_kv_heads(), gqa.head_dim()),
-        (768, 12, 4, 64)
-    );
-    println!(
-        "d_model {}, n_heads {}, n_kv_heads {}, group_size {}, head_dim {}",
-        cfg.d_model,
-        cfg.n_heads,
-        cfg.n_kv_heads,
-        cfg.group_size(),
-        cfg.head_dim
-    );
-    let x = fx.batch("x")?; // (1, 16, 768)
-    let out = gqa.forward(&x, 0, None)?;
-    // PyTorch's output (assert_close semantics: rtol 1.3e-6, atol 1e-5)
-    attention::assert_batch_close(&out, &fx.batch("out")?, Tolerance::F32);
-    let first: Vec<String> =
-        out.items()[0].row(0).iter().take(4).map(|v| format!("{v:.4}")).collect();
+    let out = gqa.forward(&fx.batch("x")?, 0, None)?; // (1, 16, 768)
     let [b, s, d] = out.shape();
-    println!(
-        "out ({b}, {s}, {d}) matches PyTorch; out[0, 0, :4] = [{}]",
-        first.join(" ")
-    );
-
-    // parameters of W_key and W_value: n_kv_heads · head_dim rows each, against n_heads ·
-    // head_dim for MHA
+    let first = show::row(out.items()[0].row(0).iter().take(4));
+    println!("out ({b}, {s}, {d}) matches PyTorch; out[0, 0, :4] ={first}");
+    // W_key and W_value have n_kv_heads · head_dim rows each; in MHA, n_heads · head_dim
     let w = gqa.weights();
-    let kv_params = w.w_key.weight().len() + w.w_value.weight().len();
-    let mha_kv_params = 2 * cfg.n_heads * cfg.head_dim * cfg.d_model;
-    let layer_params = kv_params + w.w_query.weight().len() + w.out_proj.weight().len();
-    let mha_layer_params = layer_params - kv_params + mha_kv_params;
-    println!(
-        "W_key + W_value: {kv_params} parameters (MHA: {mha_kv_params}), {} fewer",
-        mha_kv_params - kv_params
-    );
-    let fewer = 100.0 * (1.0 - layer_params as f64 / mha_layer_params as f64);
-    println!(
-        "whole attention layer: {layer_params} parameters (MHA: {mha_layer_params}), \
-            {fewer:.0} % fewer"
-    );
-    assert_eq!((kv_params, mha_kv_params), (393_216, 1_179_648));
-    assert_eq!((layer_params, mha_layer_params), (1_572_864, 2_359_296));
+    let kv = w.w_key.weight().len() + w.w_value.weight().len();
+    let mha_kv = 2 * n_heads * head_dim * d_model;
+    let layer = kv + w.w_query.weight().len() + w.out_proj.weight().len();
+    let mha_layer = layer - kv + mha_kv; // W_query and out_proj do not change
+    let fewer = 100.0 * (1.0 - layer as f64 / mha_layer as f64);
+    println!("W_key + W_value: {kv} parameters (MHA: {mha_kv}), {} fewer", mha_kv - kv);
+    print!("whole attention layer: {layer} parameters (MHA: {mha_layer}), ");
+    println!("{fewer:.0} % fewer");
+    check(&fx, &gqa, &out, [kv, mha_kv, layer, mha_layer])
+}
+// ANCHOR_END: example
+
+/// The layer has the configuration's sizes, its output is PyTorch's (`assert_close`
+/// semantics: rtol 1.3e-6, atol 1e-5), and the parameter counts are the chapter's.
+fn check(
+    fx: &Fixture,
+    gqa: &attention::GroupedQueryAttention,
+    out: &Batch,
+    [kv, mha_kv, layer, mha_layer]: [usize; 4],
+) -> Result<(), attention::AttnError> {
+    let sizes = (gqa.d_in(), gqa.n_heads(), gqa.n_kv_heads(), gqa.head_dim());
+    assert_eq!(sizes, (768, 12, 4, 64));
+    attention::assert_batch_close(out, &fx.batch("out")?, attention::Tolerance::F32);
+    assert_eq!((kv, mha_kv), (393_216, 1_179_648));
+    assert_eq!((layer, mha_layer), (1_572_864, 2_359_296));
+    let fewer = 100.0 * (1.0 - layer as f64 / mha_layer as f64);
     assert_eq!(format!("{fewer:.0}"), "33");
     Ok(())
 }
-// ANCHOR_END: example
