@@ -1,75 +1,54 @@
-//! Chapter 6: cached decoding and chunked prefill give the full forward pass's numbers,
-//! PyTorch's.
+//! Chapter 6: cached decoding (a prefill, then one token per step) gives the full forward
+//! pass's numbers, PyTorch's.
 extern crate attention;
 // ANCHOR: example
-use attention::{
-    Batch, Fixture, LayerKvCache, Tolerance, assert_batch_close, max_abs_diff,
-};
+use attention::{Batch, Fixture, show};
 
 fn main() -> Result<(), attention::AttnError> {
-    // PyTorch: torch.manual_seed(47); GroupedQueryAttention(12, 16, n_heads=4,
-    // n_kv_heads=2,
-    //          context_length=32, rope_theta=10000.0); x = torch.randn(2, 9, 12)
+    // PyTorch (seed 47): GroupedQueryAttention(12, 16, n_heads=4, n_kv_heads=2, RoPE)
     let fx = Fixture::load("kv_cache")?;
-    // the fixture's module: 4 query heads, 2 KV heads, head_dim 4, RoPE base 10 000
-    let gqa = fx.gqa()?;
-    let x = fx.batch("x")?; // (batch 2, seq 9, d_in 12)
-    // no cache: all 9 tokens at once, positions 0..9
-    let full = gqa.forward(&x, 0, None)?;
-    assert_batch_close(&full, &fx.batch("out_full")?, Tolerance::F32);
-    // The last bits depend on the order products are summed in (and so on the CPU): we
-    // print the bound each difference is checked against, not its exact value.
-    let diff = |a: &Batch, b: &Batch| max_abs_diff(&a.to_row_major(), &b.to_row_major());
-    assert!(diff(&full, &fx.batch("out_full")?) < 1e-6);
-    println!("max |ours - PyTorch|, batch (2, 9, 16):");
-    println!("  all 9 tokens at once, no cache: < 1e-6");
+    let (gqa, x) = (fx.gqa()?, fx.batch("x")?); // x: (batch 2, seq 9, d_in 12)
+    let full = gqa.forward(&x, 0, None)?; // no cache: all 9 tokens at once, (2, 9, 16)
 
-    // Feed the tokens in chunks through one pre-allocated cache (capacity 32 positions).
-    let run = |chunks: &[usize]| -> Result<(Batch, LayerKvCache), attention::AttnError> {
-        let mut cache = gqa.new_cache(x.batch_size(), 32)?;
-        let (mut outs, mut start_pos) = (Vec::new(), 0);
-        for &n in chunks {
-            outs.push(gqa.forward(
-                &x.narrow_seq(start_pos, n)?,
-                start_pos,
-                Some(&mut cache),
-            )?);
-            start_pos += n;
-        }
-        Ok((Batch::concat_seq(&outs)?, cache))
-    };
-    for (label, chunks, name) in [
-        ("prefill 5, then 1 by 1", &[5, 1, 1, 1, 1][..], "out_decode"),
-        ("chunks 3, 4, 2", &[3, 4, 2], "out_chunked"),
-    ] {
-        let (out, cache) = run(chunks)?;
-        let want = fx.batch(name)?;
-        assert!(diff(&out, &want) < 1e-6 && diff(&out, &full) < 1e-6);
-        println!(
-            "  {label:<22}        : < 1e-6 (vs our full pass < 1e-6; cache {} of {} \
-                filled)",
-            cache.len(),
-            cache.capacity()
-        );
-        assert_batch_close(&out, &want, Tolerance::F32);
-        assert_batch_close(&out, &full, Tolerance::F32);
-        // what the cache holds: keys after RoPE, n_kv_heads · head_dim = 8 wide, not
-        // n_heads · head_dim = 16
-        assert_eq!(cache.keys(0)?.shape(), (9, 8));
+    let mut cache = gqa.new_cache(2, 32)?; // 2 sequences, room for 32 positions
+    let prefill = gqa.forward(&x.narrow_seq(0, 5)?, 0, Some(&mut cache))?; // (2, 5, 16)
+    let mut outs = vec![prefill];
+    for start_pos in 5..9 {
+        let token = x.narrow_seq(start_pos, 1)?; // (2, 1, 12): the next token of each
+        outs.push(gqa.forward(&token, start_pos, Some(&mut cache))?); // (2, 1, 16)
     }
-    // The last decode step alone: token 8, one query against the 9 cached keys.
-    let (decoded, _) = run(&[5, 1, 1, 1, 1])?;
-    let want = fx.batch("out_decode")?;
-    let first4 =
-        |b: &Batch| b.items()[0].row(8).iter().take(4).copied().collect::<Vec<f32>>();
-    println!(
-        "token 8 of sequence 0, first 4 of 16 outputs: ours    {:.4?}",
-        first4(&decoded)
-    );
-    println!(
-        "                                              PyTorch {:.4?}",
-        first4(&want)
-    );
-    Ok(())
+    let decoded = Batch::concat_seq(&outs)?; // (2, 9, 16), like `full`
+    // the cache holds keys after RoPE, n_kv_heads · head_dim = 8 wide (not 16)
+    let (filled, keys) = (cache.len(), cache.keys(0)?.shape());
+    println!("cache: {filled} of {} positions filled, keys {keys:?}", cache.capacity());
+    let first4 = |b: &Batch| show::row(b.items()[0].row(8).columns(0, 4).iter());
+    println!("token 8 of sequence 0, first 4 of its 16 outputs:");
+    println!("  no cache {}\n  decoded  {}", first4(&full), first4(&decoded));
+    println!("  PyTorch  {}", first4(&fx.batch("out_decode")?));
+    check_against_pytorch(&fx, &full, &decoded, &cache)
 }
 // ANCHOR_END: example
+
+/// Both ways match PyTorch (`out_full`, `out_decode`) and each other. The last bits depend
+/// on the order the CPU sums the products in, so the differences are checked against a
+/// bound rather than printed.
+fn check_against_pytorch(
+    fx: &Fixture,
+    full: &Batch,
+    decoded: &Batch,
+    cache: &attention::LayerKvCache,
+) -> Result<(), attention::AttnError> {
+    use attention::{Tolerance, assert_batch_close, max_abs_diff};
+    let diff = |a: &Batch, b: &Batch| max_abs_diff(&a.to_row_major(), &b.to_row_major());
+    let (want_full, want_decode) = (fx.batch("out_full")?, fx.batch("out_decode")?);
+    assert_batch_close(full, &want_full, Tolerance::F32);
+    assert!(diff(full, &want_full) < 1e-6);
+    assert_batch_close(decoded, &want_decode, Tolerance::F32);
+    assert_batch_close(decoded, full, Tolerance::F32);
+    assert!(diff(decoded, &want_decode) < 1e-6 && diff(decoded, full) < 1e-6);
+    // the cache: 9 positions of keys after RoPE, n_kv_heads · head_dim = 8 wide, not
+    // n_heads · head_dim = 16
+    assert_eq!((cache.len(), cache.capacity()), (9, 32));
+    assert_eq!(cache.keys(0)?.shape(), (9, 8));
+    Ok(())
+}
