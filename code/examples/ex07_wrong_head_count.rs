@@ -7,8 +7,7 @@ use attention::{Linear, permute_meta_to_hf};
 use nalgebra::DMatrix;
 
 fn main() -> Result<(), attention::AttnError> {
-    // Meta's wk for 2 KV heads of head_dim 8 (4 query heads): each row holds its own
-    // index
+    // Meta's wk for 2 KV heads of head_dim 8 (and 4 query heads); row r holds r
     let (n_heads, n_kv_heads) = (4, 2);
     let wk = Linear::new(DMatrix::from_fn(16, 1, |r, _| r as f32), None)?; // (16, 1)
     let order = |l: &Linear| l.weight().iter().map(|&v| v as usize).collect::<Vec<_>>();
