@@ -34,6 +34,16 @@ fn sizes_that_wrap_or_cannot_be_allocated_are_refused_with_the_bytes_needed() {
     too_large(matrix_from_row_major(usize::MAX, 2, &[]));
     too_large(causal_mask(1 << 20, 1 << 20, 0));
     too_large(HeadLayout::new(usize::MAX, 1, 2));
+    // the straightforward path's (n_queries, n_keys) scores: 2^34 f32 = 64 GiB, refused
+    // before the allocator is asked (it aborted before)
+    let (q, k) = (DMatrix::<f32>::zeros(1 << 17, 2), DMatrix::<f32>::zeros(1 << 17, 2));
+    let msg = too_large(attention_weights(q.as_view(), k.as_view(), Mask::None));
+    assert!(msg.contains("attention scores"), "{msg}");
+    let gqa =
+        GroupedQueryAttention::random(4, 4, 2, 1, None, &mut StdRng::seed_from_u64(1))
+            .unwrap()
+            .with_kernel(KernelChoice::Straightforward);
+    too_large(gqa.forward(&Batch::zeros(1, 1 << 17, 4).unwrap(), 0, None));
 }
 
 #[test]

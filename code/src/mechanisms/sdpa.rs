@@ -5,7 +5,7 @@ use nalgebra::{DMatrix, DMatrixView};
 
 use crate::mechanisms::mask::{apply_causal_mask, check_causal};
 use crate::mechanisms::softmax::softmax_rows_in_place;
-use crate::support::error::{Result, divisible, nonzero, shape_err};
+use crate::support::error::{Result, divisible, nonzero, shape_err, try_zero_matrix};
 
 // ANCHOR: mask_enum
 /// Which keys each query may see.
@@ -60,8 +60,10 @@ pub fn attention_weights(
         return Err(shape_err(what, &[None, Some(q.ncols())], &[k.nrows(), k.ncols()]));
     }
     let head_dim = q.ncols();
-    // (n_queries, head_dim) · (head_dim, n_keys) -> (n_queries, n_keys)
-    let mut scores = q * k.transpose();
+    // (n_queries, head_dim) · (head_dim, n_keys) -> (n_queries, n_keys), allocated
+    // fallibly: a score matrix larger than memory is an error, not an abort
+    let mut scores = try_zero_matrix("attention scores", q.nrows(), k.nrows())?;
+    scores.gemm(1.0, &q, &k.transpose(), 0.0); // scores = q·kᵀ
     // Scale *before* the softmax: with head_dim terms in each dot product the scores grow
     // like √head_dim, and large scores push the softmax to one-hot, where gradients
     // vanish.
