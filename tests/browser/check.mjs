@@ -139,12 +139,22 @@ try {
   const page = await context.newPage();
   await page.goto(base + "index.html", { waitUntil: "load" });
   await page.click("#mdbook-search-toggle");
-  await page.fill("#mdbook-searchbar", "softmax");
-  try {
-    await page.waitForSelector("#mdbook-searchresults li a", { timeout: 10000 });
-    const hits = await page.$$eval("#mdbook-searchresults li a", (as) => as.length);
+  // mdBook loads its search index only when the search bar opens, and ignores what is
+  // typed before the index arrives: type again (three tries) until results show.
+  let hits = 0;
+  for (let attempt = 0; attempt < 3 && hits === 0; attempt++) {
+    await page.fill("#mdbook-searchbar", "");
+    await page.type("#mdbook-searchbar", "softmax", { delay: 20 });
+    try {
+      await page.waitForSelector("#mdbook-searchresults li a", { timeout: 5000 });
+      hits = await page.$$eval("#mdbook-searchresults li a", (as) => as.length);
+    } catch {
+      // not yet: try again
+    }
+  }
+  if (hits > 0) {
     console.log(`browser-check: search for "softmax": ${hits} results`);
-  } catch {
+  } else {
     problems.push(`search: typing "softmax" gave no results`);
   }
   await page.close();
