@@ -20,7 +20,7 @@ fn main() -> Result<(), attention::AttnError> {
         let scores = &q * k.transpose(); // (16, head_dim) · (head_dim, 64) -> (16, 64)
         let std = (scores.map(|s| s * s).mean() - scores.mean().powi(2)).sqrt();
         let sqrt = (head_dim as f32).sqrt();
-        let max_u = mean_row_max(&softmax_rows(&scores)); // 1.0: one key per query
+        let max_u = mean_row_max(&softmax_rows(&scores)); // 1.0 means one key per query
         let max_s = mean_row_max(&softmax_rows(&(&scores / sqrt))); // scaled
         println!("{head_dim:8} {std:10.2} {sqrt:11.2} {max_u:21.3} {max_s:8.3}{note}");
         check_claims(&q, &k, std, max_u, max_s)?;

@@ -10,7 +10,8 @@ fn main() -> Result<(), attention::AttnError> {
     let fx = Fixture::load("toy_causal")?;
     let w = |name| fx.linear(name);
     let attn = SelfAttention::new(w("W_query")?, w("W_key")?, w("W_value")?, true)?;
-    let x = fx.batch("x")?.items()[0].clone(); // (6, 3): the first sentence of the batch
+    // The fixture stores a batch of two sentences (a `Batch`, later in this chapter).
+    let x = fx.batch("x")?.items()[0].clone(); // (6, 3): the first
 
     // By hand: scaled scores, plus the mask (0 on and below the diagonal, -inf above),
     // then softmax.

@@ -11,7 +11,7 @@ fn main() -> Result<(), attention::AttnError> {
     let fx = Fixture::load("toy_causal")?;
     let w = |name| fx.linear(name);
     let attn = SelfAttention::new(w("W_query")?, w("W_key")?, w("W_value")?, false)?;
-    let x = fx.batch("x")?.items()[0].clone(); // (6, 3)
+    let x = fx.batch("x")?.items()[0].clone(); // (6, 3): the first of the batch of two
     let unmasked = attn.forward_with_weights(&x)?.weights; // (6, 6): no mask
 
     // Zero every weight above the diagonal (Raschka's `torch.tril`)...
@@ -22,7 +22,7 @@ fn main() -> Result<(), attention::AttnError> {
         row /= row.sum();
     }
     let sums = |m: &DMatrix<f32>| m.row_iter().map(|r| r.sum()).collect::<Vec<_>>();
-    println!("row sums after zeroing     {}", show::row(&sums(&zeroed)));
+    println!("row sums after zeroing      {}", show::row(&sums(&zeroed)));
     println!("row sums after renormalising{}", show::row(&sums(&renormalised)));
 
     compare_with_pytorch(&fx, &zeroed, &renormalised)

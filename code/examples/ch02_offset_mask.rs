@@ -13,8 +13,9 @@ fn main() -> Result<(), attention::AttnError> {
     // It is the last 3 rows of the full square mask of 7 tokens.
     assert_eq!(mask, causal_mask(7, 7, 0)?.rows(query_offset, n_queries).into_owned());
     let top_left = causal_mask(n_queries, n_keys, 0)?; // what is_causal=True builds
-    print_mask("causal_mask(3, 7, 4), bottom-right: keys 0..=6 across", 4, &mask);
-    print_mask("top-left (PyTorch's is_causal=True for these shapes)", 4, &top_left);
+    let first = query_offset; // the first row's position: after the 4 cached, 0..=3
+    print_mask("causal_mask(3, 7, 4), bottom-right: keys 0..=6 across", first, &mask);
+    print_mask("top-left (PyTorch's is_causal=True for these shapes)", first, &top_left);
 
     toy_chunk() // the same on numbers PyTorch computed: the next listing
 }
@@ -27,15 +28,16 @@ fn toy_chunk() -> Result<(), attention::AttnError> {
     // torch.manual_seed(123); CausalAttention(3, 2, context_length=6, dropout=0)
     let fx = Fixture::load("toy_causal")?;
     let x = fx.batch("x")?.items()[0].clone(); // (6, 3)
+    let query_offset = 3; // 3 keys before the chunk, which starts at position 3
     // queries for the chunk (tokens 3, 4, 5) only, keys for all six tokens
     let q = fx.linear("W_query")?.forward(&x.rows(3, 3).into_owned())?; // (3, 2)
     let k = fx.linear("W_key")?.forward(&x)?; // (6, 2)
     let weights = |query_offset| {
         attention_weights(q.as_view(), k.as_view(), Mask::Causal { query_offset })
     };
-    let (chunk, wrong) = (weights(3)?, weights(0)?); // (3, 6): bottom-right, top-left
-    print_weights("chunk at query_offset 3: weights", 3, &chunk);
-    print_weights("same chunk, top-left mask: weights", 3, &wrong);
+    let (chunk, wrong) = (weights(query_offset)?, weights(0)?); // (3, 6) each
+    print_weights("chunk at query_offset 3: weights", query_offset, &chunk);
+    print_weights("same chunk, top-left mask: weights", query_offset, &wrong);
 
     check_against_pytorch(&fx, &chunk, &wrong)
 }

@@ -10,7 +10,7 @@ fn main() -> Result<(), attention::AttnError> {
     // diagonal, softmax
     let fx = Fixture::load("toy_masked_sa_v2")?;
     let w = |name| fx.linear(name);
-    let sa_v2 = SelfAttention::new(w("W_query")?, w("W_key")?, w("W_value")?, true)?;
+    let sa_v2 = SelfAttention::new(w("W_query")?, w("W_key")?, w("W_value")?, false)?;
     let x = fx.matrix("x")?; // (6, 3)
     // (6, 3) · (3, 2) -> (6, 2) each
     let (q, k) = (sa_v2.w_query().forward(&x)?, sa_v2.w_key().forward(&x)?);
