@@ -16,6 +16,7 @@ fn main() -> Result<(), attention::AttnError> {
 
     println!("head 0 of item 0 against PyTorch's attn_weights[0, 0] (7 x 7):");
     let d_out = n_heads * head_dim; // 16: all heads together
+    // n_wrong: how many of the 49 weights must differ from PyTorch's (asserted)
     for (name, scale, n_wrong) in [("head_dim", head_dim, 0), ("d_out", d_out, 27)] {
         // right: √head_dim = 2; bug: √d_out = 4 shrinks every score
         let mut w = &scores / (scale as f32).sqrt();

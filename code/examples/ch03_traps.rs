@@ -25,6 +25,7 @@ fn main() -> Result<(), attention::AttnError> {
     let mixed = attention_weights(q0.as_view(), k0.as_view(), causal)?;
 
     println!("head 0 of item 0 against PyTorch's attn_weights[0, 0] (7 x 7):");
+    // last argument: how many of the 49 weights must differ from PyTorch's (asserted)
     compare_with_pytorch(&fx, "column blocks", &right, 0)?;
     compare_with_pytorch(&fx, "view, no transpose", &mixed, 27)
 }

@@ -4,7 +4,8 @@ extern crate attention;
 use attention::{AttentionConfig, AttnError};
 
 fn main() -> Result<(), AttnError> {
-    // d_model 768, 12 query heads: 5 KV heads cannot each serve the same number of them
+    // new(d_model, n_heads, n_kv_heads, context_length, rope_theta); the last two do not
+    // matter here. 12 query heads: 5 KV heads cannot each serve the same number of them
     let err = AttentionConfig::new(768, 12, 5, 1024, 500_000.0).unwrap_err();
     println!("n_kv_heads = 5: {err}");
     assert!(matches!(err, AttnError::NotDivisible { numerator: 12, denominator: 5, .. }));

@@ -3,16 +3,17 @@
 extern crate attention;
 extern crate nalgebra;
 // ANCHOR: example
-use attention::{Fixture, Mask, Result, attention_weights};
+use attention::{AttnError, Fixture, Mask, attention_weights};
 
-fn main() -> Result<()> {
+fn main() -> Result<(), AttnError> {
     // GroupedQueryAttention(12, 16, n_heads=4, n_kv_heads=2, rope_theta=None), seed 45
     let fx = Fixture::load("small_gqa_norope")?;
     let gqa = fx.gqa()?; // 4 query heads over 2 KV heads, no RoPE
     let hd = gqa.head_dim(); // 4 columns per head
+    // project: Listing 4-5; 0 is the position of the first token (chapter 5)
     let (q, k, _) = gqa.project(&fx.batch("x")?.items()[0], 0)?; // (7, 4·4), (7, 2·4)
     // Query head h reading KV head kv: (7, 4) · (4, 7) -> (7, 7) weights; PyTorch's?
-    let verdict = |h: usize, kv: usize| -> Result<&str> {
+    let verdict = |h: usize, kv: usize| -> Result<&str, AttnError> {
         let (q_h, k_kv) = (q.columns(h * hd, hd), k.columns(kv * hd, hd));
         let weights = attention_weights(q_h, k_kv, Mask::Causal { query_offset: 0 })?;
         pytorch_verdict(&fx, h, &weights) // "matches" or "WRONG"
@@ -39,7 +40,7 @@ fn pytorch_verdict(
     fx: &Fixture,
     h: usize,
     weights: &nalgebra::DMatrix<f32>,
-) -> Result<&'static str> {
+) -> Result<&'static str, AttnError> {
     use attention::{Tolerance, compare, matrix_to_row_major};
     let want = fx.tensor("attn_weights")?;
     let pytorch = &want.data[h * 49..(h + 1) * 49]; // item 0, head h: (7, 7) row-major
