@@ -152,11 +152,13 @@ def main():
     plan = run_bin("--quick") if args.quick else None
     seqs = sorted({r["seq"] for r in plan}) if plan else [256, 512, 1024, 2048, 4096]
     results = []
+    levels = set()  # the SIMD levels our kernels ran with (attn-bench reports it per row)
     for seq in seqs:
         for case in ["prefill_naive", "prefill_flash", "decode"]:
             flags = ["--quick"] if args.quick else []
             ours = run_bin(*flags, "--seq", str(seq), "--case", case)
             for r in ours:
+                levels.add(r.get("simd", "unknown"))
                 t = torch_case(case, r["seq"], r["n_heads"], r["n_kv_heads"], r["head_dim"], r["threads"], budget)
                 row = {k: r[k] for k in ["case", "seq", "n_heads", "n_kv_heads", "head_dim", "threads"]}
                 row["ours_ms"] = r["median_ms"]
@@ -175,7 +177,7 @@ def main():
     load_after = os.getloadavg()[0]
     data = {
         "about": "Written by scripts/bench_compare.py; rendered into src/generated/bench-table.md by book-tests (bin bench-table or figures). Do not edit.",
-        "machine": machine(),
+        "machine": {**machine(), "simd_used": "/".join(sorted(levels))},
         "torch": torch.__version__,
         "load_average": [round(load_before, 2), round(load_after, 2)],
         "results": results,

@@ -38,7 +38,9 @@ fn quick_run_prints_one_json_object_per_case() {
             assert!(l[key].as_u64().is_some_and(|n| n > 0), "{key} in {l}");
         }
         assert!(l["median_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{l}");
-        assert_eq!(l.as_object().unwrap().len(), 7, "exactly the documented fields: {l}");
+        let simd = l["simd"].as_str();
+        assert!(matches!(simd, Some("avx512" | "avx2" | "baseline")), "simd in {l}");
+        assert_eq!(l.as_object().unwrap().len(), 8, "exactly the documented fields: {l}");
     }
 }
 

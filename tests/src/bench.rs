@@ -46,6 +46,10 @@ pub struct Machine {
     pub cores: u64,
     /// The widest SIMD level the processor has: `AVX-512`, `AVX2` or `SSE2`.
     pub simd: String,
+    /// The level our kernels ran with (`avx512`, `avx2` or `baseline`; `ATTENTION_SIMD`
+    /// caps it), as `attn-bench` reports it; absent in files written before it did.
+    #[serde(default)]
+    pub simd_used: Option<String>,
 }
 
 /// Which of our paths a row times (and so which of PyTorch's it is compared with).
@@ -189,11 +193,15 @@ pub fn render_tables(results: &BenchResults) -> String {
     let mut md = String::new();
     let machine = &results.machine;
     md += &format!(
-        "Measured by `scripts/bench_compare.py` on {} ({} cores, {}), torch {}, load average {:.2} before and {:.2} after the run. \
+        "Measured by `scripts/bench_compare.py` on {} ({} cores, {}{}), torch {}, load average {:.2} before and {:.2} after the run. \
          Times are medians in milliseconds; ratio = ours / PyTorch's, measured in the same run.\n\n",
         machine.cpu,
         machine.cores,
         machine.simd,
+        machine
+            .simd_used
+            .as_ref()
+            .map_or(String::new(), |s| format!("; our kernels ran at {s}")),
         results.torch,
         results.load_average[0],
         results.load_average[1],

@@ -11,7 +11,8 @@
 //! ```
 //!
 //! Each line: `{"case": "prefill_naive" | "prefill_flash" | "decode", "seq": N,
-//! "n_heads": H, "n_kv_heads": K, "head_dim": D, "threads": T, "median_ms": X}`.
+//! "n_heads": H, "n_kv_heads": K, "head_dim": D, "threads": T, "median_ms": X,
+//! "simd": "avx512" | "avx2" | "baseline"}`, the last the level the kernels ran with.
 //! `scripts/bench_compare.py` runs this and the same shapes in PyTorch, and writes
 //! `src/data/bench-results.json`. This binary only measures: the book's tables are
 //! rendered from that file by the `book-tests` package (`book_tests::bench`, run by its
@@ -246,15 +247,26 @@ fn run(args: &Args) -> std::result::Result<(), Failure> {
     for shape in &shapes {
         let ms = measure(shape, &budget)?;
         println!(
-            "{{\"case\": \"{}\", \"seq\": {}, \"n_heads\": {N_HEADS}, \"n_kv_heads\": {}, \"head_dim\": {HEAD_DIM}, \"threads\": {}, \"median_ms\": {:.4}}}",
+            "{{\"case\": \"{}\", \"seq\": {}, \"n_heads\": {N_HEADS}, \"n_kv_heads\": {}, \"head_dim\": {HEAD_DIM}, \"threads\": {}, \"median_ms\": {:.4}, \"simd\": \"{}\"}}",
             shape.case.name(),
             shape.seq,
             shape.n_kv_heads,
             shape.threads,
-            ms
+            ms,
+            simd_name()
         );
     }
     Ok(())
+}
+
+/// The SIMD level the fast kernels ran with (`ATTENTION_SIMD` may cap the CPU's): a
+/// result names the code that produced it.
+fn simd_name() -> &'static str {
+    match attention::fast::simd::simd_level() {
+        attention::fast::simd::SimdLevel::Avx512 => "avx512",
+        attention::fast::simd::SimdLevel::Avx2 => "avx2",
+        attention::fast::simd::SimdLevel::Baseline => "baseline",
+    }
 }
 
 /// Random inputs `(q, k, v)` for `n_queries` queries over `n_keys` keys.
