@@ -10,7 +10,7 @@ fn main() -> Result<(), attention::AttnError> {
     let w = |name| fx.linear(name);
     let attn = SelfAttention::new(w("W_query")?, w("W_key")?, w("W_value")?, false)?;
     let x = fx.matrix("x")?; // (6, 3): "Your journey starts with one step"
-    let rope = Rope::new(2, 6, 10_000.0, None)?; // head_dim 2: one pair, θ_0 = 1
+    let rope = Rope::new(2, 6, 10_000.0, None)?; // head_dim 2, positions 0..6, no scaling
     let with_rope = |x: &DMatrix<f32>| -> Result<DMatrix<f32>, attention::AttnError> {
         let (mut q, mut k) = (attn.w_query().forward(x)?, attn.w_key().forward(x)?);
         rope.apply(&mut q, 0)?; // start_pos 0: row t is turned to position t

@@ -11,7 +11,7 @@ fn main() -> Result<(), attention::AttnError> {
     let rope = Rope::new(4, 128, 10_000.0, None)?; // head_dim 4, up to 128 positions
     let gqa = GroupedQueryAttention::random(12, 16, 4, 2, Some(rope), &mut rng)?;
     let x = Batch::single(splitmix_matrix(7, 6, 12, 1.0)); // 6 tokens: (1, 6, 12)
-    let full = gqa.forward(&x, 100, None)?; // at positions 100 .. 106
+    let full = gqa.forward(&x, 100, None)?; // at positions 100..106
 
     let mut cache = gqa.new_cache(1, 6)?; // row r will hold position 100 + r
     let mut steps = vec![gqa.forward(&x.narrow_seq(0, 4)?, 100, Some(&mut cache))?];
