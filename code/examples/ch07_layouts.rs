@@ -14,7 +14,7 @@ fn main() -> Result<(), attention::AttnError> {
     // Meta's weights with interleaved RoPE: the same angles, on pairs (2i, 2i+1)
     let meta_rope = hf.rope().unwrap().clone().with_layout(RopeLayout::Interleaved);
     let meta_attn = GroupedQueryAttention::new(meta.clone(), 4, 2, Some(meta_rope))?;
-    let interleaved = meta_attn.forward(&x, 37, None)?; // (2, 9, 40), positions 37..45
+    let interleaved = meta_attn.forward(&x, 37, None)?; // (2, 9, 40), positions 37..=45
     let split_halves = hf.forward(&x, 37, None)?;
     check_against_pytorch(&interleaved, &split_halves, &expected)?;
     assert!(max_diff(&interleaved, &split_halves) < 1e-6); // last bits vary by CPU

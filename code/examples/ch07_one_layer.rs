@@ -56,7 +56,7 @@ fn print_not_read(
 }
 
 /// Both runs match transformers' output (`LlamaAttention`, eager, at `position_ids`
-/// 131066..131071) at PyTorch's f32 tolerance, and within 1e-6. The last bits depend on
+/// 131066..=131071) at PyTorch's f32 tolerance, and within 1e-6. The last bits depend on
 /// the CPU (the order products are summed in, the math library's cos and sin): the
 /// example prints the bound, not the difference.
 fn check_against_transformers(full: &Batch, decoded: &Batch, hf: &Batch) {

@@ -8,7 +8,7 @@ fn main() -> Result<(), attention::AttnError> {
     let dir = format!("{FIXTURE_DIR}/hf/llama31_end_bf16");
     let cfg = HfLlamaConfig::from_file(format!("{dir}/config.json"))?;
     let (rope, exact) = (cfg.rope(131_072)?, exact_inv_freq(&cfg)); // f32 and f64 θ_i
-    // transformers' LlamaRotaryEmbedding at positions 131066..131071
+    // transformers' LlamaRotaryEmbedding at positions 131066..=131071
     let hf_cos =
         TensorFile::open(format!("{dir}/expected.safetensors"))?.matrix("cos")?;
     let (mut vs_f32, mut vs_exact) = (0.0f64, 0.0f64);
@@ -23,7 +23,7 @@ fn main() -> Result<(), attention::AttnError> {
     // Ours and transformers' differ at most in the last bit or two, where two math
     // libraries' f32 cos round differently: we print the bound we check.
     assert!(vs_f32 < 2e-7 && vs_exact > 1e-3);
-    println!("transformers' cos at 131066..131071:");
+    println!("transformers' cos at 131066..=131071:");
     println!("  max |- ours (f32)| < 2e-7, max |- exact (f64)| = {vs_exact:.1e}");
     Ok(())
 }

@@ -62,11 +62,11 @@ impl Case {
         })
     }
 
-    /// What the case runs ("6 tokens at 131066..131071"), and how many of its rows
+    /// What the case runs ("6 tokens at 131066..=131071"), and how many of its rows
     /// transformers' output holds if not all.
     fn what(&self) -> String {
         let (seq, start) = (self.x.seq_len(), self.start_pos);
-        let mut what = format!("{seq} tokens at {start}..{}", start + seq - 1);
+        let mut what = format!("{seq} tokens at {start}..={}", start + seq - 1);
         if self.expected_from > 0 {
             what += &format!(", last {} checked", seq - self.expected_from);
         }

@@ -15,13 +15,12 @@ fn main() -> Result<(), attention::AttnError> {
     let (mut row_max, mut row_sum, mut weights) = (f32::NEG_INFINITY, 0.0, vec![]);
     for block in scores.chunks(3) {
         let mut block = block.to_vec(); // becomes exp(score - new max)
-        let rescale = online_softmax_step(&mut block, 3, &mut row_max, &mut row_sum);
-        weights.iter_mut().for_each(|w| *w *= rescale); // earlier weights to the new max
+        let visible = block.len(); // all keys visible: token 6 sees keys 0..=6
+        let alpha = online_softmax_step(&mut block, visible, &mut row_max, &mut row_sum);
+        weights.iter_mut().for_each(|w| *w *= alpha); // earlier weights to the new max
         weights.extend(block);
-        let n = weights.len();
-        println!(
-            "after {n} keys: max {row_max:.4}, sum {row_sum:.4}, rescale {rescale:.4}"
-        );
+        let (n, m, l) = (weights.len(), row_max, row_sum); // m and ℓ of the text
+        println!("after {n} keys: max {m:.4}, sum {l:.4}, rescale {alpha:.4}");
     }
     weights.iter_mut().for_each(|w| *w /= row_sum);
     println!("weights, ours:    {weights:.4?}");
