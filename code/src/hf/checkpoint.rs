@@ -40,42 +40,21 @@ impl HfLlamaConfig {
         n_positions: usize,
     ) -> Result<GroupedQueryAttention> {
         let (hidden, q_dim, kv_dim) = (self.hidden_size, self.q_dim(), self.kv_dim());
-        let q = self.load_linear(
-            weights,
-            prefix,
-            "q_proj",
-            (q_dim, hidden),
-            "num_attention_heads·head_dim, hidden_size",
-        )?;
-        let k = self.load_linear(
-            weights,
-            prefix,
-            "k_proj",
-            (kv_dim, hidden),
-            "num_key_value_heads·head_dim, hidden_size",
-        )?;
-        let v = self.load_linear(
-            weights,
-            prefix,
-            "v_proj",
-            (kv_dim, hidden),
-            "num_key_value_heads·head_dim, hidden_size",
-        )?;
-        let o = self.load_linear(
-            weights,
-            prefix,
-            "o_proj",
-            (hidden, q_dim),
-            "hidden_size, num_attention_heads·head_dim",
-        )?;
-        let rope = self.rope(n_positions)?;
-        let weights = QkvoWeights { w_query: q, w_key: k, w_value: v, out_proj: o };
-        GroupedQueryAttention::new(
-            weights,
-            self.num_attention_heads,
-            self.num_key_value_heads,
-            Some(rope),
-        )
+        // each tensor with the shape config.json implies, named in Hugging Face's terms
+        let load =
+            |name, shape, dims| self.load_linear(weights, prefix, name, shape, dims);
+        let q_dims = "num_attention_heads·head_dim, hidden_size";
+        let kv_dims = "num_key_value_heads·head_dim, hidden_size";
+        let o_dims = "hidden_size, num_attention_heads·head_dim";
+        let qkvo = QkvoWeights {
+            w_query: load("q_proj", (q_dim, hidden), q_dims)?,
+            w_key: load("k_proj", (kv_dim, hidden), kv_dims)?,
+            w_value: load("v_proj", (kv_dim, hidden), kv_dims)?,
+            out_proj: load("o_proj", (hidden, q_dim), o_dims)?,
+        };
+        let (n_heads, n_kv_heads) = (self.num_attention_heads, self.num_key_value_heads);
+        let rope = Some(self.rope(n_positions)?);
+        GroupedQueryAttention::new(qkvo, n_heads, n_kv_heads, rope)
     }
 
     // ANCHOR_END: hf_load_attention

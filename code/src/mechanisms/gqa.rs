@@ -375,13 +375,7 @@ impl GroupedQueryAttention {
         prefill: usize,
     ) -> Result<Batch> {
         let seq = x.seq_len();
-        if prefill > seq {
-            return Err(AttnError::PositionOutOfRange {
-                start_pos: 0,
-                len: prefill,
-                max_positions: seq,
-            });
-        }
+        check_range(0, prefill, seq)?; // at most seq tokens to prefill
         check_range(start_pos, seq, usize::MAX)?;
         let mut cache = self.new_cache(x.batch_size(), seq)?;
         // chunks (first token, length): [0, prefill) and then single tokens
@@ -391,11 +385,8 @@ impl GroupedQueryAttention {
             .chain((prefill..seq).map(|t| (t, 1)));
         let mut outputs = Vec::new();
         for (first, len) in chunks {
-            outputs.push(self.forward(
-                &x.narrow_seq(first, len)?,
-                start_pos + first,
-                Some(&mut cache),
-            )?);
+            let chunk = x.narrow_seq(first, len)?;
+            outputs.push(self.forward(&chunk, start_pos + first, Some(&mut cache))?);
         }
         Batch::concat_seq(&outputs)
     }

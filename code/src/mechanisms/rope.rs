@@ -196,23 +196,14 @@ impl Rope {
         scaling: Option<Llama3Scaling>,
     ) -> Result<Self> {
         nonzero("max_positions", max_positions)?;
-        // the tables' size first: nothing is allocated for a size that cannot be
-        crate::support::error::checked_len(
-            "RoPE cos and sin tables (2, max_positions, head_dim/2)",
-            &[2, max_positions, head_dim / 2],
-        )?;
         let mut inv_freq = rope_inv_freq(head_dim, base)?;
         if let Some(s) = scaling {
             s.validate()?;
             inv_freq.iter_mut().for_each(|f| *f = s.scale(*f));
         }
         let half = head_dim / 2;
-        // (max_positions, head_dim/2) each; the size is checked before anything is
-        // allocated
-        let mut cos =
-            crate::support::error::try_zeros("RoPE cos table", &[max_positions, half])?;
-        let mut sin =
-            crate::support::error::try_zeros("RoPE sin table", &[max_positions, half])?;
+        // (max_positions, head_dim/2) each, the size checked before anything is allocated
+        let (mut cos, mut sin) = zero_tables(max_positions, half)?;
         for pos in 0..max_positions {
             for (i, &f) in inv_freq.iter().enumerate() {
                 // the f32 product, as PyTorch forms `positions.float() * inv_freq`
@@ -221,14 +212,8 @@ impl Rope {
                 sin[pos * half + i] = angle.sin();
             }
         }
-        Ok(Self {
-            head_dim,
-            max_positions,
-            layout: RopeLayout::SplitHalves,
-            inv_freq,
-            cos,
-            sin,
-        })
+        let layout = RopeLayout::SplitHalves;
+        Ok(Self { head_dim, max_positions, layout, inv_freq, cos, sin })
     }
     // ANCHOR_END: rope_new
 
@@ -328,4 +313,15 @@ impl Rope {
         }
     }
     // ANCHOR_END: rope_apply_interleaved
+}
+
+/// Zeroed cos and sin tables of `(max_positions, half)` entries each. Their joint size is
+/// checked first, and each is allocated fallibly: a size that cannot be is an error,
+/// never an abort.
+fn zero_tables(max_positions: usize, half: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+    use crate::support::error::{checked_len, try_zeros};
+    let what = "RoPE cos and sin tables (2, max_positions, head_dim/2)";
+    checked_len(what, &[2, max_positions, half])?;
+    let cos = try_zeros("RoPE cos table", &[max_positions, half])?;
+    Ok((cos, try_zeros("RoPE sin table", &[max_positions, half])?))
 }
