@@ -16,6 +16,9 @@ shape in PyTorch right after ours, on the same number of threads:
 Both sides take the median of as many calls as fit in a few seconds (at least 5), after a warm-up
 call. Then it runs `attn-bench --memory 32768` (the flash path once, its peak resident memory).
 
+With --simd avx2 our kernels are capped at AVX2 (ATTENTION_SIMD=avx2; PyTorch is not capped), and the
+files are src/data/bench-results-avx2.json and src/generated/bench-table-avx2.md.
+
 It writes src/data/bench-results.json (the measurements) and src/generated/bench-table.md (rendered
 from that file by the book-tests binary `bench-table`; the book includes it, and a test checks that
 it is exactly the rendering of the JSON), and prints the table; `cargo run -p book-tests --bin figures`
@@ -40,8 +43,12 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / "target" / "release" / "attn-bench"
 # Renders a results file as the book's markdown tables: bench-table [--input RESULTS] [--output TABLE]
 RENDER = ["cargo", "run", "--quiet", "-p", "book-tests", "--bin", "bench-table", "--"]
-RESULTS = ROOT / "src" / "data" / "bench-results.json"
-TABLE = ROOT / "src" / "generated" / "bench-table.md"
+# --simd native (the CPU's widest level) or avx2 (ATTENTION_SIMD=avx2 caps our kernels; PyTorch is
+# not capped): each has its results file and rendered table, which chapter 8 includes.
+OUTPUTS = {
+    "native": (ROOT / "src" / "data" / "bench-results.json", ROOT / "src" / "generated" / "bench-table.md"),
+    "avx2": (ROOT / "src" / "data" / "bench-results-avx2.json", ROOT / "src" / "generated" / "bench-table-avx2.md"),
+}
 
 TIME_BUDGET_S = 3.0  # the same budget attn-bench uses per case
 MIN_REPS, MAX_REPS = 5, 200
@@ -96,8 +103,14 @@ def torch_case(case, seq, n_heads, n_kv_heads, head_dim, threads, budget):
         return median_ms(fn, *budget)
 
 
+SIMD_CAP = None  # set by --simd avx2
+
+
 def run_bin(*args):
-    out = subprocess.run([str(BIN), *args], check=True, capture_output=True, text=True, cwd=ROOT).stdout
+    env = dict(os.environ)
+    if SIMD_CAP:
+        env["ATTENTION_SIMD"] = SIMD_CAP
+    out = subprocess.run([str(BIN), *args], check=True, capture_output=True, text=True, cwd=ROOT, env=env).stdout
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
@@ -141,7 +154,17 @@ def main():
     ap.add_argument("--max-load", type=float, default=1.5, help="wait for a 1-minute load average below this")
     ap.add_argument("--wait", type=float, default=600, help="seconds to wait for a quiet machine at most")
     ap.add_argument("--memory-seq", type=int, default=32768, help="sequence length of the memory run (0: skip)")
+    ap.add_argument(
+        "--simd",
+        choices=sorted(OUTPUTS),
+        default="native",
+        help="native: our kernels at the CPU's widest SIMD level; avx2: capped at AVX2 "
+        "(ATTENTION_SIMD=avx2), written to the -avx2 results and table",
+    )
     args = ap.parse_args()
+    global SIMD_CAP
+    SIMD_CAP = None if args.simd == "native" else args.simd
+    results_file, table_file = OUTPUTS[args.simd]
 
     subprocess.run(["cargo", "build", "--quiet", "--release", "-p", "attention", "--bin", "attn-bench"], check=True, cwd=ROOT)
     load_before = wait_for_quiet(args.max_load, 0 if args.quick else args.wait)
@@ -176,7 +199,7 @@ def main():
         memory = {k: memory[k] for k in memory if k not in ("case", "threads")}
     load_after = os.getloadavg()[0]
     data = {
-        "about": "Written by scripts/bench_compare.py; rendered into src/generated/bench-table.md by book-tests (bin bench-table or figures). Do not edit.",
+        "about": f"Written by scripts/bench_compare.py; rendered into {table_file.relative_to(ROOT)} by book-tests (bin bench-table or figures). Do not edit.",
         "machine": {**machine(), "simd_used": "/".join(sorted(levels))},
         "torch": torch.__version__,
         "load_average": [round(load_before, 2), round(load_after, 2)],
@@ -188,11 +211,11 @@ def main():
         tmp.write_text(json.dumps(data, indent=1) + "\n")
         print(render_table(tmp))
         return
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(data, indent=1) + "\n")
-    TABLE.parent.mkdir(parents=True, exist_ok=True)
-    print(render_table(RESULTS, TABLE))
-    print(f"bench_compare: wrote {RESULTS.relative_to(ROOT)} and {TABLE.relative_to(ROOT)}", file=sys.stderr)
+    results_file.parent.mkdir(parents=True, exist_ok=True)
+    results_file.write_text(json.dumps(data, indent=1) + "\n")
+    table_file.parent.mkdir(parents=True, exist_ok=True)
+    print(render_table(results_file, table_file))
+    print(f"bench_compare: wrote {results_file.relative_to(ROOT)} and {table_file.relative_to(ROOT)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,13 @@ use serde::Deserialize;
 pub const RESULTS_FILE: &str = "src/data/bench-results.json";
 /// The rendered tables, relative to the workspace root.
 pub const TABLE_FILE: &str = "src/generated/bench-table.md";
+/// Every committed run and its rendered tables: the CPU's widest SIMD level, and our
+/// kernels capped at AVX2 (`scripts/bench_compare.py --simd avx2`), for the readers whose
+/// CPU has no AVX-512.
+pub const RUNS: &[(&str, &str)] = &[
+    (RESULTS_FILE, TABLE_FILE),
+    ("src/data/bench-results-avx2.json", "src/generated/bench-table-avx2.md"),
+];
 
 /// The whole results file, as `scripts/bench_compare.py` writes it.
 #[derive(Debug, Deserialize)]

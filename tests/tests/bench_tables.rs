@@ -7,8 +7,23 @@
 use std::fs;
 use std::process::Command;
 
-use book_tests::bench::{BenchResults, RESULTS_FILE, TABLE_FILE, render_tables};
+use book_tests::bench::{BenchResults, RESULTS_FILE, RUNS, TABLE_FILE, render_tables};
 use book_tests::workspace_root;
+
+#[test]
+fn every_committed_run_has_its_table_rendered_from_its_measurements() {
+    for (results, table) in RUNS {
+        let rendered =
+            render_tables(&BenchResults::load(&workspace_root().join(results)).unwrap());
+        let committed = fs::read_to_string(workspace_root().join(table))
+            .unwrap_or_else(|e| panic!("{table} is committed: {e}"));
+        assert!(
+            committed == rendered,
+            "{table} differs from the rendering of {results}; run `cargo run -p book-tests \
+             --bin figures` and commit it"
+        );
+    }
+}
 
 #[test]
 fn the_books_results_table_is_rendered_from_the_measurements() {

@@ -1,12 +1,13 @@
 //! Writes every figure of the book to `src/img/`, and the benchmark tables rendered from
-//! `src/data/bench-results.json` to `src/generated/bench-table.md` (run after changing
+//! each committed run (`book_tests::bench::RUNS`, e.g. `src/data/bench-results.json` to
+//! `src/generated/bench-table.md`) (run after changing
 //! what a figure shows, or after `scripts/bench_compare.py` measured again: `cargo run -p
 //! book-tests --bin figures`). The tests `tests/figures.rs` and `tests/bench_tables.rs`
 //! fail while they are stale.
 
 use std::process::ExitCode;
 
-use book_tests::bench::{BenchResults, TABLE_FILE, render_tables};
+use book_tests::bench::{BenchResults, RUNS, render_tables};
 
 fn main() -> ExitCode {
     let root = book_tests::workspace_root();
@@ -23,13 +24,14 @@ fn main() -> ExitCode {
         }
         println!("wrote {}", book_tests::display_path(&path, &root));
     }
-    let table = root.join(TABLE_FILE);
-    let written = BenchResults::committed()
-        .and_then(|r| Ok(std::fs::write(&table, render_tables(&r))?));
-    if let Err(e) = written {
-        eprintln!("figures: {TABLE_FILE}: {e}");
-        return ExitCode::FAILURE;
+    for (results, table) in RUNS {
+        let written = BenchResults::load(&root.join(results))
+            .and_then(|r| Ok(std::fs::write(root.join(table), render_tables(&r))?));
+        if let Err(e) = written {
+            eprintln!("figures: {table}: {e}");
+            return ExitCode::FAILURE;
+        }
+        println!("wrote {table}");
     }
-    println!("wrote {TABLE_FILE}");
     ExitCode::SUCCESS
 }
