@@ -3,7 +3,7 @@
 //! are rendered from the committed measurements by the `book-tests` package, and checked
 //! there: `tests/tests/bench_tables.rs`.)
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 fn bench(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_attn-bench"))
@@ -136,4 +136,20 @@ fn repeated_flags_are_usage_errors() {
         &["--threads", "2", "--reps", "1", "--threads", "3"],
         "--threads is given more than once",
     );
+}
+
+/// `attn-bench | head -1`: the reader goes away; the bench reports it, it does not panic.
+#[test]
+fn a_closed_stdout_is_an_error_not_a_panic() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_attn-bench"))
+        .arg("--quick")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs attn-bench");
+    drop(child.stdout.take()); // closed before the first line is written
+    let out = child.wait_with_output().expect("attn-bench ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot write") && !stderr.contains("panicked"), "{stderr}");
 }

@@ -97,6 +97,8 @@ enum Failure {
     Usage(String),
     /// A measurement failed: exit code 1.
     Run(AttnError),
+    /// The result could not be written (e.g. the reader closed the pipe): exit code 1.
+    Write(std::io::Error),
 }
 
 impl From<lexopt::Error> for Failure {
@@ -199,6 +201,12 @@ fn main() -> ExitCode {
             eprintln!("attn-bench: error: {}", one_line(e.to_string()));
             ExitCode::from(1)
         }
+        Err(Failure::Write(e)) => {
+            // the reader is gone (`attn-bench | head -1`): say so, without a panic
+            let _ =
+                writeln!(std::io::stderr(), "attn-bench: cannot write the results: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 
@@ -206,7 +214,7 @@ fn main() -> ExitCode {
 /// case.
 fn run(args: &Args) -> std::result::Result<(), Failure> {
     if let Some(seq) = args.memory {
-        return Ok(memory_run(seq)?);
+        return memory_run(seq);
     }
     let mut thread_counts = vec![1, args.threads.unwrap_or(2)];
     thread_counts.dedup();
@@ -246,7 +254,9 @@ fn run(args: &Args) -> std::result::Result<(), Failure> {
     });
     for shape in &shapes {
         let ms = measure(shape, &budget)?;
-        println!(
+        // `writeln!`, not `println!`: a closed stdout is an error to report, not a panic
+        writeln!(
+            std::io::stdout(),
             "{{\"case\": \"{}\", \"seq\": {}, \"n_heads\": {N_HEADS}, \"n_kv_heads\": {}, \"head_dim\": {HEAD_DIM}, \"threads\": {}, \"median_ms\": {:.4}, \"simd\": \"{}\"}}",
             shape.case.name(),
             shape.seq,
@@ -254,7 +264,8 @@ fn run(args: &Args) -> std::result::Result<(), Failure> {
             shape.threads,
             ms,
             simd_name()
-        );
+        )
+        .map_err(Failure::Write)?;
     }
     Ok(())
 }
@@ -325,7 +336,7 @@ fn measure(shape: &Shape, budget: &Budget) -> Result<f64> {
 
 /// Runs the flash path once at `seq` (GQA 12/4) and prints the process's peak resident
 /// memory beside what the straightforward path's score matrices alone would need.
-fn memory_run(seq: usize) -> Result<()> {
+fn memory_run(seq: usize) -> std::result::Result<(), Failure> {
     let n_kv_heads = 4;
     let (q, k, v) = inputs(seq, seq, n_kv_heads);
     let inputs_bytes = (q.len() + k.len() + v.len()) * 4;
@@ -346,12 +357,13 @@ fn memory_run(seq: usize) -> Result<()> {
     // transposed copy of the keys; a framework that batches the heads holds all n_heads
     // of them at once.
     let one_head = (seq * seq * 4) as u64;
-    println!(
+    writeln!(
+        std::io::stdout(),
         "{{\"case\": \"memory\", \"seq\": {seq}, \"n_heads\": {N_HEADS}, \"n_kv_heads\": {n_kv_heads}, \"head_dim\": {HEAD_DIM}, \"threads\": 1, \"median_ms\": {ms:.1}, \"peak_rss_bytes\": {peak}, \"rss_before_bytes\": {before}, \"inputs_output_bytes\": {}, \"naive_scores_one_head_bytes\": {one_head}, \"naive_scores_all_heads_bytes\": {}}}",
         inputs_bytes + out.len() * 4,
         one_head * N_HEADS as u64
-    );
-    Ok(())
+    )
+    .map_err(Failure::Write)
 }
 
 /// The peak resident set size of this process so far (Linux `getrusage`; 0 where
