@@ -37,7 +37,7 @@ fn message(r: Result<HfLlamaConfig, AttnError>) -> String {
     let m = e.to_string();
     assert!(!m.contains('\n'), "not one line: {m}");
     assert!(m.starts_with("hostile/config.json: "), "does not name the file: {m}");
-    assert!(matches!(e, AttnError::Format { .. }), "{e:?}");
+    assert!(matches!(e, AttnError::Format { .. } | AttnError::InFile { .. }), "{e:?}");
     m
 }
 
@@ -255,7 +255,19 @@ fn invalid_config_messages_name_the_file() {
         m,
         "hostile/config.json: invalid config: RoPE needs an even head_dim, got 11"
     );
-    // a struct built in code keeps the typed variant
+    // the file's error keeps the validator's typed variant inside it
+    let e = with(|m| {
+        m.insert("num_key_value_heads".into(), json!(3));
+    })
+    .unwrap_err();
+    match e {
+        AttnError::InFile { path, source } => {
+            assert_eq!(path, "hostile/config.json");
+            assert!(matches!(*source, AttnError::NotDivisible { .. }), "{source:?}");
+        }
+        other => panic!("expected InFile, got {other:?}"),
+    }
+    // and so does a struct built in code
     let mut c = with(|_| {}).unwrap();
     c.head_dim = 11;
     assert_eq!(c.validate(), Err(AttnError::OddHeadDim { head_dim: 11 }));

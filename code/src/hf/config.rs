@@ -292,8 +292,10 @@ impl HfLlamaConfig {
     /// (`"yarn"`, `"linear"`, ...) is an error, not silently ignored, and so is a
     /// `model_type` other than `"llama"` (an absent one is taken as Llama).
     ///
-    /// Every error is an [`AttnError::Format`] naming `source` and the key, on one line;
-    /// a shape the validator refuses reads `source: invalid config: ...`.
+    /// Every error names `source` and the key, on one line: an [`AttnError::Format`] for
+    /// what is not a valid Llama `config.json`, and an [`AttnError::InFile`] wrapping the
+    /// validator's typed error (e.g. [`AttnError::NotDivisible`]) for a shape it refuses,
+    /// which reads `source: invalid config: ...`.
     pub fn from_json_str(text: &str, source: &str) -> Result<Self> {
         Self::from_json_bytes(text.as_bytes(), source)
     }
@@ -401,9 +403,11 @@ impl HfLlamaConfig {
             attention_bias,
             warnings,
         };
-        // the validator's messages name the file too: "config.json: invalid config: ..."
-        cfg.check(&FieldNames { rope_scaling: scope, ..FieldNames::HF })
-            .map_err(|e| bad(e.to_string()))?;
+        // the validator's errors keep their type and name the file too:
+        // "config.json: invalid config: ..."
+        cfg.check(&FieldNames { rope_scaling: scope, ..FieldNames::HF }).map_err(
+            |e| AttnError::InFile { path: source.to_string(), source: Box::new(e) },
+        )?;
         Ok(cfg)
     }
 

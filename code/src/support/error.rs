@@ -225,6 +225,16 @@ pub enum AttnError {
         /// What is wrong, naming the tensor or key.
         message: String,
     },
+    /// A file describes something refused for a reason with a variant of its own (a
+    /// `config.json` whose head counts do not divide, an odd `head_dim`): that error,
+    /// typed, and the file it came from.
+    #[error("{path}: {source}")]
+    InFile {
+        /// The file (or a description of the data source).
+        path: String,
+        /// What is wrong with what the file describes.
+        source: Box<AttnError>,
+    },
 }
 
 /// The crate's result type.
