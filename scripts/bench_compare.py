@@ -14,7 +14,9 @@ shape in PyTorch right after ours, on the same number of threads:
     decode         ours: DecodeAttention (1 token)   PyTorch: F.scaled_dot_product_attention, 1 query
 
 Both sides take the median of as many calls as fit in a few seconds (at least 5), after a warm-up
-call. Then it runs `attn-bench --memory 32768` (the flash path once, its peak resident memory).
+call, in --rounds interleaved rounds (ours, then PyTorch, again); each side's time is its fastest
+round's median, and the spread between rounds is recorded. A two-thread row where PyTorch is slower
+than on one thread is flagged as contention. Then it runs `attn-bench --memory 32768` (the flash path once, its peak resident memory).
 
 With --simd avx2 our kernels are capped at AVX2 (ATTENTION_SIMD=avx2; PyTorch is not capped), and the
 files are src/data/bench-results-avx2.json and src/generated/bench-table-avx2.md.
@@ -154,6 +156,7 @@ def main():
     ap.add_argument("--max-load", type=float, default=1.5, help="wait for a 1-minute load average below this")
     ap.add_argument("--wait", type=float, default=600, help="seconds to wait for a quiet machine at most")
     ap.add_argument("--memory-seq", type=int, default=32768, help="sequence length of the memory run (0: skip)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of ours-then-PyTorch per case")
     ap.add_argument(
         "--simd",
         choices=sorted(OUTPUTS),
@@ -170,8 +173,10 @@ def main():
     load_before = wait_for_quiet(args.max_load, 0 if args.quick else args.wait)
     budget = (0.02, 2, 5) if args.quick else (TIME_BUDGET_S, MIN_REPS, MAX_REPS)
 
-    # One attn-bench invocation per (sequence length, case), then PyTorch on the same shapes: the two
-    # sides of every ratio are measured minutes apart at most, under the same load.
+    # Interleaved: for each (sequence length, case), --rounds times one attn-bench invocation and then
+    # PyTorch on the same shapes, so the two sides of a ratio are measured seconds apart, under the
+    # same load, several times. A time is the fastest round's median (what the code can do when the
+    # machine lets it); the spread between rounds says how much the machine disturbed it.
     plan = run_bin("--quick") if args.quick else None
     seqs = sorted({r["seq"] for r in plan}) if plan else [256, 512, 1024, 2048, 4096]
     results = []
@@ -179,20 +184,37 @@ def main():
     for seq in seqs:
         for case in ["prefill_naive", "prefill_flash", "decode"]:
             flags = ["--quick"] if args.quick else []
-            ours = run_bin(*flags, "--seq", str(seq), "--case", case)
-            for r in ours:
-                levels.add(r.get("simd", "unknown"))
-                t = torch_case(case, r["seq"], r["n_heads"], r["n_kv_heads"], r["head_dim"], r["threads"], budget)
+            rounds = {}  # (n_kv_heads, threads) -> (row, our medians, PyTorch's medians)
+            for _ in range(args.rounds):
+                for r in run_bin(*flags, "--seq", str(seq), "--case", case):
+                    levels.add(r.get("simd", "unknown"))
+                    t = torch_case(case, r["seq"], r["n_heads"], r["n_kv_heads"], r["head_dim"], r["threads"], budget)
+                    entry = rounds.setdefault((r["n_kv_heads"], r["threads"]), (r, [], []))
+                    entry[1].append(r["median_ms"])
+                    entry[2].append(t)
+            for r, ours, theirs in rounds.values():
                 row = {k: r[k] for k in ["case", "seq", "n_heads", "n_kv_heads", "head_dim", "threads"]}
-                row["ours_ms"] = r["median_ms"]
+                row["ours_ms"] = min(ours)
                 row["torch_case"] = "manual" if case == "prefill_naive" else "sdpa"
-                row["torch_ms"] = round(t, 4)
+                row["torch_ms"] = round(min(theirs), 4)
+                row["rounds"] = len(ours)
+                row["ours_spread"] = round(max(ours) / min(ours) - 1, 4)
+                row["torch_spread"] = round(max(theirs) / min(theirs) - 1, 4)
                 results.append(row)
                 print(
                     f"{case:14} seq {seq:5} heads {r['n_heads']}/{r['n_kv_heads']:<2} threads {r['threads']}: "
-                    f"ours {r['median_ms']:9.3f} ms  torch {t:9.3f} ms  ratio {r['median_ms'] / t:5.2f}",
+                    f"ours {row['ours_ms']:9.3f} ms  torch {row['torch_ms']:9.3f} ms  "
+                    f"ratio {row['ours_ms'] / row['torch_ms']:5.2f}  (spread {row['ours_spread']:.0%} / "
+                    f"{row['torch_spread']:.0%} over {len(ours)} rounds)",
                     file=sys.stderr,
                 )
+    # A two-thread time above the same shape's one-thread time is contention on a shared machine,
+    # not a result: flag the row, and the table says so instead of comparing it.
+    one_thread = {(r["case"], r["seq"], r["n_kv_heads"]): r for r in results if r["threads"] == 1}
+    for r in results:
+        base = one_thread.get((r["case"], r["seq"], r["n_kv_heads"]))
+        if r["threads"] > 1 and base is not None and r["torch_ms"] > base["torch_ms"]:
+            r["flag"] = "PyTorch slower on two threads than on one: contention"
     memory = None
     if args.memory_seq and not args.quick:
         memory = run_bin("--memory", str(args.memory_seq))[0]
@@ -203,6 +225,7 @@ def main():
         "machine": {**machine(), "simd_used": "/".join(sorted(levels))},
         "torch": torch.__version__,
         "load_average": [round(load_before, 2), round(load_after, 2)],
+        "busy": load_before > args.max_load,
         "results": results,
         "memory": memory,
     }

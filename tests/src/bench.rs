@@ -37,6 +37,9 @@ pub struct BenchResults {
     pub torch: String,
     /// The 1-minute load average before and after the run.
     pub load_average: [f64; 2],
+    /// The load average was above the script's `--max-load` when the run started.
+    #[serde(default)]
+    pub busy: bool,
     /// One row per timed case, in the order they were measured.
     pub results: Vec<BenchRow>,
     /// The memory run (`attn-bench --memory`); `null` in a `--quick` run.
@@ -98,6 +101,19 @@ pub struct BenchRow {
     pub torch_case: String,
     /// PyTorch's median time per call, in milliseconds.
     pub torch_ms: f64,
+    /// Interleaved rounds (ours, then PyTorch) the times are the fastest of; absent in
+    /// files written before rounds were run.
+    #[serde(default)]
+    pub rounds: Option<u64>,
+    /// Our slowest round's median over our fastest, minus 1.
+    #[serde(default)]
+    pub ours_spread: Option<f64>,
+    /// PyTorch's slowest round's median over its fastest, minus 1.
+    #[serde(default)]
+    pub torch_spread: Option<f64>,
+    /// Why the row is not a result (e.g. PyTorch slower on two threads than on one).
+    #[serde(default)]
+    pub flag: Option<String>,
 }
 
 impl BenchRow {
@@ -213,6 +229,7 @@ pub fn render_tables(results: &BenchResults) -> String {
         results.load_average[0],
         results.load_average[1],
     );
+    md += &method_note(results);
     md += &prefill_table(results);
     md += &two_thread_table(results);
     if let Some(d) = results.find(Case::Decode, 4096, 4, 1) {
@@ -237,6 +254,30 @@ pub fn render_tables(results: &BenchResults) -> String {
         );
     }
     md += &goals_table(results);
+    md
+}
+
+/// How the times were taken, when the file says (rounds and spread), and a warning for a
+/// run that started on a busy machine; empty for files written before rounds were run.
+fn method_note(results: &BenchResults) -> String {
+    let mut md = String::new();
+    if results.busy {
+        md += "The machine was busy when the run started (load above the script's \
+               limit): read the ratios with care.\n\n";
+    }
+    let rounds = results.results.iter().filter_map(|r| r.rounds).max();
+    if let Some(n) = rounds {
+        let worst = |f: fn(&BenchRow) -> Option<f64>| {
+            results.results.iter().filter_map(f).fold(0.0_f64, f64::max) * 100.0
+        };
+        md += &format!(
+            "Each time is the fastest of {n} interleaved rounds' medians (ours, then PyTorch, \
+             {n} times); the slowest round was at most {:.0} % slower for ours and {:.0} % for \
+             PyTorch's.\n\n",
+            worst(|r| r.ours_spread),
+            worst(|r| r.torch_spread)
+        );
+    }
     md
 }
 
@@ -287,14 +328,18 @@ fn two_thread_table(results: &BenchResults) -> String {
     );
     md += "| case | seq | heads (query/KV) | ours | PyTorch SDPA | ratio |\n|:---|---:|:---|---:|---:|---:|\n";
     for r in two {
+        // a flagged row is shown, but not as a ratio to believe
+        let ratio = match &r.flag {
+            Some(why) => format!("({why})"),
+            None => format!("{:.2}", r.ratio()),
+        };
         md += &format!(
-            "| {} | {} | {} | {} | {} | {:.2} |\n",
+            "| {} | {} | {} | {} | {} | {ratio} |\n",
             r.case.name(),
             r.seq,
             r.heads(),
             fmt_ms(r.ours_ms),
             fmt_ms(r.torch_ms),
-            r.ratio()
         );
     }
     md
@@ -434,6 +479,42 @@ mod tests {
             md.contains("| prefill_flash | 4096 | 12/4 (GQA) | 99.0 | 10.0 | 9.90 |\n"),
             "{md}"
         );
+    }
+
+    #[test]
+    fn rounds_spread_flags_and_a_busy_machine_are_said() {
+        let with = |extra: &str, r: String| r.replacen('}', &format!(", {extra}}}"), 1);
+        let rounds = r#""rounds": 3, "ours_spread": 0.04, "torch_spread": 0.21"#;
+        let rows = [
+            with(rounds, row("prefill_flash", 1024, 4, 1, 7.0, 10.0)),
+            with(
+                &format!(
+                    r#"{rounds}, "flag": "PyTorch slower on two threads than on one""#
+                ),
+                row("prefill_flash", 1024, 4, 2, 4.0, 12.0),
+            ),
+        ];
+        let json = format!(
+            r#"{{"about": "t", "machine": {{"cpu": "c", "cores": 2, "simd": "AVX2"}},
+                "torch": "t", "load_average": [3.0, 3.0], "busy": true,
+                "results": [{}]}}"#,
+            rows.join(",")
+        );
+        let md = render_tables(&BenchResults::parse(&json).unwrap());
+        assert!(md.contains("The machine was busy when the run started"), "{md}");
+        assert!(md.contains("fastest of 3 interleaved rounds"), "{md}");
+        assert!(
+            md.contains("at most 4 % slower for ours and 21 % for PyTorch's"),
+            "{md}"
+        );
+        // the flagged two-thread row shows its reason instead of a ratio
+        assert!(
+            md.contains("| 4.00 | 12.0 | (PyTorch slower on two threads than on one) |"),
+            "{md}"
+        );
+        // a file from before rounds says none of it
+        let old = render_tables(&results(&row("prefill_flash", 1024, 4, 1, 7.0, 10.0)));
+        assert!(!old.contains("rounds") && !old.contains("busy"), "{old}");
     }
 
     #[test]
