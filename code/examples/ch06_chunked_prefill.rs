@@ -1,5 +1,5 @@
-//! Chapter 6: a prompt fed through the cache in chunks of 3, 4 and 2 tokens gives the full
-//! forward pass's numbers, PyTorch's.
+//! Chapter 6: a prompt fed through the cache in chunks of 3, 4 and 2 tokens gives the
+//! full forward pass's numbers, PyTorch's.
 extern crate attention;
 // ANCHOR: example
 use attention::{Batch, Fixture, show};

@@ -29,9 +29,9 @@ fn main() -> Result<(), attention::AttnError> {
 }
 // ANCHOR_END: example
 
-/// Both ways match PyTorch (`out_full`, `out_decode`) and each other. The last bits depend
-/// on the order the CPU sums the products in, so the differences are checked against a
-/// bound rather than printed.
+/// Both ways match PyTorch (`out_full`, `out_decode`) and each other. The last bits
+/// depend on the order the CPU sums the products in, so the differences are checked
+/// against a bound rather than printed.
 fn check_against_pytorch(
     fx: &Fixture,
     full: &Batch,
