@@ -468,6 +468,60 @@ def main(out_dir):
                {**params(gqa), "x": x, "out_full": out_full, "out_decode": out_decode, "out_chunked": out_chunked,
                 "cache_k": cache.k[:, :, :cache.len], "cache_v": cache.v[:, :, :cache.len]})
 
+    # StreamingLLM (Xiao et al. 2023) as chapter 9 keeps it: a sliding window of W keys plus the first
+    # `sink_tokens` tokens, always visible. Our own reference (no library implements this exact policy):
+    # the whole sequence under the mask, then the same tokens through a cache that evicts everything
+    # but the sink tokens and the last W - 1 rows, one token at a time after a prefill.
+    torch.manual_seed(48)
+    gqa = GroupedQueryAttention(12, 16, n_heads=4, n_kv_heads=2, context_length=64, rope_theta=10000.0)
+    x = torch.randn(2, 40, 12)
+    window, sink_tokens = 6, 2
+
+    def streaming_attention(queries, keys, values, query_rows, sinks):
+        """Attention of queries at cache rows `query_rows` over keys at rows 0..; key row j is visible to
+        query row i iff j <= i and (i - j < window or j < sinks)."""
+        i = query_rows[:, None]
+        j = torch.arange(keys.shape[2])[None, :]
+        hidden = (j > i) | ((i - j >= window) & (j >= sinks))
+        keys = keys.repeat_interleave(gqa.group_size, dim=1)
+        values = values.repeat_interleave(gqa.group_size, dim=1)
+        scores = (queries @ keys.transpose(2, 3)).masked_fill(hidden, -torch.inf)
+        weights = torch.softmax(scores / gqa.head_dim ** 0.5, dim=-1)
+        b, _, n, _ = queries.shape
+        return gqa.out_proj((weights @ values).transpose(1, 2).reshape(b, n, -1))
+
+    def project(xs, start_pos):
+        b, n, _ = xs.shape
+        q = gqa.W_query(xs).view(b, n, 4, 4).transpose(1, 2)
+        k = gqa.W_key(xs).view(b, n, 2, 4).transpose(1, 2)
+        v = gqa.W_value(xs).view(b, n, 2, 4).transpose(1, 2)
+        cos, sin = gqa.cos[start_pos:start_pos + n], gqa.sin[start_pos:start_pos + n]
+        return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
+
+    q, k, v = project(x, 0)
+    out_full = streaming_attention(q, k, v, torch.arange(40), sink_tokens)
+    out_window_only = streaming_attention(q, k, v, torch.arange(40), 0)
+    cache_k, cache_v, outs = k[:, :, :0], v[:, :, :0], []
+    for start, n in [(0, 5)] + [(t, 1) for t in range(5, 40)]:
+        q, k, v = project(x[:, start:start + n], start)
+        if cache_k.shape[2] > sink_tokens + window - 1:        # evict what no later query sees
+            keep = lambda c: torch.cat([c[:, :, :sink_tokens], c[:, :, -(window - 1):]], dim=2)
+            cache_k, cache_v = keep(cache_k), keep(cache_v)
+        rows = torch.arange(cache_k.shape[2], cache_k.shape[2] + n)
+        cache_k, cache_v = torch.cat([cache_k, k], dim=2), torch.cat([cache_v, v], dim=2)
+        outs.append(streaming_attention(q, cache_k, cache_v, rows, sink_tokens))
+    out_streamed = torch.cat(outs, dim=1)
+    torch.testing.assert_close(out_streamed, out_full)
+    print(f"streaming_sinks: max |out_streamed - out_full| = {(out_streamed - out_full).abs().max().item():.3e}, "
+          f"cache rows at the end {cache_k.shape[2]}")
+    write_case(out_dir, "streaming_sinks", "GQA with RoPE under StreamingLLM's policy: window 6 plus 2 sink "
+               "tokens; out_full is the whole sequence under the mask, out_streamed the same tokens through an "
+               "evicting cache (prefill 5, then one token at a time), out_window_only the window without sinks.",
+               48, {**gqa_config(12, 16, 4, 2, 10000.0, 64, 2, 40), "window": window, "sink_tokens": sink_tokens,
+                    "prefill": 5, "cache_rows_at_end": cache_k.shape[2]},
+               {**params(gqa), "x": x, "out_full": out_full, "out_streamed": out_streamed,
+                "out_window_only": out_window_only})
+
     # out = torch.softmax(scores, dim=-1); out_safe = torch._safe_softmax(scores_safe, dim=-1)
     inf = float("-inf")
     scores = torch.tensor([[1.0, 2.0, 0.5, -1.0, 3.0],            # ordinary

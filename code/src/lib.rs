@@ -13,6 +13,7 @@
 //! | KV cache | [`LayerKvCache`], [`GroupedQueryAttention::forward`] with a cache, [`GroupedQueryAttention::new_cache`] |
 //! | Llama 3 in practice | [`HfLlamaConfig`], [`RopeLayout`], [`permute_meta_to_hf`], [`GroupedQueryAttention::forward_prefill_decode`], the `llama-attn` binary |
 //! | shapes and memory | [`AttentionConfig`], [`Preset`], [`kv_cache_bytes`], [`gqa_kv_saving`] |
+//! | attention after Llama 3 | [`ScoreOptions`] (sliding window, soft-cap, sinks), [`QkNorm`], [`LayerKvCache::with_window`] |
 //! | fast attention | [`FlashAttention`], [`DecodeAttention`] (one [`FastKernel`] shell), [`fast::online_softmax`], [`fast::fast_exp`] |
 //!
 //! ## Shapes and layout
@@ -48,12 +49,14 @@ pub mod fast;
 pub mod hf;
 pub mod mechanisms;
 pub mod support;
+pub mod variants;
 
 pub use fast::decode::DecodeAttention;
 pub use fast::flash::FlashAttention;
 pub use fast::{AttentionInputs, FastKernel};
 pub use hf::meta_layout::{permute_hf_to_meta, permute_meta_to_hf};
 pub use hf::{HfLlamaConfig, open_layer_tensors};
+pub use hf::{LayerKind, ModelFields, ModelType};
 pub use mechanisms::config::{AttentionConfig, Preset};
 pub use mechanisms::gqa::{GroupedQueryAttention, KernelChoice};
 pub use mechanisms::kv_cache::LayerKvCache;
@@ -63,7 +66,10 @@ pub use mechanisms::memory::{
     DType, gqa_kv_saving, kv_cache_bytes, kv_cache_bytes_per_layer,
 };
 pub use mechanisms::mha::{MultiHeadAttention, MultiHeadAttentionWrapper, QkvoWeights};
-pub use mechanisms::rope::{Llama3Scaling, Rope, RopeLayout, rope_inv_freq};
+pub use mechanisms::rope::{
+    Llama3Scaling, Rope, RopeLayout, RopeScaling, YarnScaling, rope_inv_freq,
+    yarn_get_mscale,
+};
 pub use mechanisms::sdpa::{
     HeadLayout, HeadOutput, Mask, attention_weights, grouped_attention,
     scaled_dot_product_attention,
@@ -77,10 +83,14 @@ pub use support::compare::{
     Mismatch, Tolerance, assert_batch_close, assert_matrix_close, compare, max_abs_diff,
 };
 pub use support::error::{AttnError, Dims, Result};
-pub use support::fixtures::{FIXTURE_DIR, Fixture};
+pub use support::fixtures::{FIXTURE_DIR, Fixture, HfFixture};
 pub use support::init::splitmix_matrix;
 pub use support::io::{Tensor, TensorFile, save_tensors};
 pub use support::show;
+pub use variants::{
+    LatentCache, MlaPath, MlaQuery, MlaShape, MlaWeights, MultiHeadLatentAttention,
+    QkNorm, RmsNormStyle, ScoreOptions, attention_weights_with, grouped_attention_with,
+};
 
 /// The README's code, compiled and run as a doctest so the front page cannot drift from
 /// the crate.

@@ -3,7 +3,13 @@
 //! that names the file and the key. Then a property test: whatever JSON-ish text comes
 //! in, the parser returns a config that passes validation or an error, and never panics.
 
-use attention::{AttnError, HfLlamaConfig, Preset};
+use attention::hf::{LayerKind, MlaFields, ModelFields, ModelType};
+use attention::support::io::save_tensors;
+use attention::variants::RmsNormStyle;
+use attention::{
+    AttnError, HfLlamaConfig, MlaShape, Preset, RopeLayout, Tensor, TensorFile,
+    YarnScaling, yarn_get_mscale,
+};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -77,8 +83,10 @@ fn a_null_rope_theta_is_an_error_not_the_default() {
     .unwrap();
     assert_eq!(c.rope_theta, 10_000.0);
     // a value inside rope_parameters wins over a null at the top level, as transformers'
-    // setdefault
+    // setdefault (without rope_scaling, which transformers would take instead, and then
+    // the null)
     let c = with(|m| {
+        m.remove("rope_scaling");
         m.insert("rope_theta".into(), Value::Null);
         m.insert(
             "rope_parameters".into(),
@@ -89,23 +97,34 @@ fn a_null_rope_theta_is_an_error_not_the_default() {
     assert_eq!((c.rope_theta, c.rope_scaling), (500_000.0, None));
 }
 
-/// Mistral (sliding window), Gemma (soft-capping, query_pre_attn_scalar) and Qwen3 (q/k
-/// norms) configs have every key a Llama config has; read as Llama they run, silently
-/// wrong.
+/// The model types of chapters 9-12 that this crate reads each go to their own class's
+/// rules (here: Llama's llama3 RoPE is not theirs); any other is refused, naming the
+/// type: a DeepSeek-V3.2 or Gemma 1 config has every key a Llama config has, and read as
+/// one of ours it would run silently wrong.
 #[test]
 fn other_model_types_are_refused() {
-    let m = message(with(|m| {
-        m.insert("model_type".into(), json!("mistral"));
-        m.insert("sliding_window".into(), json!(4096));
-    }));
-    assert!(m.contains("model_type `mistral` is not supported (only `llama`)"), "{m}");
-    for other in
-        ["gemma", "gemma2", "gemma3_text", "qwen3", "gpt_oss", "deepseek_v3", "LLAMA", ""]
-    {
+    for other in ["mistral", "qwen3", "gemma2", "gemma3_text", "gpt_oss"] {
         let m = message(with(|m| {
             m.insert("model_type".into(), json!(other));
         }));
-        assert!(m.contains(&format!("model_type `{other}` is not supported")), "{m}");
+        assert!(
+            m.contains(&format!(
+                "rope_scaling.rope_type `llama3` is not supported for model_type `{other}`"
+            )),
+            "{m}"
+        );
+    }
+    for other in ["gemma", "deepseek_v32", "qwen2", "gemma3n", "LLAMA", ""] {
+        let m = message(with(|m| {
+            m.insert("model_type".into(), json!(other));
+        }));
+        assert!(
+            m.contains(&format!(
+                "model_type `{other}` is not supported (only `llama`, `mistral`, `qwen3`, \
+                 `gemma2`, `gemma3_text`, `gemma3`, `gpt_oss`, `deepseek_v2`, `deepseek_v3`)"
+            )),
+            "{m}"
+        );
     }
     let m = message(with(|m| {
         m.insert("model_type".into(), json!(["llama"]));
@@ -117,7 +136,7 @@ fn other_model_types_are_refused() {
             None => drop(m.remove("model_type")),
             Some(v) => drop(m.insert("model_type".into(), v)),
         });
-        assert!(c.is_ok(), "{c:?}");
+        assert_eq!(c.unwrap().model, ModelFields::llama());
     }
 }
 
@@ -414,10 +433,13 @@ fn from_file_refuses_what_is_not_a_small_regular_file() {
     let e = HfLlamaConfig::from_file(dir.join("missing.json")).unwrap_err();
     assert!(matches!(e, AttnError::Io { .. }), "{e:?}");
     let path = dir.join("config.json");
-    std::fs::write(&path, base().to_string().replace("\"llama\"", "\"mistral\""))
+    std::fs::write(&path, base().to_string().replace("\"llama\"", "\"deepseek_v32\""))
         .unwrap();
     let e = HfLlamaConfig::from_file(&path).unwrap_err().to_string();
-    assert!(e.starts_with(&format!("{}: model_type `mistral`", path.display())), "{e}");
+    assert!(
+        e.starts_with(&format!("{}: model_type `deepseek_v32`", path.display())),
+        "{e}"
+    );
     std::fs::write(&path, [0xff, 0xfe, b'{']).unwrap();
     assert!(
         HfLlamaConfig::from_file(&path).unwrap_err().to_string().contains("invalid JSON")
@@ -426,7 +448,7 @@ fn from_file_refuses_what_is_not_a_small_regular_file() {
 }
 
 /// Keys the parser reads, so that generated objects hit them often.
-const KEYS: [&str; 18] = [
+const KEYS: [&str; 43] = [
     "model_type",
     "hidden_size",
     "num_attention_heads",
@@ -445,6 +467,33 @@ const KEYS: [&str; 18] = [
     "low_freq_factor",
     "high_freq_factor",
     "sliding_window",
+    // the later models' keys (chapters 9-11)
+    "layer_types",
+    "num_hidden_layers",
+    "use_sliding_window",
+    "max_window_layers",
+    "attn_logit_softcapping",
+    "query_pre_attn_scalar",
+    "rms_norm_eps",
+    "sliding_window_pattern",
+    "use_bidirectional_attention",
+    "text_config",
+    "rope_local_base_freq",
+    "full_attention",
+    "sliding_attention",
+    "beta_fast",
+    "beta_slow",
+    "truncate",
+    "attention_factor",
+    // DeepSeek's latent attention (chapter 12)
+    "q_lora_rank",
+    "kv_lora_rank",
+    "qk_nope_head_dim",
+    "qk_rope_head_dim",
+    "v_head_dim",
+    "rope_interleave",
+    "mscale",
+    "mscale_all_dim",
 ];
 
 fn leaf() -> impl Strategy<Value = Value> {
@@ -475,6 +524,15 @@ fn leaf() -> impl Strategy<Value = Value> {
             Just("default"),
             Just("yarn"),
             Just("mistral"),
+            Just("qwen3"),
+            Just("gemma2"),
+            Just("gemma3"),
+            Just("gemma3_text"),
+            Just("gpt_oss"),
+            Just("deepseek_v2"),
+            Just("deepseek_v3"),
+            Just("sliding_attention"),
+            Just("full_attention"),
             Just("8"),
             Just("")
         ]
@@ -520,6 +578,12 @@ fn check_outcome(r: Result<HfLlamaConfig, AttnError>) -> Result<(), TestCaseErro
             prop_assert_eq!(c.validate(), Ok(()));
             prop_assert!(c.q_dim() >= c.kv_dim());
             let _ = c.attention_config();
+            if c.model.mla.is_some() {
+                prop_assert_eq!(c.num_key_value_heads, c.num_attention_heads);
+                let scale = c.mla_scale().unwrap();
+                prop_assert!(scale.is_finite() && scale > 0.0, "{}", scale);
+                let _ = c.mla_shape().unwrap().validate();
+            }
             for w in c.warnings() {
                 prop_assert!(
                     w.starts_with("hostile/config.json: ") && !w.contains('\n'),
@@ -579,4 +643,859 @@ proptest! {
         let text = String::from_utf8_lossy(&text);
         check_outcome(parse(&text))?;
     }
+}
+
+/// A minimal config of `model_type`: 32 heads of 128 in 4096, 4096 positions, plus
+/// `extra` keys.
+fn model(model_type: &str, extra: Value) -> Result<HfLlamaConfig, AttnError> {
+    let mut v = json!({"model_type": model_type, "hidden_size": 4096,
+                       "num_attention_heads": 32, "max_position_embeddings": 4096});
+    for (k, x) in extra.as_object().unwrap() {
+        v[k] = x.clone();
+    }
+    parse(&v.to_string())
+}
+
+/// What each class fills in for an absent key (transformers 5.24's dataclass defaults and
+/// `__post_init__`), for `hidden_size` 4096 and 32 heads.
+#[test]
+fn each_class_fills_in_its_own_defaults() {
+    use LayerKind::{Full, Sliding};
+    let c = model("mistral", json!({})).unwrap();
+    assert_eq!((c.num_key_value_heads, c.head_dim, c.rope_theta), (8, 128, 10_000.0));
+    assert_eq!((c.model.sliding_window, &c.model.layer_types), (Some(4096), &None));
+    assert_eq!(c.layer_kind("model.layers.9.self_attn.").unwrap(), Sliding);
+    assert_eq!(c.layer_kind("self_attn.").unwrap(), Sliding);
+
+    let c = model("qwen3", json!({})).unwrap();
+    assert_eq!((c.num_key_value_heads, c.head_dim, c.attention_bias), (32, 128, false));
+    // `sliding_window` 4096 by default, but off without `use_sliding_window`
+    assert_eq!(c.model.sliding_window, None);
+    assert_eq!(c.model.layer_types, Some(vec![Full; 32]));
+    assert_eq!(c.model.qk_norm, Some((RmsNormStyle::Weight, 1e-6)));
+
+    let c = model("gemma2", json!({})).unwrap();
+    assert_eq!((c.num_key_value_heads, c.head_dim), (4, 256));
+    let m = &c.model;
+    assert_eq!((m.sliding_window, m.query_pre_attn_scalar), (Some(4096), Some(256)));
+    assert_eq!(m.attn_logit_softcapping, Some(50.0));
+    let alternating: Vec<LayerKind> =
+        (0..26).map(|i| if i % 2 == 0 { Sliding } else { Full }).collect();
+    assert_eq!(m.layer_types.as_ref(), Some(&alternating));
+    assert_eq!(m.qk_norm, None);
+
+    let c = model("gemma3_text", json!({})).unwrap();
+    assert_eq!((c.num_key_value_heads, c.head_dim), (4, 256));
+    let m = &c.model;
+    assert_eq!((m.attn_logit_softcapping, m.query_pre_attn_scalar), (None, Some(256)));
+    let every_sixth: Vec<LayerKind> =
+        (0..26).map(|i| if (i + 1) % 6 == 0 { Full } else { Sliding }).collect();
+    assert_eq!(m.layer_types.as_ref(), Some(&every_sixth));
+    assert_eq!(m.qk_norm, Some((RmsNormStyle::OnePlusWeight, 1e-6)));
+    assert_eq!((c.rope_theta, m.sliding_rope_theta), (1_000_000.0, Some(10_000.0)));
+    // the smaller base turns each pair faster: the sliding layers' tables are their own
+    let (sliding, full) = (c.rope_for(Sliding, 8).unwrap(), c.rope_for(Full, 8).unwrap());
+    assert!(sliding.inv_freq()[1] > full.inv_freq()[1]);
+
+    let c = model("gpt_oss", json!({})).unwrap();
+    assert_eq!((c.num_key_value_heads, c.head_dim, c.attention_bias), (8, 64, true));
+    let m = &c.model;
+    assert_eq!((m.sliding_window, m.learned_sinks), (Some(128), true));
+    let alternating: Vec<LayerKind> =
+        (0..36).map(|i| if i % 2 == 0 { Sliding } else { Full }).collect();
+    assert_eq!(m.layer_types.as_ref(), Some(&alternating));
+    // `rope_parameters` absent: the class's YaRN, at base 150 000
+    assert_eq!((m.yarn, c.rope_theta), (Some(YarnScaling::GPT_OSS), 150_000.0));
+    assert!(c.attention_config().is_err(), "AttentionConfig cannot hold YaRN");
+    assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+}
+
+/// `null` and an absent key differ where the class says so: `"sliding_window": null` is
+/// no window (Mistral 7B v0.2), an absent one the default; a `null` the class's type
+/// refuses is an error naming the key and the class.
+#[test]
+fn null_is_not_absent_where_the_class_says_so() {
+    let c = model("mistral", json!({"sliding_window": null})).unwrap();
+    assert_eq!(c.model.sliding_window, None);
+    assert_eq!(c.layer_kind("model.layers.0.self_attn.").unwrap(), LayerKind::Full);
+    let c = model("gemma2", json!({"attn_logit_softcapping": null})).unwrap();
+    assert_eq!(c.model.attn_logit_softcapping, None);
+    let c = model("qwen3", json!({"num_key_value_heads": null})).unwrap();
+    assert_eq!(c.num_key_value_heads, 32); // num_attention_heads
+    let c = model("mistral", json!({"head_dim": null})).unwrap();
+    assert_eq!(c.head_dim, 128);
+    for (m, key) in [
+        ("qwen3", "head_dim"),
+        ("gemma2", "head_dim"),
+        ("gpt_oss", "num_key_value_heads"),
+        ("mistral", "num_key_value_heads"),
+        ("gemma3_text", "query_pre_attn_scalar"),
+        ("gpt_oss", "attention_bias"),
+        ("qwen3", "use_sliding_window"),
+        ("gemma3_text", "rms_norm_eps"),
+        ("gemma2", "num_hidden_layers"),
+    ] {
+        let e = message(model(m, json!({ key: null })));
+        let class = ModelType::from_name(m).unwrap().class();
+        assert!(
+            e.ends_with(&format!("key `{key}` is null, which {class} refuses for it")),
+            "{e}"
+        );
+    }
+}
+
+/// `layer_types` as given (with transformers' legacy `attention`), checked against
+/// `num_hidden_layers`, or the class's pattern; a sliding layer needs a window.
+#[test]
+fn layer_types_are_read_and_checked() {
+    use LayerKind::{Full, Sliding};
+    let c = model(
+        "gemma2",
+        json!({"num_hidden_layers": 3,
+               "layer_types": ["attention", "sliding_attention", "full_attention"]}),
+    )
+    .unwrap();
+    assert_eq!(c.model.layer_types, Some(vec![Full, Sliding, Full]));
+    let e = message(model("gemma2", json!({"layer_types": ["full_attention"]})));
+    assert!(
+        e.ends_with(
+            "`num_hidden_layers` (26) must be equal to the number of `layer_types` (1)"
+        ),
+        "{e}"
+    );
+    let e = message(model(
+        "gpt_oss",
+        json!({"num_hidden_layers": 2, "layer_types": ["full_attention", "chunked_attention"]}),
+    ));
+    assert!(
+        e.contains(
+            "key `layer_types[1]`: layer type `chunked_attention` is not supported"
+        ),
+        "{e}"
+    );
+    let e = message(model("gpt_oss", json!({"layer_types": "full_attention"})));
+    assert!(e.contains("key `layer_types` invalid type: string"), "{e}");
+    // Qwen3: windows from max_window_layers on, only with use_sliding_window
+    let c = model(
+        "qwen3",
+        json!({"use_sliding_window": true, "max_window_layers": 1, "num_hidden_layers": 3}),
+    )
+    .unwrap();
+    assert_eq!(c.model.layer_types, Some(vec![Full, Sliding, Sliding]));
+    assert_eq!(c.model.sliding_window, Some(4096));
+    let e = message(model(
+        "qwen3",
+        json!({"sliding_window": 512, "num_hidden_layers": 1, "layer_types": ["sliding_attention"]}),
+    ));
+    assert!(e.contains("layer 0 is a sliding_attention layer but `sliding_window` is null (Qwen3 reads it only with use_sliding_window = true)"), "{e}");
+    let e = message(model("gemma2", json!({"sliding_window": null})));
+    assert!(
+        e.contains("layer 0 is a sliding_attention layer but `sliding_window` is null"),
+        "{e}"
+    );
+    // Gemma 3's pattern; its private `_sliding_window_pattern` is not read
+    let c = model(
+        "gemma3_text",
+        json!({"num_hidden_layers": 4, "sliding_window_pattern": 2, "_sliding_window_pattern": 3}),
+    )
+    .unwrap();
+    assert_eq!(c.model.layer_types, Some(vec![Sliding, Full, Sliding, Full]));
+    let e = message(model("gemma3_text", json!({"sliding_window_pattern": 0})));
+    assert!(e.contains("key `sliding_window_pattern` must be at least 1, got 0"), "{e}");
+    let e = message(model("gemma2", json!({"num_hidden_layers": 1u64 << 40})));
+    assert!(e.contains("is more layers than this crate reads"), "{e}");
+    // Mistral has no layer_types: ignored, as MistralModel does, with a warning
+    let c = model("mistral", json!({"layer_types": ["full_attention"]})).unwrap();
+    assert_eq!(c.model.layer_types, None);
+    assert!(c.warnings()[0].contains("`layer_types` is ignored"), "{:?}", c.warnings());
+}
+
+/// What the crate does not compute is refused with one line naming it: bidirectional
+/// Gemma, a zero window, cap or scale, and every RoPE type not tested against
+/// transformers for that model type (Gemma 3 4B's `linear` scaling among them).
+#[test]
+fn unsupported_settings_are_refused() {
+    let cases = [
+        (
+            "gemma2",
+            json!({"use_bidirectional_attention": true}),
+            "`use_bidirectional_attention` = true is not supported",
+        ),
+        (
+            "gemma3_text",
+            json!({"use_bidirectional_attention": true}),
+            "the attention is then not causal",
+        ),
+        (
+            "mistral",
+            json!({"sliding_window": 0}),
+            "key `sliding_window` must be at least 1 (a query sees itself), got 0",
+        ),
+        (
+            "gemma2",
+            json!({"attn_logit_softcapping": 0.0}),
+            "key `attn_logit_softcapping` must be a number > 0, got 0",
+        ),
+        (
+            "gemma2",
+            json!({"query_pre_attn_scalar": 0}),
+            "key `query_pre_attn_scalar` must be at least 1, got 0",
+        ),
+        (
+            "gemma2",
+            json!({"query_pre_attn_scalar": 144.5}),
+            "key `query_pre_attn_scalar` must be a non-negative integer",
+        ),
+        (
+            "qwen3",
+            json!({"rms_norm_eps": -1e-6}),
+            "key `rms_norm_eps` must be a number >= 0",
+        ),
+        (
+            "qwen3",
+            json!({"rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}}),
+            "rope_scaling.rope_type `yarn` is not supported for model_type `qwen3` (only `default`)",
+        ),
+        (
+            "mistral",
+            json!({"rope_parameters": {"rope_type": "dynamic", "factor": 2.0}}),
+            "rope_parameters.rope_type `dynamic` is not supported for model_type `mistral`",
+        ),
+        (
+            "gpt_oss",
+            json!({"rope_parameters": {"rope_type": "linear", "factor": 2.0}}),
+            "rope_parameters.rope_type `linear` is not supported for model_type `gpt_oss` (only `default` and `yarn`)",
+        ),
+        (
+            "gemma3_text",
+            json!({"rope_scaling": {"rope_type": "linear", "factor": 8.0}}),
+            "rope_scaling.rope_type `linear` is not supported for model_type `gemma3_text` (only `default`)",
+        ),
+        (
+            "gemma3_text",
+            json!({"rope_parameters": {"rope_type": "default", "rope_theta": 10000.0}}),
+            "`: Gemma 3's rope_parameters are nested per layer kind (`full_attention`, `sliding_attention`)",
+        ),
+        (
+            "gemma3_text",
+            json!({"rope_parameters": {"sliding_attention": {"rope_type": "yarn", "factor": 2.0}}}),
+            "rope_parameters.sliding_attention.rope_type `yarn` is not supported",
+        ),
+        (
+            "gemma3_text",
+            json!({"rope_local_base_freq": null}),
+            "key `rope_local_base_freq` is null",
+        ),
+        (
+            "gemma3_text",
+            json!({"rope_local_base_freq": 0.5}),
+            "rope_parameters.sliding_attention.rope_theta must be a finite number > 1, got 0.5",
+        ),
+        (
+            "gpt_oss",
+            json!({"rope_parameters": {"rope_type": "yarn"}}),
+            "missing key `rope_parameters.factor`",
+        ),
+        (
+            "gpt_oss",
+            json!({"rope_parameters": {"rope_type": "yarn", "factor": 0.5}}),
+            "rope_parameters.factor must be a finite number >= 1, got 0.5",
+        ),
+        (
+            "gpt_oss",
+            json!({"rope_parameters": {"rope_type": "yarn", "factor": 8.0, "beta_fast": 0.5}}),
+            "rope_parameters.beta_fast must be at least beta_slow = 1, got 0.5",
+        ),
+        (
+            "gpt_oss",
+            json!({"partial_rotary_factor": 0.5}),
+            "partial_rotary_factor = 0.5 is not supported",
+        ),
+    ];
+    for (m, extra, want) in cases {
+        let e = message(model(m, extra.clone()));
+        assert!(e.contains(want), "{m} {extra}: {e}");
+    }
+}
+
+/// transformers 5.24 takes `rope_scaling or rope_parameters`: the older key wins unless
+/// it is empty; gpt-oss's class puts its YaRN in an absent `rope_parameters` first. YaRN
+/// reads an absent, `null` or 0 `beta_*` as 32 / 1, and `truncate` as true when absent,
+/// false when `null`. Gemma 3's older keys give each layer kind its base.
+#[test]
+fn rope_objects_are_chosen_as_transformers_chooses_them() {
+    let llama3 = json!({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                        "high_freq_factor": 4.0, "original_max_position_embeddings": 64});
+    let c = with(|m| {
+        m.insert(
+            "rope_parameters".into(),
+            json!({"rope_type": "default", "rope_theta": 1e4}),
+        );
+    })
+    .unwrap();
+    assert!(c.rope_scaling.is_some(), "a non-empty rope_scaling wins");
+    assert_eq!(c.rope_theta, 500_000.0); // the top level's: rope_scaling has none
+    let c = with(|m| {
+        m.insert("rope_scaling".into(), json!({}));
+        m.insert("rope_parameters".into(), llama3.clone());
+    })
+    .unwrap();
+    assert!(c.rope_scaling.is_some(), "an empty rope_scaling does not");
+    // rope_scaling wins, so the top level's null is the base: an error, as in
+    // transformers (which builds no tables from it)
+    let e = message(with(|m| {
+        m.insert("rope_theta".into(), Value::Null);
+        m.insert(
+            "rope_parameters".into(),
+            json!({"rope_type": "default", "rope_theta": 5e5}),
+        );
+    }));
+    assert!(
+        e.ends_with("key `rope_theta` is null: give the RoPE base (Llama 3: 500000.0)"),
+        "{e}"
+    );
+
+    let c = model("gpt_oss", json!({"rope_parameters": {}, "rope_theta": 1e6})).unwrap();
+    assert_eq!((c.model.yarn, c.rope_theta), (None, 1e6));
+    let c = model("gpt_oss", json!({"rope_scaling": {}})).unwrap();
+    assert_eq!(c.model.yarn, Some(YarnScaling::GPT_OSS));
+    let c = model(
+        "gpt_oss",
+        json!({"rope_parameters": {"rope_type": "yarn", "factor": 8.0, "beta_fast": 0, "beta_slow": null, "truncate": null}}),
+    )
+    .unwrap();
+    let y = c.model.yarn.unwrap();
+    assert_eq!((y.beta_fast, y.beta_slow, y.truncate), (32.0, 1.0, false));
+    assert_eq!((y.factor, y.original_max_position_embeddings), (8.0, 4096));
+    let c = model(
+        "gpt_oss",
+        json!({"max_position_embeddings": 131072, "original_max_position_embeddings": 8192,
+               "rope_parameters": {"rope_type": "yarn", "factor": null, "original_max_position_embeddings": 4096}}),
+    )
+    .unwrap();
+    let y = c.model.yarn.unwrap();
+    // the top-level original wins; a null factor is the context over it
+    assert_eq!(
+        (y.factor, y.original_max_position_embeddings, y.truncate),
+        (16.0, 8192, true)
+    );
+
+    let c = model("gemma3_text", json!({"rope_theta": 5e5, "rope_local_base_freq": 2e4}))
+        .unwrap();
+    assert_eq!((c.rope_theta, c.model.sliding_rope_theta), (5e5, Some(2e4)));
+    let c = model(
+        "gemma3_text",
+        json!({"rope_theta": 5e5, "rope_parameters": {"full_attention": {"rope_type": "default", "rope_theta": 2e6}, "sliding_attention": null}}),
+    )
+    .unwrap();
+    assert_eq!((c.rope_theta, c.model.sliding_rope_theta), (2e6, Some(1e4)));
+}
+
+/// What a class reads but ignores runs as transformers runs it, and says so.
+#[test]
+fn ignored_keys_are_warnings() {
+    let c = model("gemma3_text", json!({"attn_logit_softcapping": 30.0})).unwrap();
+    assert_eq!(c.model.attn_logit_softcapping, None);
+    assert!(
+        c.warnings()[0].contains("Gemma 3's attention never applies it"),
+        "{:?}",
+        c.warnings()
+    );
+    let c = model("mistral", json!({"attention_bias": true})).unwrap();
+    assert!(!c.attention_bias);
+    assert!(
+        c.warnings()[0].contains("MistralAttention has no biases"),
+        "{:?}",
+        c.warnings()
+    );
+    for w in c.warnings() {
+        assert!(w.starts_with("hostile/config.json: "), "{w}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// DeepSeek's multi-head latent attention (`deepseek_v3`, `deepseek_v2`; chapter 12)
+
+/// deepseek-ai/DeepSeek-V3's attention keys as its hub config.json publishes them: the
+/// older `rope_scaling` with `type`, `rope_theta` at the top level, no `head_dim`, no
+/// `rope_interleave`.
+const DEEPSEEK_V3: &str = r#"{"architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3",
+    "hidden_size": 7168, "num_attention_heads": 128, "num_key_value_heads": 128,
+    "q_lora_rank": 1536, "kv_lora_rank": 512, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64,
+    "v_head_dim": 128, "attention_bias": false, "max_position_embeddings": 163840,
+    "rms_norm_eps": 1e-06, "rope_theta": 10000,
+    "rope_scaling": {"beta_fast": 32, "beta_slow": 1, "factor": 40, "mscale": 1.0,
+                     "mscale_all_dim": 1.0, "original_max_position_embeddings": 4096, "type": "yarn"}}"#;
+
+/// A small DeepSeek-V3 config (sizes pairwise different) to break one key at a time.
+fn deepseek_base() -> Value {
+    json!({
+        "model_type": "deepseek_v3", "hidden_size": 36, "num_attention_heads": 3,
+        "num_key_value_heads": 3, "q_lora_rank": 10, "kv_lora_rank": 6, "qk_nope_head_dim": 5,
+        "qk_rope_head_dim": 4, "v_head_dim": 7, "max_position_embeddings": 512,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0}
+    })
+}
+
+/// `deepseek_base()` with `edit` applied, parsed.
+fn deepseek(
+    edit: impl FnOnce(&mut serde_json::Map<String, Value>),
+) -> Result<HfLlamaConfig, AttnError> {
+    let mut v = deepseek_base();
+    edit(v.as_object_mut().unwrap());
+    parse(&v.to_string())
+}
+
+#[test]
+fn the_deepseek_base_config_is_valid_and_warns_of_nothing() {
+    let c = deepseek(|_| {}).unwrap();
+    assert_eq!(c.model.model_type, ModelType::DeepseekV3);
+    let want = MlaFields {
+        q_lora_rank: Some(10),
+        kv_lora_rank: 6,
+        qk_nope_head_dim: 5,
+        qk_rope_head_dim: 4,
+        v_head_dim: 7,
+        rope_layout: RopeLayout::Interleaved,
+    };
+    assert_eq!(c.model.mla, Some(want));
+    // transformers' head_dim is qk_rope_head_dim: it sizes the RoPE tables only
+    assert_eq!((c.head_dim, c.num_key_value_heads), (4, 3));
+    let rope = c.rope(16).unwrap();
+    assert_eq!((rope.head_dim(), rope.layout()), (4, RopeLayout::Interleaved));
+    assert_eq!(c.mla_shape().unwrap().qk_head_dim(), 9);
+    assert_eq!(c.mla_scale().unwrap(), (9f64).powf(-0.5) as f32);
+    assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+    // AttentionConfig describes grouped-query layers only
+    let e = c.attention_config().unwrap_err().to_string();
+    assert!(e.contains("load_mla"), "{e}");
+}
+
+/// DeepSeek-V3's published config: its sizes are `MlaShape::DEEPSEEK_V3`, its YaRN
+/// `YarnScaling::DEEPSEEK_V3` read from the hub form, and the same from the
+/// transformers 5 form; the softmax scale carries YaRN's `mscale²`. An absent key gets
+/// `DeepseekV3Config`'s default, which is DeepSeek-V3's own size.
+#[test]
+fn deepseek_v3_published_config_and_class_defaults() {
+    let c = parse(DEEPSEEK_V3).unwrap();
+    assert_eq!(c.mla_shape().unwrap(), MlaShape::DEEPSEEK_V3);
+    assert_eq!((c.model.yarn, c.rope_theta), (Some(YarnScaling::DEEPSEEK_V3), 10_000.0));
+    let m = yarn_get_mscale(40.0, 1.0);
+    assert_eq!(c.mla_scale().unwrap(), ((192f64).powf(-0.5) * m * m) as f32);
+    assert_eq!(c.rope(8).unwrap().attention_factor(), 1.0);
+    assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+    // transformers 5's rope_parameters, as it writes them back (both type keys)
+    let mut v: Value = serde_json::from_str(DEEPSEEK_V3).unwrap();
+    let mut rope = v["rope_scaling"].clone();
+    rope["rope_type"] = json!("yarn");
+    rope["rope_theta"] = json!(10000);
+    let m = v.as_object_mut().unwrap();
+    m.remove("rope_scaling");
+    m.remove("rope_theta");
+    m.insert("rope_parameters".into(), rope);
+    m.insert("head_dim".into(), json!(64)); // 5.24 writes qk_rope_head_dim there
+    m.insert("qk_head_dim".into(), json!(192)); // and this, which nothing reads
+    assert_eq!(parse(&v.to_string()).unwrap(), c);
+    // the MLA keys absent: DeepseekV3Config's defaults, DeepSeek-V3's sizes
+    let c = parse(
+        r#"{"model_type": "deepseek_v3", "hidden_size": 7168, "num_attention_heads": 128,
+            "max_position_embeddings": 4096}"#,
+    )
+    .unwrap();
+    assert_eq!(c.mla_shape().unwrap(), MlaShape::DEEPSEEK_V3);
+    assert_eq!(c.num_key_value_heads, 128); // the class default, = the heads here
+    assert_eq!(c.model.mla.unwrap().rope_layout, RopeLayout::Interleaved);
+    assert_eq!((c.model.yarn, c.rope_theta, c.attention_bias), (None, 10_000.0, false));
+}
+
+/// A missing MLA size is the class default, as in transformers (`kv_lora_rank`: 512),
+/// and the checkpoint then does not fit it; `null` is refused where the class's type
+/// refuses it, or where its attention cannot use it.
+#[test]
+fn missing_and_null_mla_keys() {
+    let c = deepseek(|m| drop(m.remove("kv_lora_rank"))).unwrap();
+    assert_eq!(c.model.mla.unwrap().kv_lora_rank, 512);
+    let c = deepseek(|m| drop(m.remove("q_lora_rank"))).unwrap();
+    assert_eq!(c.model.mla.unwrap().q_lora_rank, Some(1536));
+    // null: a plain q_proj (DeepSeek-V2-Lite)
+    let c = deepseek(|m| drop(m.insert("q_lora_rank".into(), Value::Null))).unwrap();
+    assert_eq!(c.model.mla.unwrap().q_lora_rank, None);
+    for key in ["kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "attention_bias"]
+    {
+        let m = message(deepseek(|m| drop(m.insert(key.into(), Value::Null))));
+        assert!(
+            m.ends_with(&format!(
+                "key `{key}` is null, which DeepseekV3Config refuses for it"
+            )),
+            "{m}"
+        );
+    }
+    let m = message(deepseek(|m| drop(m.insert("v_head_dim".into(), Value::Null))));
+    assert!(m.contains("key `v_head_dim` is null, which DeepseekV3Attention cannot use"));
+    let int = "must be a non-negative integer, got";
+    for (key, value) in [
+        ("q_lora_rank", json!(-1)),
+        ("kv_lora_rank", json!(6.5)),
+        ("qk_rope_head_dim", json!("4")),
+        ("v_head_dim", json!(1e300)),
+    ] {
+        let m = message(deepseek(|m| drop(m.insert(key.into(), value))));
+        assert!(m.contains(&format!("key `{key}` {int}")), "{key}: {m}");
+    }
+    let m = message(deepseek(|m| drop(m.insert("rope_interleave".into(), json!(1)))));
+    assert!(m.contains("key `rope_interleave` must be true or false, got 1"), "{m}");
+}
+
+/// Sizes the layer cannot have: a zero rank or head part, an odd RoPE part (RoPE
+/// rotates pairs).
+#[test]
+fn zero_ranks_and_an_odd_rope_part_are_refused() {
+    for key in [
+        "q_lora_rank",
+        "kv_lora_rank",
+        "qk_nope_head_dim",
+        "qk_rope_head_dim",
+        "v_head_dim",
+    ] {
+        let e = deepseek(|m| drop(m.insert(key.into(), json!(0)))).unwrap_err();
+        assert!(
+            matches!(&e, AttnError::InFile { source, .. }
+                if **source == AttnError::ZeroSize { what: key }),
+            "{key}: {e:?}"
+        );
+        assert!(message(Err(e)).ends_with(&format!("{key} must be at least 1, got 0")));
+    }
+    let m = message(deepseek(|m| drop(m.insert("qk_rope_head_dim".into(), json!(5)))));
+    assert!(m.ends_with(
+        "qk_rope_head_dim must be even (RoPE rotates pairs of dimensions), got 5"
+    ));
+    for (key, value) in [("hidden_size", 0), ("num_attention_heads", 0)] {
+        let m = message(deepseek(|m| drop(m.insert(key.into(), json!(value)))));
+        assert!(m.ends_with(&format!("{key} must be at least 1, got 0")), "{m}");
+    }
+}
+
+/// Sizes whose sums or weight counts overflow `usize` are refused by name, never wrapped
+/// (a wrapped `kv_lora_rank + qk_rope_head_dim` would expect a tiny kv_a_proj_with_mqa).
+#[test]
+fn mla_sizes_whose_products_overflow_are_clear_errors() {
+    let big = 1u64 << 62;
+    let cases = [
+        (
+            json!({"kv_lora_rank": u64::MAX}),
+            "kv_lora_rank + qk_rope_head_dim = 18446744073709551615 + 4 does not fit in usize",
+        ),
+        (
+            json!({"qk_nope_head_dim": u64::MAX - 1}),
+            "qk_nope_head_dim + qk_rope_head_dim = 18446744073709551614 + 4 does not fit",
+        ),
+        (
+            json!({"v_head_dim": u64::MAX}),
+            "qk_nope_head_dim + v_head_dim = 5 + 18446744073709551615 does not fit",
+        ),
+        (
+            json!({"qk_nope_head_dim": big}),
+            "the q_b_proj weights' num_attention_heads * (qk_nope_head_dim + \
+             qk_rope_head_dim) * q_lora_rank = 3 * 4611686018427387908 * 10 does not fit",
+        ),
+        (
+            json!({"q_lora_rank": null, "qk_nope_head_dim": big}),
+            "the q_proj weights' num_attention_heads * (qk_nope_head_dim + \
+             qk_rope_head_dim) * hidden_size = 3 * 4611686018427387908 * 36 does not fit",
+        ),
+        (
+            json!({"kv_lora_rank": big}),
+            "the kv_a_proj_with_mqa weights' (kv_lora_rank + qk_rope_head_dim) * \
+             hidden_size = 4611686018427387908 * 36 does not fit",
+        ),
+        (
+            json!({"v_head_dim": big}),
+            "the kv_b_proj weights' num_attention_heads * (qk_nope_head_dim + v_head_dim) \
+             * kv_lora_rank = 3 * 4611686018427387909 * 6 does not fit",
+        ),
+        (
+            json!({"q_lora_rank": big}),
+            "the q_b_proj weights' num_attention_heads * (qk_nope_head_dim + \
+             qk_rope_head_dim) * q_lora_rank = 3 * 9 * 4611686018427387904 does not fit",
+        ),
+        (
+            json!({"hidden_size": big, "num_attention_heads": 1, "num_key_value_heads": 1}),
+            "does not fit in usize",
+        ),
+    ];
+    for (extra, want) in cases {
+        let m = message(deepseek(|m| {
+            for (k, v) in extra.as_object().unwrap() {
+                m.insert(k.clone(), v.clone());
+            }
+        }));
+        assert!(m.contains(want), "{extra}: {m}");
+    }
+    // built in code, not parsed: validate refuses it
+    let mut c = deepseek(|_| {}).unwrap();
+    c.model.mla.as_mut().unwrap().kv_lora_rank = usize::MAX;
+    assert!(matches!(c.validate(), Err(AttnError::Config(_))));
+}
+
+/// `num_key_value_heads` must be the head count: `DeepseekV3Config`'s default when
+/// absent is 128, which transformers' attention then fails on (it repeats keys
+/// `heads // 128 = 0` times); `null` is the head count, as the class makes it.
+#[test]
+fn deepseek_kv_heads_must_be_the_head_count() {
+    let m = message(deepseek(|m| drop(m.remove("num_key_value_heads"))));
+    assert!(
+        m.contains(
+            "key `num_key_value_heads` is absent, and DeepseekV3Config's default 128 must \
+             equal num_attention_heads = 3"
+        ),
+        "{m}"
+    );
+    let m = message(deepseek(|m| drop(m.insert("num_key_value_heads".into(), json!(1)))));
+    assert!(
+        m.contains("key `num_key_value_heads` = 1 must equal num_attention_heads = 3")
+    );
+    let c =
+        deepseek(|m| drop(m.insert("num_key_value_heads".into(), Value::Null))).unwrap();
+    assert_eq!(c.num_key_value_heads, 3);
+    // DeepSeek-V2's class defaults it to the head count
+    let c = deepseek(|m| {
+        m.insert("model_type".into(), json!("deepseek_v2"));
+        m.remove("num_key_value_heads");
+    })
+    .unwrap();
+    assert_eq!(c.num_key_value_heads, 3);
+}
+
+/// A `head_dim` in a DeepSeek-V3 config.json is set after the class writes
+/// `qk_rope_head_dim` there, and sizes transformers' RoPE tables: another value, or
+/// `null`, makes its attention fail, and is refused. DeepSeek-V2's class ignores it.
+#[test]
+fn a_deepseek_head_dim_must_be_the_rope_part() {
+    let c = deepseek(|m| drop(m.insert("head_dim".into(), json!(4)))).unwrap();
+    assert_eq!(c.head_dim, 4);
+    let m = message(deepseek(|m| drop(m.insert("head_dim".into(), json!(12)))));
+    assert!(
+        m.contains("key `head_dim` = 12 must equal qk_rope_head_dim = 4 (or be absent)")
+    );
+    let m = message(deepseek(|m| drop(m.insert("head_dim".into(), Value::Null))));
+    assert!(
+        m.contains("key `head_dim` is null, but must equal qk_rope_head_dim = 4"),
+        "{m}"
+    );
+    let c = deepseek(|m| {
+        m.insert("model_type".into(), json!("deepseek_v2"));
+        m.insert("head_dim".into(), json!(12));
+    })
+    .unwrap();
+    assert_eq!(c.head_dim, 4);
+}
+
+/// `rope_interleave`: absent is true (DeepSeek's own configs do not have it), `null` is
+/// false as transformers tests its truth (with a warning). DeepSeek-V2's attention does
+/// not read it and always interleaves: a false one is a warning.
+#[test]
+fn rope_interleave_is_read_as_transformers_reads_it() {
+    let layout = |c: &HfLlamaConfig| c.model.mla.unwrap().rope_layout;
+    let c = deepseek(|m| drop(m.insert("rope_interleave".into(), json!(false)))).unwrap();
+    assert_eq!(layout(&c), RopeLayout::SplitHalves);
+    assert_eq!(c.rope(4).unwrap().layout(), RopeLayout::SplitHalves);
+    assert!(c.warnings().is_empty());
+    let c = deepseek(|m| drop(m.insert("rope_interleave".into(), Value::Null))).unwrap();
+    assert_eq!(layout(&c), RopeLayout::SplitHalves);
+    assert!(
+        c.warnings()[0].contains(
+            "`rope_interleave` is null, which DeepseekV3Attention reads as false"
+        )
+    );
+    let c = deepseek(|m| {
+        m.insert("model_type".into(), json!("deepseek_v2"));
+        m.insert("rope_interleave".into(), json!(false));
+    })
+    .unwrap();
+    assert_eq!(layout(&c), RopeLayout::Interleaved);
+    assert!(
+        c.warnings()[0].starts_with("hostile/config.json: `rope_interleave` is ignored")
+    );
+}
+
+/// DeepSeek's RoPE: `default` or `yarn` (in either form), with YaRN's checks; a `null`
+/// factor is the context over the original one unless `mscale_all_dim` needs it
+/// (transformers' `yarn_apply_mscale` fails on it); `mscale_all_dim` 0 leaves the scale
+/// alone; other types and a partial rotation are refused.
+#[test]
+fn deepseek_rope_types_and_yarn() {
+    let yarn = |extra: Value| {
+        deepseek(|m| {
+            let mut rope = json!({"rope_type": "yarn", "factor": 40, "rope_theta": 10000.0,
+                                   "original_max_position_embeddings": 128});
+            for (k, v) in extra.as_object().unwrap() {
+                rope[k] = v.clone();
+            }
+            m.insert("rope_parameters".into(), rope);
+        })
+    };
+    let c = yarn(json!({"mscale": 1.0, "mscale_all_dim": 1.0})).unwrap();
+    let m = yarn_get_mscale(40.0, 1.0);
+    assert_eq!(c.mla_scale().unwrap(), ((9f64).powf(-0.5) * m * m) as f32);
+    let c = yarn(json!({"mscale_all_dim": 0})).unwrap();
+    assert_eq!(c.mla_scale().unwrap(), (9f64).powf(-0.5) as f32);
+    let c = yarn(json!({"factor": null})).unwrap();
+    assert_eq!(c.model.yarn.unwrap().factor, 4.0); // 512 / 128
+    let m = message(yarn(json!({"factor": null, "mscale_all_dim": 0.707})));
+    assert!(m.contains("key `rope_parameters.factor` is null, which DeepseekV3Attention's softmax scale cannot use"));
+    let m = message(yarn(json!({"mscale_all_dim": -1.0})));
+    assert!(m.contains("rope_parameters.mscale_all_dim must be a finite number >= 0"));
+    let m = message(yarn(json!({"mscale_all_dim": 1e30})));
+    assert!(m.contains("the softmax scale") && m.contains("must be a finite f32 > 0"));
+    let m = message(yarn(json!({"factor": 0.5})));
+    assert!(m.contains("rope_parameters.factor must be a finite number >= 1, got 0.5"));
+    for (rope, want) in [
+        (
+            json!({"rope_type": "linear", "factor": 2.0}),
+            "rope_parameters.rope_type `linear` is not supported for model_type `deepseek_v3` (only `default` and `yarn`)",
+        ),
+        (
+            json!({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0}),
+            "rope_parameters.rope_type `llama3` is not supported for model_type `deepseek_v3`",
+        ),
+        (
+            json!({"rope_type": "default", "partial_rotary_factor": 0.5}),
+            "partial_rotary_factor = 0.5 is not supported",
+        ),
+    ] {
+        let m = message(deepseek(|m| drop(m.insert("rope_parameters".into(), rope))));
+        assert!(m.contains(want), "{m}");
+    }
+    let m = message(deepseek(|m| {
+        m.insert("model_type".into(), json!("deepseek_v2"));
+        m.insert("rope_scaling".into(), json!({"type": "dynamic", "factor": 2.0}));
+    }));
+    assert!(m.contains(
+        "rope_scaling.type `dynamic` is not supported for model_type `deepseek_v2`"
+    ));
+}
+
+/// A checkpoint written here for the base config: every tensor `load_mla` reads, zeros
+/// (gains 1), less `drop`, plus `extra`.
+fn deepseek_weights(
+    test: &str,
+    q_lora: bool,
+    drop: &str,
+    extra: &[(&str, &[usize])],
+) -> TensorFile {
+    let dir = std::env::temp_dir()
+        .join(format!("hf_config_hostile_mla_{}_{test}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = "model.layers.0.self_attn.";
+    // (3 heads, q/k heads 5 + 4, values 7, latent 6, query rank 10, hidden 36)
+    let mut shapes: Vec<(String, Vec<usize>)> = vec![
+        ("kv_a_proj_with_mqa.weight".into(), vec![6 + 4, 36]),
+        ("kv_a_layernorm.weight".into(), vec![6]),
+        ("kv_b_proj.weight".into(), vec![3 * (5 + 7), 6]),
+        ("o_proj.weight".into(), vec![36, 3 * 7]),
+    ];
+    if q_lora {
+        shapes.push(("q_a_proj.weight".into(), vec![10, 36]));
+        shapes.push(("q_a_layernorm.weight".into(), vec![10]));
+        shapes.push(("q_b_proj.weight".into(), vec![3 * 9, 10]));
+    } else {
+        shapes.push(("q_proj.weight".into(), vec![3 * 9, 36]));
+    }
+    shapes.retain(|(n, _)| n != drop);
+    shapes.extend(extra.iter().map(|(n, s)| (n.to_string(), s.to_vec())));
+    let tensors: Vec<(String, Tensor)> = shapes
+        .into_iter()
+        .map(|(n, s)| {
+            let fill = if n.contains("layernorm") { 1.0 } else { 0.0 };
+            let len = s.iter().product();
+            (format!("{p}{n}"), Tensor::new(s, vec![fill; len]).unwrap())
+        })
+        .collect();
+    let refs: Vec<(&str, &Tensor)> =
+        tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let path = dir.join("model.safetensors");
+    save_tensors(&path, &refs).unwrap();
+    let file = TensorFile::open(&path).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    file
+}
+
+/// The checkpoint must be the config's: a `q_proj` beside a `q_lora_rank` (or the
+/// low-rank query without one) is refused, naming the tensor and the key; a projection
+/// of another shape is a shape error naming the keys that size it; a bias DeepSeek's
+/// attention does not have is refused, and one `attention_bias` asks for must be there.
+#[test]
+fn deepseek_checkpoints_must_match_the_config() {
+    let p = "model.layers.0.self_attn.";
+    let c = deepseek(|_| {}).unwrap();
+    let layer = c.load_mla(&deepseek_weights("ok", true, "", &[]), p).unwrap();
+    assert_eq!(layer.shape(), c.mla_shape().unwrap());
+    assert_eq!(layer.rope().max_positions(), 512);
+    let w = deepseek_weights("q_proj", true, "", &[("q_proj.weight", &[27, 36])]);
+    let e = c.load_mla(&w, p).unwrap_err().to_string();
+    assert!(
+        e.contains(&format!(
+            "tensor `{p}q_proj.weight` is present, but config.json has q_lora_rank = 10"
+        )),
+        "{e}"
+    );
+    let direct = deepseek(|m| drop(m.insert("q_lora_rank".into(), Value::Null))).unwrap();
+    direct.load_mla(&deepseek_weights("direct", false, "", &[]), p).unwrap();
+    let e = direct.load_mla(&deepseek_weights("low_rank", true, "", &[]), p).unwrap_err();
+    assert!(
+        e.to_string().contains(
+            "q_a_proj.weight` is present, but config.json has q_lora_rank = null"
+        )
+    );
+    // another configuration's q_b_proj: (3 heads of 5 + 6, 10)
+    let w = deepseek_weights(
+        "q_b_shape",
+        true,
+        "q_b_proj.weight",
+        &[("q_b_proj.weight", &[33, 10])],
+    );
+    let e = c.load_mla(&w, p).unwrap_err();
+    assert!(matches!(e, AttnError::Shape { .. }), "{e:?}");
+    assert!(e.to_string().contains(
+        "q_b_proj.weight` (num_attention_heads·(qk_nope_head_dim + qk_rope_head_dim), q_lora_rank)"
+    ));
+    let w = deepseek_weights(
+        "norm",
+        true,
+        "kv_a_layernorm.weight",
+        &[("kv_a_layernorm.weight", &[10])],
+    );
+    let e = c.load_mla(&w, p).unwrap_err().to_string();
+    assert!(
+        e.contains("kv_a_layernorm.weight` (kv_lora_rank)")
+            && e.contains("expected (6), got (10)")
+    );
+    // biases: never on q_b_proj; on q_a_proj, kv_a_proj_with_mqa and o_proj iff attention_bias
+    let w = deepseek_weights("q_b_bias", true, "", &[("q_b_proj.bias", &[27])]);
+    let e = c.load_mla(&w, p).unwrap_err().to_string();
+    assert!(e.contains("DeepseekV3Attention's q_b_proj has no bias"), "{e}");
+    let biased =
+        deepseek(|m| drop(m.insert("attention_bias".into(), json!(true)))).unwrap();
+    let all = [
+        ("q_a_proj.bias", &[10][..]),
+        ("kv_a_proj_with_mqa.bias", &[10][..]),
+        ("o_proj.bias", &[36][..]),
+    ];
+    biased.load_mla(&deepseek_weights("biased", true, "", &all), p).unwrap();
+    let e = biased
+        .load_mla(&deepseek_weights("no_bias", true, "", &all[..2]), p)
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("o_proj.bias` (config.json has attention_bias = true)")
+    );
+    let e = c.load_mla(&deepseek_weights("stray", true, "", &all[1..2]), p).unwrap_err();
+    assert!(e.to_string().contains("attention_bias = false"), "{e}");
+    // the grouped-query loader refuses the config, and load_mla a grouped-query one
+    let e = c.load_attention(&deepseek_weights("gqa", true, "", &[]), p).unwrap_err();
+    assert!(matches!(e, AttnError::Unsupported(_)) && e.to_string().contains("load_mla"));
+    let llama = with(|_| {}).unwrap();
+    let e = llama.load_mla(&deepseek_weights("llama", true, "", &[]), p).unwrap_err();
+    assert!(
+        e.to_string().contains("model_type `llama` has no multi-head latent attention")
+    );
 }

@@ -794,3 +794,257 @@ fn a_config_warning_reaches_stderr() {
         panic!("unscaled run: {m}");
     }
 }
+
+/// A case folder of `scripts/gen_variant_fixtures.py` (Mistral, Qwen3, Gemma 2 and 3,
+/// gpt-oss, and DeepSeek-V2's and V3's multi-head latent attention).
+fn variant_dir(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/variants").join(name)
+}
+
+fn variant_meta(name: &str) -> Value {
+    let text = std::fs::read_to_string(variant_dir(name).join("meta.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The variant cases, sorted, split by the layer the binary runs for them: grouped-query
+/// attention, and multi-head latent attention (DeepSeek). Every case's model type is one
+/// the binary runs.
+fn variant_cases() -> (Vec<String>, Vec<String>) {
+    let dir = variant_dir("");
+    let mut cases: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| variant_dir(n).join("config.json").is_file())
+        .collect();
+    cases.sort();
+    let (gqa, mla): (Vec<String>, Vec<String>) = cases.into_iter().partition(|n| {
+        let t = variant_meta(n)["model_type"].as_str().unwrap().to_string();
+        let m = attention::hf::ModelType::from_name(&t);
+        assert!(m.is_some(), "{n}: model_type `{t}` is not one the binary runs");
+        m.is_some_and(|m| !m.uses_mla())
+    });
+    // ten f32, five bf16 (one per model type), three at long positions
+    assert_eq!(gqa.len(), 18, "grouped-query cases: {gqa:?}");
+    // DeepSeek-V3's four and DeepSeek-V2's one
+    assert_eq!(mla.len(), 5, "latent attention cases: {mla:?}");
+    (gqa, mla)
+}
+
+/// The arguments that run variant case `name` as the generator did, writing to `out`.
+fn variant_args(name: &str, out: &Path) -> Vec<String> {
+    let dir = variant_dir(name);
+    let m = variant_meta(name);
+    let p = |f: &str| dir.join(f).display().to_string();
+    [
+        "--config",
+        &p("config.json"),
+        "--weights",
+        &p("model.safetensors"),
+        "--prefix",
+        m["prefix"].as_str().unwrap(),
+        "--input",
+        &p("input.safetensors"),
+        "--output",
+        &out.display().to_string(),
+        "--start-pos",
+        &m["start_pos"].to_string(),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Runs `args`, expects success without warnings, and checks the written `attn_output`
+/// against the case's expected tensor `want` (all rows); returns stdout.
+fn check_variant(name: &str, args: &[String], out: &Path, want: &str) -> String {
+    let o = run(&strs(args));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{name}: exit {:?}, stderr: {stderr}", o.status.code());
+    assert!(stderr.is_empty(), "{name}: unexpected stderr: {stderr}");
+    let got = TensorFile::open(out).unwrap().batch("attn_output").unwrap();
+    let want = TensorFile::open(variant_dir(name).join("expected.safetensors"))
+        .unwrap()
+        .batch(want)
+        .unwrap();
+    if let Err(m) = compare(&got.to_row_major(), &want.to_row_major(), &want.shape(), TOL)
+    {
+        panic!("{name} ({}): {m}", args.join(" "));
+    }
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Every Mistral, Qwen3, Gemma 2, Gemma 3 and gpt-oss case (f32 and bf16 weights, bf16
+/// inputs, positions up to 100000), one forward and `--decode-from` the generator's
+/// split, against transformers' outputs; window layers decode through a sliding cache
+/// smaller than the sequence.
+#[test]
+fn variant_cases_match_transformers() {
+    let dir = scratch("variants");
+    for name in variant_cases().0 {
+        let out = dir.join(format!("{name}.safetensors"));
+        let args = variant_args(&name, &out);
+        let summary = check_variant(&name, &args, &out, "attn_output");
+        assert!(summary.contains("(one forward)"), "{name}: {summary}");
+        let m = variant_meta(&name);
+        let k = m["decode_from"].as_u64().unwrap();
+        let mut args = args;
+        args.extend(["--decode-from".to_string(), k.to_string()]);
+        let summary = check_variant(&name, &args, &out, "decode_output");
+        assert!(summary.contains(&format!("prefill {k} + ")), "{name}: {summary}");
+        let seq = m["seq"].as_u64().unwrap();
+        match m["window"].as_u64() {
+            // seq > 2 · window in every window case: the cache holds 2 · window rows
+            Some(w) => assert!(
+                summary.contains(&format!("sliding cache of {} rows", 2 * w))
+                    && 2 * w < seq,
+                "{name}: {summary}"
+            ),
+            None => assert!(
+                summary.contains(&format!(" cache of {seq} rows")),
+                "{name}: {summary}"
+            ),
+        }
+    }
+}
+
+/// A window longer than the sequence never drops a row: `--decode-from` runs through a
+/// plain cache of `seq` rows, and equals the one forward (here: causal attention, the
+/// window 4096 reaching past all 13 tokens).
+#[test]
+fn a_window_longer_than_the_input_decodes_too() {
+    let dir = scratch("long_window");
+    let mut cfg: Value = serde_json::from_str(
+        &std::fs::read_to_string(variant_dir("mistral_window").join("config.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    cfg["sliding_window"] = Value::from(4096);
+    let config = dir.join("config.json");
+    std::fs::write(&config, cfg.to_string()).unwrap();
+    let (whole, decoded) =
+        (dir.join("whole.safetensors"), dir.join("decoded.safetensors"));
+    let mut args = variant_args("mistral_window", &whole);
+    args[1] = config.display().to_string();
+    assert!(run(&strs(&args)).status.success());
+    args[9] = decoded.display().to_string();
+    args.extend(["--decode-from".into(), "2".into()]);
+    let o = run(&strs(&args));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .contains("prefill 2 + 11 decode steps, cache of 13 rows")
+    );
+    let read = |p: &Path| TensorFile::open(p).unwrap().batch("attn_output").unwrap();
+    attention::assert_batch_close(&read(&decoded), &read(&whole), TOL);
+}
+
+/// Every DeepSeek case (multi-head latent attention: DeepSeek-V3 with and without a
+/// compressed query, `rope_interleave` true and false, YaRN at positions past 4096, bf16
+/// weights with biases; DeepSeek-V2's own attention), one forward and `--decode-from`
+/// the generator's split through the latent cache, against transformers' outputs.
+#[test]
+fn deepseek_cases_match_transformers() {
+    let dir = scratch("deepseek");
+    for name in variant_cases().1 {
+        let out = dir.join(format!("{name}.safetensors"));
+        let args = variant_args(&name, &out);
+        let summary = check_variant(&name, &args, &out, "attn_output");
+        assert!(summary.contains("(one forward)"), "{name}: {summary}");
+        let m = variant_meta(&name);
+        let k = m["decode_from"].as_u64().unwrap();
+        let (seq, width) =
+            (m["seq"].as_u64().unwrap(), &m["mla"]["cache_elements_per_token_per_layer"]);
+        let mut args = args;
+        args.extend(["--decode-from".to_string(), k.to_string()]);
+        let summary = check_variant(&name, &args, &out, "decode_output");
+        let want = format!(
+            "prefill {k} + {} decode steps, latent cache of {seq} rows of {width} numbers",
+            seq - k
+        );
+        assert!(summary.contains(&want), "{name}: {summary}");
+    }
+}
+
+/// A DeepSeek config the crate would run wrong, or that transformers fails on, is
+/// refused with one line naming the key: a `num_key_value_heads` other than the head
+/// count, a `head_dim` other than `qk_rope_head_dim`, an odd `qk_rope_head_dim`; a
+/// checkpoint of the other query path is refused naming the tensor. Exit 1, nothing
+/// written.
+#[test]
+fn bad_deepseek_configs_exit_with_1() {
+    let dir = scratch("deepseek_bad");
+    let out = dir.join("y.safetensors");
+    let base: Value = serde_json::from_str(
+        &std::fs::read_to_string(variant_dir("deepseek_v3_mla").join("config.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    for (file, edit, needle) in [
+        (
+            "kv_heads.json",
+            ("num_key_value_heads", serde_json::json!(2)),
+            "key `num_key_value_heads` = 2 must equal num_attention_heads = 4",
+        ),
+        (
+            "head_dim.json",
+            ("head_dim", serde_json::json!(16)),
+            "key `head_dim` = 16 must equal qk_rope_head_dim = 8",
+        ),
+        (
+            "odd_rope.json",
+            ("qk_rope_head_dim", serde_json::json!(7)),
+            "qk_rope_head_dim must be even",
+        ),
+        (
+            "no_q_lora.json",
+            ("q_lora_rank", Value::Null),
+            "q_a_proj.weight` is present, but config.json has q_lora_rank = null",
+        ),
+    ] {
+        let mut cfg = base.clone();
+        cfg[edit.0] = edit.1;
+        if edit.0 == "qk_rope_head_dim" {
+            cfg.as_object_mut().unwrap().remove("head_dim");
+        }
+        let path = dir.join(file);
+        std::fs::write(&path, cfg.to_string()).unwrap();
+        let mut args = variant_args("deepseek_v3_mla", &out);
+        args[1] = path.display().to_string();
+        assert_fails(&strs(&args), 1, &[needle]);
+        args.extend(["--decode-from".into(), "3".into()]);
+        assert_fails(&strs(&args), 1, &[needle]);
+    }
+    assert!(!out.exists(), "nothing was written");
+}
+
+/// A `model_type` the crate does not compute (an unknown name), and a setting it does
+/// not (Gemma 3 4B's linear RoPE scaling): exit 1, one line naming it, nothing written.
+#[test]
+fn unsupported_model_types_exit_with_1() {
+    let dir = scratch("model_types");
+    let out = dir.join("y.safetensors");
+    let base: Value = serde_json::from_str(
+        &std::fs::read_to_string(variant_dir("gemma3_full").join("config.json")).unwrap(),
+    )
+    .unwrap();
+    for (file, edit, needle) in [
+        (
+            "unknown.json",
+            ("model_type", serde_json::json!("gemma4_text")),
+            "model_type `gemma4_text` is not supported",
+        ),
+        (
+            "linear.json",
+            ("rope_scaling", serde_json::json!({"rope_type": "linear", "factor": 8.0})),
+            "rope_scaling.rope_type `linear` is not supported for model_type `gemma3_text`",
+        ),
+    ] {
+        let mut cfg = base.clone();
+        cfg[edit.0] = edit.1;
+        let path = dir.join(file);
+        std::fs::write(&path, cfg.to_string()).unwrap();
+        let mut args = variant_args("gemma3_full", &out);
+        args[1] = path.display().to_string();
+        assert_fails(&strs(&args), 1, &[file, needle]);
+    }
+    assert!(!out.exists(), "nothing was written");
+}

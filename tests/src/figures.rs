@@ -11,8 +11,8 @@ use std::error::Error;
 use std::path::Path;
 
 use attention::{
-    Fixture, LayerKvCache, Llama3Scaling, Rope, SelfAttention, causal_mask,
-    rope_inv_freq, softmax_rows,
+    Fixture, LayerKvCache, Llama3Scaling, MlaShape, Rope, ScoreOptions, SelfAttention,
+    causal_mask, rope_inv_freq, softmax_rows,
 };
 use nalgebra::DMatrix;
 use plotters::coord::Shift;
@@ -42,6 +42,11 @@ pub const ALL: &[Figure] = &[
     Figure { file: "kv-cache-filling.svg", render: kv_cache_filling },
     Figure { file: "rope-scaling-bands.svg", render: rope_scaling_bands },
     Figure { file: "attention-speed.svg", render: attention_speed },
+    Figure { file: "sliding-window.svg", render: sliding_window_masks },
+    Figure { file: "sliding-cache-rows.svg", render: sliding_cache_rows },
+    Figure { file: "softcap.svg", render: softcap_curve },
+    Figure { file: "mla-cache.svg", render: mla_cache },
+    Figure { file: "yarn-llama3-family.svg", render: yarn_llama3_family },
 ];
 
 const TOKENS: [&str; 6] = ["Your", "journey", "starts", "with", "one", "step"];
@@ -683,6 +688,308 @@ pub fn attention_speed(path: &Path) -> FigResult {
         .border_style(BLACK)
         .label_font((FONT, 12))
         .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// The mask of `options` over `n` tokens from a fresh sequence: 0 where the query sees
+/// the key, `-inf` where it does not (the crate's own [`ScoreOptions::sees`]).
+fn options_mask(options: &ScoreOptions, n: usize) -> DMatrix<f32> {
+    DMatrix::from_fn(
+        n,
+        n,
+        |i, j| if options.sees(i, j) { 0.0 } else { f32::NEG_INFINITY },
+    )
+}
+
+/// Chapter 9: a sliding window of 3 keys, and the same window with one StreamingLLM
+/// sink token, over 7 tokens.
+pub fn sliding_window_masks(path: &Path) -> FigResult {
+    let root = SVGBackend::new(path, (900, 420)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let window = ScoreOptions { window: Some(3), ..Default::default() };
+    let sink = ScoreOptions { sink_tokens: 1, ..window.clone() };
+    mask_grid(&root, &options_mask(&window, 7), 0, (100, 80), "window 3: i − 3 < j ≤ i")?;
+    mask_grid(
+        &root,
+        &options_mask(&sink, 7),
+        0,
+        (540, 80),
+        "window 3 + 1 sink token: key 0 always seen",
+    )?;
+    text(
+        &root,
+        "each query sees its own key and the two before it; a fully hidden row cannot occur",
+        (450, 405),
+        13,
+        centered(),
+    )?;
+    root.present()?;
+    Ok(())
+}
+
+/// Chapter 9: the rows a cache holds while 200 tokens are decoded one at a time: a
+/// plain cache grows with the sequence, a sliding-window layer's cache (window 8,
+/// capacity 12) stays between 8 and 12 rows. Drawn from real appends.
+pub fn sliding_cache_rows(path: &Path) -> FigResult {
+    let root = SVGBackend::new(path, (900, 380)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let n = 200;
+    let rows_held = |mut cache: LayerKvCache| -> Result<Vec<(f32, f32)>, Box<dyn Error>> {
+        let row = DMatrix::zeros(1, 2);
+        let mut held = Vec::new();
+        for t in 0..n {
+            cache.append(t, std::slice::from_ref(&row), std::slice::from_ref(&row))?;
+            held.push((t as f32 + 1.0, cache.len() as f32));
+        }
+        Ok(held)
+    };
+    let plain = rows_held(LayerKvCache::new(1, n, 1, 2)?)?;
+    let sliding = rows_held(LayerKvCache::new(1, 12, 1, 2)?.with_window(8, 0)?)?;
+    let mut chart = ChartBuilder::on(&root.margin(10, 10, 10, 10))
+        .caption("rows in the cache while decoding, one token at a time", (FONT, 16))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f32..n as f32, 0f32..n as f32)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc("tokens decoded")
+        .y_desc("rows held")
+        .label_style((FONT, 11))
+        .draw()?;
+    for (series, color, label) in [
+        (plain, HEAD_COLORS[0], "no window: one row per token (chapter 6)"),
+        (sliding, HEAD_COLORS[3], "window 8, capacity 12: drops what no query sees"),
+    ] {
+        chart
+            .draw_series(LineSeries::new(series, color.stroke_width(2)))?
+            .label(label)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font((FONT, 12))
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// Chapter 10: Gemma 2's soft-cap `cap · tanh(s / cap)` for caps 5 and 20 against the
+/// raw score, computed by the crate's [`ScoreOptions::cap`].
+pub fn softcap_curve(path: &Path) -> FigResult {
+    let root = SVGBackend::new(path, (900, 380)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root.margin(10, 10, 10, 10))
+        .caption("soft-capped score against the raw score", (FONT, 16))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(50)
+        .build_cartesian_2d(-40f32..40f32, -30f32..30f32)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc("scaled score s")
+        .y_desc("cap · tanh(s / cap)")
+        .label_style((FONT, 11))
+        .draw()?;
+    let xs = (0..=400).map(|i| -40.0 + 0.2 * i as f32);
+    let none = ScoreOptions::default();
+    for (options, color, label) in [
+        (none, RGBColor(150, 150, 150), "no cap (Llama)".to_string()),
+        (
+            ScoreOptions { softcap: Some(20.0), ..Default::default() },
+            HEAD_COLORS[0],
+            "cap 20".into(),
+        ),
+        (
+            ScoreOptions { softcap: Some(5.0), ..Default::default() },
+            HEAD_COLORS[3],
+            "cap 5".into(),
+        ),
+    ] {
+        let points: Vec<(f32, f32)> = xs
+            .clone()
+            .map(|s| (s, options.cap(s)))
+            .filter(|p| p.1.abs() <= 30.0)
+            .collect();
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))?
+            .label(label)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font((FONT, 12))
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// Chapter 11: wavelength per pair for Llama 3's scaling and YaRN on the same heads, each
+/// with the other's band edges: gpt-oss's head with YaRN and Llama 3's rule at `low = 1`,
+/// `high = 32`; Llama 3.2's head with its scaling and YaRN at `beta_slow = 1`, `beta_fast
+/// = 4`. The blended band is YaRN's correction range.
+pub fn yarn_llama3_family(path: &Path) -> FigResult {
+    use attention::YarnScaling;
+    let root = SVGBackend::new(path, (900, 430)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let panels = root.margin(10, 10, 10, 10).split_evenly((1, 2));
+    let gpt_oss = YarnScaling::GPT_OSS;
+    let gpt_oss_as_llama3 = Llama3Scaling {
+        factor: gpt_oss.factor,
+        low_freq_factor: gpt_oss.beta_slow,
+        high_freq_factor: gpt_oss.beta_fast,
+        original_max_position_embeddings: gpt_oss.original_max_position_embeddings,
+    };
+    let llama = Llama3Scaling::LLAMA_3_2;
+    let llama_as_yarn = YarnScaling {
+        factor: llama.factor,
+        original_max_position_embeddings: llama.original_max_position_embeddings,
+        beta_fast: llama.high_freq_factor,
+        beta_slow: llama.low_freq_factor,
+        truncate: false,
+        mscale: None,
+        mscale_all_dim: None,
+        attention_factor: Some(1.0),
+    };
+    for (panel, (name, base, yarn, llama3)) in panels.iter().zip([
+        ("gpt-oss", 150_000.0, gpt_oss, gpt_oss_as_llama3),
+        ("Llama 3.2 1B", 500_000.0, llama_as_yarn, llama),
+    ]) {
+        let head_dim = 64;
+        let half = head_dim / 2;
+        let plain = rope_inv_freq(head_dim, base)?;
+        let by_yarn = yarn.inv_freq(head_dim, base)?;
+        let (low, high) = yarn.correction_range(head_dim, base)?;
+        let wavelen = |f: f32| (2.0 * std::f32::consts::PI / f).log10();
+        let caption = format!(
+            "{name}: base {base}, factor {}, original {}",
+            yarn.factor, yarn.original_max_position_embeddings
+        );
+        let mut chart = ChartBuilder::on(panel)
+            .caption(caption, (FONT, 15))
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0f32..(half - 1) as f32, 0f32..9f32)?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc("pair i (head_dim 64)")
+            .y_desc("log10 wavelength (positions)")
+            .label_style((FONT, 11))
+            .draw()?;
+        chart.draw_series(std::iter::once(Rectangle::new(
+            [(low as f32, 0.0), (high as f32, 9.0)],
+            RGBColor(255, 235, 180).filled(),
+        )))?;
+        let (kept_x, right_x) = (0.5, high as f32 + 0.5);
+        let labels = [
+            ("kept".to_string(), (kept_x, 8.5)),
+            (format!("> {} turns", yarn.beta_fast), (kept_x, 7.9)),
+            ("blended".to_string(), (low as f32 + 0.3, 8.5)),
+            ("divided".to_string(), (right_x, 8.5)),
+            (format!("< {} turn", yarn.beta_slow), (right_x, 7.9)),
+        ];
+        for (label, at) in labels {
+            chart.draw_series(std::iter::once(Text::new(
+                label,
+                at,
+                (FONT, 11).into_font(),
+            )))?;
+        }
+        let by_llama3: Vec<f32> = plain.iter().map(|&f| llama3.scale(f)).collect();
+        for (label, freqs, color, dashed) in [
+            ("original", &plain, HEAD_COLORS[0], false),
+            ("YaRN", &by_yarn, HEAD_COLORS[3], false),
+            ("Llama 3's rule", &by_llama3, HEAD_COLORS[2], true),
+        ] {
+            let points: Vec<(f32, f32)> =
+                freqs.iter().enumerate().map(|(i, &f)| (i as f32, wavelen(f))).collect();
+            let style = color.stroke_width(2);
+            let series = if dashed {
+                chart.draw_series(DashedLineSeries::new(points, 6, 4, style))?
+            } else {
+                chart.draw_series(LineSeries::new(points, style))?
+            };
+            series
+                .label(label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .label_font((FONT, 11))
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// Chapter 12: numbers cached per token and layer for DeepSeek-V3's attention shape
+/// ([`MlaShape::DEEPSEEK_V3`]) stored as MHA, GQA, MQA and MLA, on a log scale.
+pub fn mla_cache(path: &Path) -> FigResult {
+    let root = SVGBackend::new(path, (900, 330)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let s = MlaShape::DEEPSEEK_V3;
+    let per_head = (s.qk_head_dim() + s.v_head_dim) as f32; // a key and a value
+    let bars = [
+        ("MHA, 128 KV heads", s.n_heads as f32 * per_head),
+        ("GQA, 8 KV heads", 8.0 * per_head),
+        ("MLA: latent + RoPE key", s.cache_width() as f32),
+        ("MQA, 1 KV head", per_head),
+    ];
+    let mut chart = ChartBuilder::on(&root.margin(10, 10, 10, 10))
+        .caption(
+            "DeepSeek-V3's 128 heads: numbers cached per token and layer",
+            (FONT, 16),
+        )
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(170)
+        .build_cartesian_2d((100f32..100_000f32).log_scale(), 0f32..bars.len() as f32)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .disable_y_axis()
+        .x_desc("numbers per token and layer (log scale)")
+        .label_style((FONT, 11))
+        .draw()?;
+    for (i, (name, n)) in bars.iter().enumerate() {
+        let y = bars.len() as f32 - i as f32 - 0.5;
+        let color = if name.starts_with("MLA") { HEAD_COLORS[3] } else { HEAD_COLORS[0] };
+        chart.draw_series(std::iter::once(Rectangle::new(
+            [(100.0, y - 0.3), (*n, y + 0.3)],
+            color.filled(),
+        )))?;
+        chart.draw_series(std::iter::once(Text::new(
+            format!("{n:.0}"),
+            (*n * 1.1, y + 0.1),
+            (FONT, 12).into_font(),
+        )))?;
+        let label_pos = chart.backend_coord(&(100.0, y));
+        text(
+            &root,
+            name,
+            (label_pos.0 - 8, label_pos.1),
+            12,
+            Pos::new(HPos::Right, VPos::Center),
+        )?;
+    }
     root.present()?;
     Ok(())
 }

@@ -1,8 +1,12 @@
-//! `llama-attn`: one attention layer of a Hugging Face Llama checkpoint, run by the
-//! `attention` crate.
+//! `llama-attn`: one attention layer of a Hugging Face checkpoint, run by the `attention`
+//! crate: Llama 3 (chapter 7), the models of chapters 9-11 whose attention is still
+//! grouped-query attention with a twist (`model_type` `mistral`, `qwen3`, `gemma2`,
+//! `gemma3_text` or `gemma3`, `gpt_oss`), and DeepSeek-V2's and V3's multi-head latent
+//! attention (chapter 12, `deepseek_v2`, `deepseek_v3`).
 //!
 //! Reads `hidden_states` (batch, seq, hidden_size) from a safetensors file, runs the
-//! layer's causal self-attention (RoPE, llama3 scaling, GQA, as the config says) at
+//! layer's causal self-attention (RoPE with llama3 or YaRN scaling, GQA, sliding window,
+//! soft-cap, QK-norm, learned sinks, or MLA with its latent cache, as the config says) at
 //! positions `start_pos .. start_pos + seq`, and writes `attn_output` (batch, seq,
 //! hidden_size), f32.
 //!
@@ -12,12 +16,12 @@
 //! either way.
 //!
 //! Exit codes: 0 success; 1 bad data (a missing, unreadable or corrupt file; a missing
-//! tensor or key; a wrong shape or dtype; a config that does not divide; positions past
-//! `max_position_embeddings`; a failed write); 2 bad usage (an unknown, repeated or empty
-//! flag, a malformed number, an `--output` that is one of the files read). Every error is
-//! one line on stderr that names the problem. The output is written to a temporary file
-//! beside it and renamed into place, so a failed run leaves the previous output
-//! untouched.
+//! tensor or key; a wrong shape or dtype; a config that does not divide; a `model_type`
+//! or setting the crate does not compute; positions past `max_position_embeddings`; a
+//! failed write); 2 bad usage (an unknown, repeated or empty flag, a malformed number, an
+//! `--output` that is one of the files read). Every error is one line on stderr that
+//! names the problem. The output is written to a temporary file beside it and renamed
+//! into place, so a failed run leaves the previous output untouched.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -25,19 +29,31 @@ use std::process::ExitCode;
 
 use attention::hf::{DEFAULT_PREFIX, open_layer_tensors};
 use attention::support::io::{read_small_file, save_tensors};
-use attention::{AttnError, HfLlamaConfig, Tensor, TensorFile};
+use attention::{
+    AttnError, Batch, GroupedQueryAttention, HfLlamaConfig, LatentCache, LayerKvCache,
+    MultiHeadLatentAttention, Tensor, TensorFile,
+};
 
 const HELP: &str = "\
-llama-attn: run one attention layer of a Hugging Face Llama checkpoint on given hidden states
+llama-attn: run one attention layer of a Hugging Face checkpoint on given hidden states
 
 Usage:
   llama-attn --config CONFIG.json --weights W.safetensors [--prefix P]
              --input X.safetensors --output Y.safetensors [--start-pos N] [--decode-from K]
 
 Reads the tensor `hidden_states` (batch, seq, hidden_size; f32, bf16 or f16) from the input file,
-runs the layer's causal self-attention with RoPE at positions N .. N + seq (llama3 scaling and
-grouped-query attention as config.json says), and writes `attn_output` (batch, seq, hidden_size),
-f32, to the output file. The tokens attend to each other only (no earlier context).
+runs the layer's causal self-attention at positions N .. N + seq as config.json says, and writes
+`attn_output` (batch, seq, hidden_size), f32, to the output file. The tokens attend to each other
+only (no earlier context).
+
+Model types (config.json's model_type): llama (also when absent), mistral, qwen3, gemma2,
+gemma3_text, gemma3 (its text_config), gpt_oss, deepseek_v2, deepseek_v3, each read as transformers
+5.24 reads it: RoPE (llama3 scaling for llama, YaRN for gpt_oss and deepseek), grouped-query
+attention, sliding windows, Gemma's scale and soft-cap, QK-norm, learned sinks; DeepSeek's
+multi-head latent attention (its latent cache, interleaved RoPE pairs, YaRN's softmax scale). Where
+layers differ (layer_types), the layer's kind is read at the index in the prefix
+(model.layers.L.). Another model_type, or a setting the crate does not compute (a linear or dynamic
+RoPE, bidirectional attention, ...), is an error, never run as something else.
 
 Options:
   --config PATH       the model's config.json
@@ -49,13 +65,16 @@ Options:
                       is complete (written beside it, then renamed), and never one of the files read
   --start-pos N       position of the first token [default: 0]
   --decode-from K     run tokens 0..K as one prefill, then the rest one at a time through
-                      the KV cache (0 <= K <= seq); the result equals the full forward
+                      the layer's KV cache (0 <= K <= seq); a sliding-window layer's cache
+                      keeps at most twice its window, an MLA layer's holds latents; the
+                      result equals the full forward
   -h, --help          print this help
 
 Exit status: 0 on success; 1 on bad data (a missing, unreadable or corrupt file, a missing tensor
-or key, a wrong shape or dtype, a config that does not divide, positions past
-max_position_embeddings, a failed write); 2 on bad usage (an unknown, repeated or empty flag, a
-number that is not one, an --output that is one of the files read).";
+or key, a wrong shape or dtype, a config that does not divide, a model_type or setting that is
+not supported, positions past max_position_embeddings, a failed write); 2 on bad usage (an
+unknown, repeated or empty flag, a number that is not one, an --output that is one of the files
+read).";
 
 /// What went wrong, and so which exit code to return.
 enum Failure {
@@ -258,24 +277,104 @@ fn run(args: &Args) -> Result<String, Failure> {
     }
 
     let weights = open_layer_tensors(&args.weights, &args.prefix)?;
-    // RoPE tables up to the last position used, not the whole context
-    let attn = cfg.load_attention_for_positions(&weights, &args.prefix, end)?;
     let x = hidden_states.to_batch()?;
-    let out = match args.decode_from {
-        Some(k) => attn.forward_prefill_decode(&x, args.start_pos, k)?,
-        None => attn.forward(&x, args.start_pos, None)?,
+    // RoPE tables up to the last position used, not the whole context
+    let (out, mode) = if cfg.model.mla.is_some() {
+        let mla = cfg.load_mla_for_positions(&weights, &args.prefix, end)?;
+        run_mla(&mla, &x, args.start_pos, args.decode_from)?
+    } else {
+        let attn = cfg.load_attention_for_positions(&weights, &args.prefix, end)?;
+        run_gqa(&attn, &x, args.start_pos, args.decode_from)?
     };
     save_tensors(&args.output, &[("attn_output", &Tensor::from_batch(&out))])?;
-    let mode = match args.decode_from {
-        Some(k) => format!("prefill {k} + {} decode steps", seq - k),
-        None => "one forward".to_string(),
-    };
     Ok(format!(
         "attn_output ({batch}, {seq}, {width}) at positions {}..{} ({mode}) written to {}",
         args.start_pos,
         end,
         args.output.display()
     ))
+}
+
+/// Runs a grouped-query `layer` on `x` `(batch, seq, d_in)` at positions `start_pos ..`:
+/// one forward, or a prefill of `decode_from` tokens and then one token at a time; returns
+/// the output and a description of the run.
+fn run_gqa(
+    layer: &GroupedQueryAttention,
+    x: &Batch,
+    start_pos: usize,
+    decode_from: Option<usize>,
+) -> attention::Result<(Batch, String)> {
+    let Some(k) = decode_from else {
+        return Ok((layer.forward(x, start_pos, None)?, "one forward".to_string()));
+    };
+    let (out, cache) = prefill_then_decode(layer, x, start_pos, k)?;
+    let slides = if cache.window().is_some() { "sliding " } else { "" };
+    let (steps, rows) = (x.seq_len() - k, cache.capacity());
+    let mode =
+        format!("prefill {k} + {steps} decode steps, {slides}cache of {rows} rows");
+    Ok((out, mode))
+}
+
+/// As [`run_gqa`] for a multi-head latent attention layer, decoding through its
+/// [`LatentCache`] (the latent and the shared RoPE key of each token).
+fn run_mla(
+    layer: &MultiHeadLatentAttention,
+    x: &Batch,
+    start_pos: usize,
+    decode_from: Option<usize>,
+) -> attention::Result<(Batch, String)> {
+    let Some(k) = decode_from else {
+        return Ok((layer.forward(x, start_pos, None)?, "one forward".to_string()));
+    };
+    let (batch, seq) = (x.batch_size(), x.seq_len());
+    let mut cache: LatentCache = layer.new_cache(batch, seq)?;
+    // chunks (first token, length): [0, k) and then single tokens
+    let chunks = (k > 0).then_some((0, k)).into_iter().chain((k..seq).map(|t| (t, 1)));
+    let mut outputs = Vec::new();
+    for (first, len) in chunks {
+        let chunk = x.narrow_seq(first, len)?;
+        outputs.push(layer.forward(&chunk, start_pos + first, Some(&mut cache))?);
+    }
+    let width = layer.shape().cache_width();
+    let mode = format!(
+        "prefill {k} + {} decode steps, latent cache of {} rows of {width} numbers",
+        seq - k,
+        cache.capacity()
+    );
+    Ok((Batch::concat_seq(&outputs)?, mode))
+}
+
+/// Runs `x` `(batch, seq, d_in)` through `layer` as a prefill of its first `k` tokens,
+/// then one token at a time, through the layer's own KV cache; returns the output and
+/// the cache.
+///
+/// A sliding-window layer's cache ([`GroupedQueryAttention::new_cache`]) drops the rows
+/// no later query sees, so it holds at most `2 · window` rows (room for the kept window
+/// and as many new tokens before the next drop), or the prefill if longer. A sequence
+/// that fits in a window never drops anything: a plain cache of `seq` rows then.
+fn prefill_then_decode(
+    layer: &GroupedQueryAttention,
+    x: &Batch,
+    start_pos: usize,
+    k: usize,
+) -> attention::Result<(Batch, LayerKvCache)> {
+    let (batch, seq) = (x.batch_size(), x.seq_len());
+    let scores = layer.scores();
+    let mut cache = match scores.window {
+        Some(w) if seq > w.saturating_add(scores.sink_tokens) => {
+            let rows = w.saturating_mul(2).saturating_add(scores.sink_tokens).max(k);
+            layer.new_cache(batch, rows.min(seq))?
+        }
+        _ => LayerKvCache::for_heads(batch, seq, layer.heads())?,
+    };
+    // chunks (first token, length): [0, k) and then single tokens
+    let chunks = (k > 0).then_some((0, k)).into_iter().chain((k..seq).map(|t| (t, 1)));
+    let mut outputs = Vec::new();
+    for (first, len) in chunks {
+        let chunk = x.narrow_seq(first, len)?;
+        outputs.push(layer.forward(&chunk, start_pos + first, Some(&mut cache))?);
+    }
+    Ok((Batch::concat_seq(&outputs)?, cache))
 }
 
 fn main() -> ExitCode {

@@ -143,8 +143,9 @@ impl Decode<'_> {
         row_max.fill(f32::NEG_INFINITY);
         row_sum.fill(0.0);
         acc.fill(0.0);
-        // the group's queries, scaled by 1/√head_dim, one row of head_dim values each
-        let scale = 1.0 / (d as f32).sqrt();
+        // the group's queries, one row of head_dim values each, scaled by 1/√head_dim
+        // (rounded once to f32, as transformers' scale is)
+        let scale = (d as f64).powf(-0.5) as f32;
         for (r, q_row) in q_scaled.chunks_exact_mut(d).enumerate() {
             let (t, i) = (r / m, r % m);
             for (c, x) in q_row.iter_mut().enumerate() {

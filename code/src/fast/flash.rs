@@ -15,6 +15,7 @@ use crate::fast::simd::{Kernel, dispatch};
 use crate::fast::{
     AttentionInputs, FastKernel, KernelBody, split_over_threads, worth_threads,
 };
+use crate::variants::ScoreOptions;
 
 /// Query rows per tile. Larger tiles spend less time copying operands into the
 /// matrix-product kernel's layout per multiply-add; smaller ones waste less work on the
@@ -60,6 +61,19 @@ pub struct FlashBuffers {
     /// The values, token-major: `(n_keys, n_kv_heads·head_dim)` row-major.
     values: Vec<f32>,
     scratch: Vec<Scratch>,
+    /// Chapter 9's options (window, soft-cap, scale, sinks), applied per tile.
+    scores: ScoreOptions,
+}
+
+impl FlashAttention {
+    /// The same kernel applying `scores` ([`ScoreOptions`]) in every tile: the scale and
+    /// the soft-cap to each score as it is computed, the window as a mask on the tiles
+    /// that cross its edge (tiles wholly outside it are skipped), the learned sinks as
+    /// each row's starting maximum and sum.
+    pub fn with_scores(mut self, scores: ScoreOptions) -> Self {
+        self.body.scores = scores;
+        self
+    }
 }
 
 /// One thread's tiles: the scores of every head of a group, and per-row running
@@ -92,6 +106,8 @@ impl KernelBody for FlashBuffers {
 
     fn run(&mut self, threads: usize, x: AttentionInputs<'_>, out: &mut DMatrix<f32>) {
         let AttentionInputs { q, k, v, heads, query_offset } = x;
+        // checked here, where the head count is known (an error cannot leave `run`)
+        debug_assert!(self.scores.validate(heads.n_heads()).is_ok());
         let (n_heads, head_dim) = (heads.n_heads(), heads.head_dim());
         // The last query sees keys up to query_offset + n_queries - 1: later keys are
         // never read.
@@ -116,6 +132,8 @@ impl KernelBody for FlashBuffers {
             group_size: heads.group_size(),
             head_dim,
             query_offset,
+            scale: self.scores.scale_for(head_dim),
+            options: &self.scores,
         };
         // Threads only pay when each gets a few hundred microseconds of work (about 20
         // MFLOP).
@@ -171,6 +189,10 @@ struct Problem<'a> {
     group_size: usize,
     head_dim: usize,
     query_offset: usize,
+    /// The softmax scale, `1 / √head_dim` unless the options say otherwise.
+    scale: f32,
+    /// Window, soft-cap, sink tokens and learned sinks (chapter 9).
+    options: &'a ScoreOptions,
 }
 
 /// One thread's share: query heads `heads`, whose output columns are exactly `out`.
@@ -276,6 +298,8 @@ struct TileAt {
     kv: usize,
     i0: usize,
     j0: usize,
+    /// The first tile this query block visits: the output holds nothing yet.
+    first: bool,
 }
 
 /// A query block's running softmax statistics, one entry per row (see
@@ -301,14 +325,18 @@ impl Problem<'_> {
         s: &mut Scratch,
     ) {
         let (d, seq) = (self.head_dim, self.seq);
-        let n_stats = group.len() * QUERY_BLOCK;
-        s.row_max[..n_stats].fill(f32::NEG_INFINITY);
-        s.row_sum[..n_stats].fill(0.0);
+        self.start_rows(group.clone(), s); // nothing seen yet (or a learned sink, ch. 10)
         // Causal: the block's last query sees keys up to query_offset + i0 + rows - 1; no
-        // later key is read.
+        // later key is read. A sliding window (chapter 9): the block's first query sees
+        // no key before `window_start`, so tiles wholly before it are skipped.
         let key_end = self.query_offset + i0 + rows;
+        let window_start = self.options.window_start(self.query_offset + i0);
+        let mut first = true;
         for j0 in (0..key_end).step_by(KEY_BLOCK) {
             let cols = KEY_BLOCK.min(key_end - j0);
+            if j0 + cols <= window_start && j0 >= self.options.sink_tokens {
+                continue;
+            }
             for (t, h) in group.clone().enumerate() {
                 let tile = &mut s.scores[t * QUERY_BLOCK * KEY_BLOCK..][..rows * cols];
                 let stat = t * QUERY_BLOCK..t * QUERY_BLOCK + rows;
@@ -318,8 +346,9 @@ impl Problem<'_> {
                     rescale: &mut s.rescale[stat],
                 };
                 let o = &mut out[t * d * seq + i0..];
-                self.tile_update(TileAt { h, kv, i0, j0 }, tile, stats, o);
+                self.tile_update(TileAt { h, kv, i0, j0, first }, tile, stats, o);
             }
+            first = false;
         }
         // Divide by the softmax denominators, now complete.
         for t in 0..group.len() {
@@ -346,11 +375,11 @@ impl Problem<'_> {
         stats: RowStats,
         out: &mut [f32],
     ) {
-        let TileAt { h, kv, i0, j0 } = at;
+        let TileAt { h, kv, i0, j0, first } = at;
         let (d, seq, n_keys) = (self.head_dim, self.seq, self.n_keys);
         let rows = stats.max.len();
         let cols = tile.len() / rows;
-        // tile = Q_tile · K_tileᵀ / √head_dim: (rows, cols), column-major
+        // tile = Q_tile · K_tileᵀ · scale: (rows, cols), column-major
         let q_tile =
             Strided { data: &self.q[h * d * seq + i0..], row_stride: 1, col_stride: seq };
         let k_tile_t = Strided {
@@ -359,7 +388,8 @@ impl Problem<'_> {
             col_stride: 1,
         };
         let scores = StridedMut { data: tile, row_stride: 1, col_stride: rows };
-        product((rows, d, cols), 1.0 / (d as f32).sqrt(), q_tile, k_tile_t, 0.0, scores);
+        product((rows, d, cols), self.scale, q_tile, k_tile_t, 0.0, scores);
+        self.cap_and_window(tile, rows, i0, j0); // chapter 9; nothing for Llama
         // Causal mask, on the tiles that cross the diagonal only: key j0 + j is in the
         // future of the first (j0 + j) - (query_offset + i0) rows of column j.
         let first_own_key = self.query_offset + i0;
@@ -372,7 +402,7 @@ impl Problem<'_> {
         online_softmax_tile(tile, stats.max, stats.sum, stats.rescale);
         // out_tile = rescale · out_tile + weights · V_tile. On the first key tile
         // out_tile holds whatever was there before, and β = 0 ignores it.
-        if j0 > 0 {
+        if !first {
             for c in 0..d {
                 for (x, &a) in
                     out[c * seq..c * seq + rows].iter_mut().zip(&*stats.rescale)
@@ -393,9 +423,49 @@ impl Problem<'_> {
             1.0,
             weights,
             v_tile,
-            if j0 == 0 { 0.0 } else { 1.0 },
+            if first { 0.0 } else { 1.0 },
             out_tile,
         );
     }
     // ANCHOR_END: flash_tile
+
+    // ANCHOR: flash_start_rows
+    /// Sets each query row's running maximum and sum before its first tile. Without a
+    /// learned sink: `-inf` and 0, nothing seen yet. With one, each row starts as if it
+    /// had seen one score, the sink logit: maximum `sink`, sum `exp(sink - sink) = 1`,
+    /// and no value added to the output. The online softmax does the rest.
+    #[inline(always)]
+    fn start_rows(&self, group: Range<usize>, s: &mut Scratch) {
+        for (t, h) in group.enumerate() {
+            let sink = self.options.sinks.as_ref().map(|s| s[h]);
+            let rows = t * QUERY_BLOCK..(t + 1) * QUERY_BLOCK;
+            s.row_max[rows.clone()].fill(sink.unwrap_or(f32::NEG_INFINITY));
+            s.row_sum[rows].fill(if sink.is_some() { 1.0 } else { 0.0 });
+        }
+    }
+    // ANCHOR_END: flash_start_rows
+
+    // ANCHOR: flash_cap_and_window
+    /// Chapter 9's options on one tile of scaled scores (`rows` query rows from `i0`,
+    /// keys from `j0`, column-major): the soft-cap on every score, computed while the
+    /// tile is in cache (a kernel that never writes scores out has to do it here), then
+    /// `-inf` for each key that has slid out of a row's window.
+    #[inline(always)]
+    fn cap_and_window(&self, tile: &mut [f32], rows: usize, i0: usize, j0: usize) {
+        let o = self.options;
+        if o.softcap.is_some() {
+            tile.iter_mut().for_each(|s| *s = o.cap(*s));
+        }
+        let Some(w) = o.window else { return };
+        let first_query = self.query_offset + i0;
+        for (j, column) in tile.chunks_exact_mut(rows).enumerate() {
+            let key = j0 + j;
+            if key >= o.sink_tokens {
+                // rows from `query = key + w` on have moved past this key
+                let gone = key.saturating_add(w).saturating_sub(first_query).min(rows);
+                column[gone..].fill(f32::NEG_INFINITY);
+            }
+        }
+    }
+    // ANCHOR_END: flash_cap_and_window
 }

@@ -6,7 +6,11 @@
 //! shapes into [`HfLlamaConfig`] and one layer into a
 //! [`GroupedQueryAttention`](crate::GroupedQueryAttention), checking every shape against
 //! the config, so that the layer's output can be compared with transformers'
-//! `LlamaAttention`.
+//! `LlamaAttention`. The same loader reads the later models of chapters 9 to 11
+//! (Mistral, Qwen3, Gemma 2 and 3, gpt-oss), whose extra keys [`variants`] reads, and
+//! DeepSeek-V2's and V3's multi-head latent attention (chapter 12), loaded into a
+//! [`MultiHeadLatentAttention`](crate::MultiHeadLatentAttention) by
+//! [`HfLlamaConfig::load_mla`].
 //!
 //! Hugging Face stores q/k weights already permuted for the split-halves RoPE layout,
 //! which is the one [`Rope::apply`](crate::Rope::apply) implements (see
@@ -15,6 +19,10 @@
 pub mod checkpoint;
 pub mod config;
 pub mod meta_layout;
+pub mod variants;
 
-pub use checkpoint::open_layer_tensors;
-pub use config::{DEFAULT_PREFIX, HfLlamaConfig, MAX_ROPE_TABLE_ENTRIES};
+pub use checkpoint::{layer_index, open_layer_tensors};
+pub use config::{
+    DEFAULT_PREFIX, HfLlamaConfig, MAX_ROPE_TABLE_ENTRIES, SUPPORTED_MODEL_TYPES,
+};
+pub use variants::{LayerKind, MlaFields, ModelFields, ModelType};

@@ -22,6 +22,7 @@ use crate::mechanisms::rope::Rope;
 use crate::mechanisms::sdpa::{HeadLayout, grouped_attention};
 use crate::support::batch::Batch;
 use crate::support::error::{AttnError, Result, check_range, shape_err};
+use crate::variants::{QkNorm, ScoreOptions, grouped_attention_with};
 
 /// Which attention kernel [`GroupedQueryAttention::forward`] runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -78,6 +79,8 @@ pub struct GroupedQueryAttention {
     rope: Option<Rope>,
     kernel: KernelChoice,
     threads: usize,
+    scores: ScoreOptions, // chapters 9-10: window, soft-cap, sinks; default: none
+    qk_norm: Option<QkNorm>, // chapter 10: Qwen3's and Gemma 3's QK-norm
 }
 // ANCHOR_END: gqa
 
@@ -125,7 +128,15 @@ impl GroupedQueryAttention {
                 heads.head_dim()
             )));
         }
-        Ok(Self { weights, heads, rope, kernel: KernelChoice::Auto, threads: 1 })
+        Ok(Self {
+            weights,
+            heads,
+            rope,
+            kernel: KernelChoice::Auto,
+            threads: 1,
+            scores: ScoreOptions::default(),
+            qk_norm: None,
+        })
     }
 
     /// Random weights like Raschka's `GroupedQueryAttention(d_in, d_out, num_heads,
@@ -171,9 +182,39 @@ impl GroupedQueryAttention {
     /// The same weights with other RoPE tables (or none): e.g. Meta's interleaved layout
     /// ([`Rope::with_layout`]), or unscaled tables to see what a scaling changes.
     pub fn with_rope(self, rope: Option<Rope>) -> Result<Self> {
-        let Self { weights, heads, kernel, threads, .. } = self;
+        let Self { weights, heads, kernel, threads, scores, qk_norm, .. } = self;
         let layer = Self::new(weights, heads.n_heads(), heads.n_kv_heads(), rope)?;
-        Ok(Self { kernel, threads, ..layer })
+        Ok(Self { kernel, threads, scores, qk_norm, ..layer })
+    }
+
+    /// The same layer with `scores` applied between its scores and its softmax (chapters
+    /// 9 and 10): a sliding window, a soft-cap, another scale, learned sinks. Checked
+    /// against the layer's heads ([`ScoreOptions::validate`]).
+    pub fn with_scores(mut self, scores: ScoreOptions) -> Result<Self> {
+        scores.validate(self.heads.n_heads())?;
+        self.scores = scores;
+        Ok(self)
+    }
+
+    /// The same layer normalizing each head of its queries and keys before RoPE
+    /// (chapter 10's QK-norm), or not (`None`). The weights must be `head_dim` long.
+    pub fn with_qk_norm(mut self, qk_norm: Option<QkNorm>) -> Result<Self> {
+        if let Some(n) = &qk_norm {
+            n.validate(self.heads.head_dim())?;
+        }
+        self.qk_norm = qk_norm;
+        Ok(self)
+    }
+
+    /// What the layer does between its scores and its softmax (default: nothing more
+    /// than Llama 3).
+    pub fn scores(&self) -> &ScoreOptions {
+        &self.scores
+    }
+
+    /// The layer's QK-norm, if it has one.
+    pub fn qk_norm(&self) -> Option<&QkNorm> {
+        self.qk_norm.as_ref()
     }
 
     /// The same layer running `kernel` (to compare kernels, or to pin one for a
@@ -241,10 +282,17 @@ impl GroupedQueryAttention {
         self.kernel
     }
 
-    /// An empty KV cache for `batch` sequences of up to `capacity` positions, shaped for
-    /// this layer.
+    /// An empty KV cache for `batch` sequences of `capacity` rows, shaped for this layer.
+    /// A sliding-window layer's cache drops the rows no later query can see (chapter 9),
+    /// so `capacity` bounds its memory however long the sequence grows; a capacity below
+    /// the window (and sink tokens) never needs to drop anything, and is a plain cache.
     pub fn new_cache(&self, batch: usize, capacity: usize) -> Result<LayerKvCache> {
-        LayerKvCache::for_heads(batch, capacity, self.heads)
+        let cache = LayerKvCache::for_heads(batch, capacity, self.heads)?;
+        let (sinks, window) = (self.scores.sink_tokens, self.scores.window);
+        match window {
+            Some(w) if w.saturating_add(sinks) <= capacity => cache.with_window(w, sinks),
+            _ => Ok(cache),
+        }
     }
 
     // ANCHOR: gqa_project
@@ -259,6 +307,9 @@ impl GroupedQueryAttention {
         let mut queries = self.weights.w_query.forward(x)?;
         let mut keys = self.weights.w_key.forward(x)?;
         let values = self.weights.w_value.forward(x)?;
+        if let Some(norm) = &self.qk_norm {
+            norm.apply(&mut queries, &mut keys, self.heads)?; // before RoPE (chapter 10)
+        }
         if let Some(rope) = &self.rope {
             // Rotate before caching and before sharing: keys are rotated once, per KV
             // head.
@@ -290,7 +341,6 @@ impl GroupedQueryAttention {
                 self.attend(&q, k.as_view(), v.as_view(), 0)
             });
         };
-        let query_offset = cache.len(); // rows cached before the first new token
         let (mut queries, mut new_keys, mut new_values) = (vec![], vec![], vec![]);
         for item in x.items() {
             let (q, k, v) = self.project(item, start_pos)?;
@@ -300,6 +350,7 @@ impl GroupedQueryAttention {
         }
         // checked before anything is written
         cache.append(start_pos, &new_keys, &new_values)?;
+        let query_offset = cache.len() - x.seq_len(); // cache rows before the first query
         let outputs = queries
             .iter()
             .enumerate()
@@ -327,18 +378,31 @@ impl GroupedQueryAttention {
         check_range(start_pos, x.seq_len(), usize::MAX)?; // every token has a position
         if let Some(cache) = cache
             && (cache.batch_size() != x.batch_size()
-                || cache.kv_dim() != self.heads.kv_dim())
+                || cache.kv_dim() != self.heads.kv_dim()
+                || cache.window().is_some_and(|w| self.window() != Some(w)))
         {
+            let slide = |w: Option<(usize, usize)>| match w {
+                Some((w, 0)) => format!(", window {w}"),
+                Some((w, sinks)) => format!(", window {w} + {sinks} sink tokens"),
+                None => String::new(),
+            };
             return Err(AttnError::CacheMismatch(format!(
-                "the cache holds {} sequences of width {}, the layer needs {} of width \
-                    {}",
+                "the cache holds {} sequences of width {}{}, the layer needs {} of width \
+                    {}{}",
                 cache.batch_size(),
                 cache.kv_dim(),
+                slide(cache.window()),
                 x.batch_size(),
-                self.heads.kv_dim()
+                self.heads.kv_dim(),
+                slide(self.window())
             )));
         }
         Ok(())
+    }
+
+    /// The window and sink tokens a cache of this layer keeps, if it slides.
+    fn window(&self) -> Option<(usize, usize)> {
+        self.scores.window.map(|w| (w, self.scores.sink_tokens))
     }
 
     /// Attention of `q` over `k`, `v` with the chosen kernel, then the output projection.
@@ -350,14 +414,19 @@ impl GroupedQueryAttention {
         query_offset: usize,
     ) -> Result<DMatrix<f32>> {
         let x = AttentionInputs { q, k, v, heads: self.heads, query_offset };
+        let plain = self.scores.is_plain(); // Llama 3's scores: every kernel has them
         let context = match self.kernel.resolve(q.nrows(), k.nrows()) {
-            KernelChoice::Flash => {
-                FlashAttention::with_threads(self.threads)?.forward(x)?
-            }
-            KernelChoice::Decode => {
+            KernelChoice::Decode if plain => {
                 DecodeAttention::with_threads(self.threads)?.forward(x)?
             }
-            _ => grouped_attention(q, k, v, self.heads, query_offset)?,
+            // the flash kernel applies the options per tile (chapter 9); it also serves
+            // decode for layers that have them
+            KernelChoice::Flash | KernelChoice::Decode => {
+                let flash = FlashAttention::with_threads(self.threads)?;
+                flash.with_scores(self.scores.clone()).forward(x)?
+            }
+            _ if plain => grouped_attention(q, k, v, self.heads, query_offset)?,
+            _ => grouped_attention_with(q, k, v, self.heads, query_offset, &self.scores)?,
         };
         // (seq, n_heads·head_dim) -> (seq, d_out)
         self.weights.out_proj.forward(&context)

@@ -1,6 +1,8 @@
 //! The KV cache: keys and values of past tokens, kept so each new token costs one row,
 //! not a recompute.
 
+mod sliding; // chapter 9: the cache of a sliding-window layer
+
 use nalgebra::{DMatrix, DMatrixView};
 
 use crate::mechanisms::sdpa::HeadLayout;
@@ -27,6 +29,10 @@ pub struct LayerKvCache {
     kv_dim: usize,
     /// The absolute position of row 0, fixed by the first append.
     first_pos: usize,
+    /// Chapter 9: a sliding window (its width, and how many first rows stay) lets the
+    /// cache drop rows no later query sees; `dropped` counts them.
+    window: Option<(usize, usize)>,
+    dropped: usize,
 }
 // ANCHOR_END: layer_kv_cache
 
@@ -62,7 +68,16 @@ impl LayerKvCache {
             keys.push(try_zero_matrix(&what, capacity, kv_dim)?);
             values.push(try_zero_matrix(&what, capacity, kv_dim)?);
         }
-        Ok(Self { keys, values, len: 0, capacity, kv_dim, first_pos: 0 })
+        Ok(Self {
+            keys,
+            values,
+            len: 0,
+            capacity,
+            kv_dim,
+            first_pos: 0,
+            window: None,
+            dropped: 0,
+        })
     }
 
     /// A cache shaped for `heads`' keys and values.
@@ -101,10 +116,11 @@ impl LayerKvCache {
         self.first_pos
     }
 
-    /// The absolute position the next token must have: `first_pos() + len()`.
+    /// The absolute position the next token must have: `first_pos() + len()`, plus the
+    /// rows a sliding-window cache has dropped.
     pub fn next_pos(&self) -> usize {
-        // both bounded: first_pos + capacity was checked at the first append
-        self.first_pos + self.len
+        // bounded: first_pos + dropped + len was checked by the last append
+        self.first_pos + self.dropped + self.len
     }
 
     // ANCHOR: kv_cache_append
@@ -126,13 +142,12 @@ impl LayerKvCache {
             let next_pos = self.next_pos();
             return Err(AttnError::CachePosition { start_pos, next_pos });
         }
-        if n_new > self.capacity - self.len {
-            let (capacity, len) = (self.capacity, self.len);
-            return Err(AttnError::CacheFull { capacity, len, adding: n_new });
-        }
         // every position the cache will hold must exist: no overflow past usize::MAX
         let first_pos = if self.is_empty() { start_pos } else { self.first_pos };
-        check_range(first_pos, self.len + n_new, usize::MAX)?;
+        check_range(first_pos, self.dropped + self.len + n_new, usize::MAX)?;
+        if n_new > self.capacity - self.len {
+            self.drop_unseen_rows(n_new)?; // a sliding window's cache (chapter 9)
+        }
         for b in 0..self.keys.len() {
             self.keys[b].rows_mut(self.len, n_new).copy_from(&keys[b]);
             self.values[b].rows_mut(self.len, n_new).copy_from(&values[b]);
@@ -199,5 +214,6 @@ impl LayerKvCache {
     pub fn reset(&mut self) {
         self.len = 0;
         self.first_pos = 0;
+        self.dropped = 0;
     }
 }

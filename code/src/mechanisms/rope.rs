@@ -17,6 +17,11 @@
 //! agreement with the references (Meta's and Hugging Face's code), which is what lets the
 //! tests use f32 tolerances; Meta's training code is not public, and llama.cpp, which
 //! forms its angles by repeated multiplication, runs the same models well.
+//!
+//! **Scaling.** Models with a context longer than the one they were pre-trained with slow
+//! their slow pairs down: [`Llama3Scaling`] (Llama 3.1 / 3.2) and [`YarnScaling`] (gpt-oss,
+//! DeepSeek-V3), both the "NTK-by-parts" recipe of the YaRN paper; YaRN also scales the
+//! tables by an attention factor. [`Rope::with_scaling`] builds tables with either.
 
 use nalgebra::DMatrix;
 
@@ -117,6 +122,276 @@ impl Llama3Scaling {
     // ANCHOR_END: llama3_scaling
 }
 
+/// YaRN frequency scaling ("rope_type": "yarn" in a Hugging Face config): the RoPE scaling
+/// of gpt-oss and DeepSeek-V3 (Peng et al., 2023, "YaRN: Efficient Context Window
+/// Extension of Large Language Models").
+///
+/// **Same idea as [`Llama3Scaling`].** Both are "NTK-by-parts": pairs that turn many
+/// times within the original context keep their frequency (extrapolation), pairs that turn
+/// less than about once are slowed by `factor` (interpolation), and a linear ramp blends
+/// the band in between. They differ in how the band is drawn:
+///
+/// - Llama 3 measures each pair by its **wavelength** `λ_i = 2π/θ_i` against `original /
+///   low_freq_factor` and `original / high_freq_factor`, and its blend is linear in the
+///   rotation count `original / λ_i`.
+/// - YaRN counts **rotations over the original context**, `r_i = original · θ_i / 2π`:
+///   pairs with `r_i > beta_fast` (32) are kept, pairs with `r_i < beta_slow` (1) slowed.
+///   It turns the two counts into two pair indices, the *correction range* (see
+///   [`YarnScaling::correction_range`]), and its blend is linear in the **pair index** `i`
+///   between them.
+///
+/// **Plus a temperature.** YaRN also sharpens attention as the context grows: it multiplies
+/// the cos and sin tables by an *attention factor* (`0.1 · ln(factor) + 1` by default, see
+/// [`YarnScaling::attention_factor`]). Both the query and the key are rotated with these
+/// tables, so every RoPE score `q·k` is multiplied by the factor squared: the paper's
+/// `1/t` with `√(1/t) = 0.1 · ln(s) + 1`. Llama 3 has no such factor.
+///
+/// The numbers follow transformers 5.24's `_compute_yarn_parameters` step for step (its
+/// f32 tensor operations in f32, its Python-float arithmetic in f64); see
+/// [`YarnScaling::inv_freq`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct YarnScaling {
+    /// How much the slow pairs are slowed down (32 in gpt-oss, 40 in DeepSeek-V3). Also the
+    /// `s` of the default attention factor. (transformers, when a config has no `factor`,
+    /// uses `max_position_embeddings / original_max_position_embeddings`.)
+    pub factor: f32,
+    /// The context the model was pre-trained with (4096 in gpt-oss and DeepSeek-V3): the
+    /// length over which rotations are counted.
+    pub original_max_position_embeddings: usize,
+    /// Pairs turning more than `beta_fast` times over the original context keep their
+    /// frequency (32 by default). transformers reads an absent or `0` value as 32.
+    pub beta_fast: f32,
+    /// Pairs turning fewer than `beta_slow` times are slowed by `factor` (1 by default).
+    /// transformers reads an absent or `0` value as 1.
+    pub beta_slow: f32,
+    /// Whether the correction range is widened to whole pairs (`floor` of the lower end,
+    /// `ceil` of the upper). transformers' default is `true` (DeepSeek-V3, which does not
+    /// set it); gpt-oss sets `false`.
+    pub truncate: bool,
+    /// DeepSeek's `mscale`: with `mscale_all_dim`, the attention factor becomes
+    /// `yarn_get_mscale(factor, mscale) / yarn_get_mscale(factor, mscale_all_dim)`. `None`
+    /// and `Some(0.0)` both mean unset (transformers tests the value's truth).
+    pub mscale: Option<f32>,
+    /// DeepSeek's `mscale_all_dim` (see `mscale`). DeepSeek-V3 sets both to 1, so its
+    /// tables get the factor 1 and the temperature goes into the softmax scale instead
+    /// (see [`yarn_get_mscale`]).
+    pub mscale_all_dim: Option<f32>,
+    /// An explicit attention factor, used as given instead of the one computed from
+    /// `factor` and the `mscale` pair.
+    pub attention_factor: Option<f32>,
+}
+
+/// YaRN's attention-temperature formula, `0.1 · mscale · ln(scale) + 1`, and `1` when
+/// `scale <= 1` (no scaling, no temperature).
+///
+/// transformers calls it `get_mscale` inside `_compute_yarn_parameters` and
+/// `yarn_get_mscale` in DeepSeek-V3's model file, where it also sets the softmax scale:
+/// `qk_head_dim^-0.5 · m · m` with `m = yarn_get_mscale(factor, mscale_all_dim)` when
+/// `mscale_all_dim` is set. It computes in f64 because Python does (its floats are
+/// doubles); torch rounds the result to f32 where it multiplies an f32 tensor by it, so
+/// round a product of these at the end (`(scale * m * m) as f32`), not each factor.
+pub fn yarn_get_mscale(scale: f64, mscale: f64) -> f64 {
+    if scale <= 1.0 {
+        return 1.0;
+    }
+    0.1 * mscale * scale.ln() + 1.0
+}
+
+/// A RoPE frequency scaling: which recipe stretches a model's context (see [`Rope::with_scaling`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RopeScaling {
+    /// Llama 3.1 / 3.2's `"rope_type": "llama3"` (chapter 7).
+    Llama3(Llama3Scaling),
+    /// YaRN, `"rope_type": "yarn"` (gpt-oss, DeepSeek-V3).
+    Yarn(YarnScaling),
+}
+
+impl From<Llama3Scaling> for RopeScaling {
+    fn from(s: Llama3Scaling) -> Self {
+        Self::Llama3(s)
+    }
+}
+
+impl From<YarnScaling> for RopeScaling {
+    fn from(s: YarnScaling) -> Self {
+        Self::Yarn(s)
+    }
+}
+
+impl YarnScaling {
+    /// gpt-oss's values (`GptOssConfig`'s default, and its checkpoints' config.json):
+    /// factor 32, beta 32 / 1, truncate false, original context 4096. (Its `rope_theta`,
+    /// 150 000, is the `base` of [`Rope::with_scaling`].)
+    pub const GPT_OSS: Self = Self {
+        factor: 32.0,
+        original_max_position_embeddings: 4096,
+        beta_fast: 32.0,
+        beta_slow: 1.0,
+        truncate: false,
+        mscale: None,
+        mscale_all_dim: None,
+        attention_factor: None,
+    };
+    /// DeepSeek-V3's values (its config.json): factor 40, mscale = mscale_all_dim = 1,
+    /// beta 32 / 1, original context 4096, truncate absent (so true). (`rope_theta` 10 000;
+    /// the rotated part of each head is `qk_rope_head_dim` = 64 wide.)
+    pub const DEEPSEEK_V3: Self = Self {
+        factor: 40.0,
+        original_max_position_embeddings: 4096,
+        beta_fast: 32.0,
+        beta_slow: 1.0,
+        truncate: true,
+        mscale: Some(1.0),
+        mscale_all_dim: Some(1.0),
+        attention_factor: None,
+    };
+
+    /// Checks the parameters; an error names the field (`rope_scaling.factor must be
+    /// ...`).
+    ///
+    /// Refused: a `factor` below 1 or not finite (transformers warns and goes on);
+    /// `original_max_position_embeddings` 0 and `beta_fast`, `beta_slow` not finite or
+    /// `<= 0` (transformers fails inside `math.log`; it reads 0 as the default, which this
+    /// struct cannot tell from a value, so give the default yourself); `beta_fast <
+    /// beta_slow` (transformers' rule, for which it only warns: the ramp would run
+    /// backwards); `mscale` or `mscale_all_dim` negative or not finite; an explicit
+    /// `attention_factor` `<= 0` or not finite (0 would zero every rotated dimension); and
+    /// any combination whose attention factor is not a finite f32 > 0. Equal betas are
+    /// accepted, as in transformers: the ramp becomes a step.
+    pub fn validate(&self) -> Result<()> {
+        self.check("rope_scaling")
+    }
+
+    /// [`YarnScaling::validate`] with the fields named under `scope` (a config's key for
+    /// them).
+    pub(crate) fn check(&self, scope: &str) -> Result<()> {
+        let bad = |field: &str, rule: &str, got: String| {
+            Err(AttnError::Config(format!("{scope}.{field} must be {rule}, got {got}")))
+        };
+        if !(self.factor.is_finite() && self.factor >= 1.0) {
+            return bad("factor", "a finite number >= 1", self.factor.to_string());
+        }
+        if self.original_max_position_embeddings == 0 {
+            return bad("original_max_position_embeddings", "at least 1", "0".into());
+        }
+        if !(self.beta_slow.is_finite() && self.beta_slow > 0.0) {
+            return bad("beta_slow", "a finite number > 0", self.beta_slow.to_string());
+        }
+        if !self.beta_fast.is_finite() {
+            return bad("beta_fast", "a finite number", self.beta_fast.to_string());
+        }
+        if self.beta_fast < self.beta_slow {
+            let rule = format!("at least beta_slow = {}", self.beta_slow);
+            return bad("beta_fast", &rule, self.beta_fast.to_string());
+        }
+        for (field, value) in
+            [("mscale", self.mscale), ("mscale_all_dim", self.mscale_all_dim)]
+        {
+            if let Some(m) = value.filter(|m| !(m.is_finite() && *m >= 0.0)) {
+                return bad(field, "a finite number >= 0", m.to_string());
+            }
+        }
+        if let Some(a) = self.attention_factor.filter(|a| !(a.is_finite() && *a > 0.0)) {
+            return bad("attention_factor", "a finite number > 0", a.to_string());
+        }
+        let a = self.attention_factor();
+        if !(a.is_finite() && a > 0.0) {
+            let rule = "such that the attention factor is a finite f32 > 0";
+            return bad("mscale", rule, format!("attention factor {a}"));
+        }
+        Ok(())
+    }
+
+    // ANCHOR: yarn_attention_factor
+    /// The factor transformers multiplies the cos and sin tables by (its
+    /// `attention_scaling`): the explicit `attention_factor` if set; else
+    /// `yarn_get_mscale(factor, mscale) / yarn_get_mscale(factor, mscale_all_dim)`
+    /// if both are set and nonzero; else
+    /// `yarn_get_mscale(factor, 1) = 0.1 · ln(factor) + 1`. Computed in f64 like
+    /// Python, rounded once to f32 as torch does at `cos * factor`.
+    pub fn attention_factor(&self) -> f32 {
+        if let Some(a) = self.attention_factor {
+            return a;
+        }
+        let s = self.factor as f64;
+        let factor = match (self.mscale, self.mscale_all_dim) {
+            // Python's `if mscale and mscale_all_dim`: 0 counts as unset
+            (Some(m), Some(m_all)) if m != 0.0 && m_all != 0.0 => {
+                yarn_get_mscale(s, m as f64) / yarn_get_mscale(s, m_all as f64)
+            }
+            _ => yarn_get_mscale(s, 1.0),
+        };
+        factor as f32
+    }
+    // ANCHOR_END: yarn_attention_factor
+
+    // ANCHOR: yarn_correction_range
+    /// The correction range `(low, high)` for a head of width `head_dim` and frequency
+    /// base `base`: pairs `i <= low` keep their frequency, pairs `i >= high` are divided
+    /// by `factor`, and the ramp blends those in between.
+    ///
+    /// Pair `i` turns `r_i = original · base^(-2i/head_dim) / 2π` times over the
+    /// original context; solving `r_i = β` for `i` gives
+    /// `head_dim · ln(original / (β · 2π)) / (2 · ln base)`. `low` is that index for
+    /// `β = beta_fast`, `high` for `beta_slow`; with `truncate` they are floored /
+    /// ceiled; then clamped, `low` to `>= 0` and `high` to `<= head_dim − 1`. In f64,
+    /// like transformers' `find_correction_range` (Python floats). (When the two ends
+    /// come out equal, [`YarnScaling::inv_freq`] adds 0.001 to `high`.)
+    pub fn correction_range(&self, head_dim: usize, base: f32) -> Result<(f64, f64)> {
+        self.validate()?;
+        check_rope_params(head_dim, base)?;
+        let (d, original) =
+            (head_dim as f64, self.original_max_position_embeddings as f64);
+        let base = base as f64;
+        // the same operations in the same order as transformers' `find_correction_dim`
+        let dim_for = |rotations: f64| {
+            (d * (original / (rotations * 2.0 * std::f64::consts::PI)).ln())
+                / (2.0 * base.ln())
+        };
+        let (mut low, mut high) =
+            (dim_for(self.beta_fast as f64), dim_for(self.beta_slow as f64));
+        if self.truncate {
+            (low, high) = (low.floor(), high.ceil());
+        }
+        Ok((low.max(0.0), high.min(d - 1.0)))
+    }
+    // ANCHOR_END: yarn_correction_range
+
+    // ANCHOR: yarn_inv_freq
+    /// The YaRN inverse frequencies for a head of width `head_dim` (even) and frequency
+    /// base `base` (`rope_theta`), one per pair: `θ_i / factor` (interpolated) and `θ_i`
+    /// (extrapolated) blended by a linear ramp over the pair index `i` between the ends
+    /// of [`YarnScaling::correction_range`].
+    ///
+    /// transformers 5.24's steps, in the same precision: its tensors are f32, so the
+    /// powers, quotients, ramp and blend are f32 operations; the correction range is
+    /// Python floats, f64. It blends with the *extrapolation mask* `1 − ramp` (1 keeps
+    /// `θ_i`), as `interpolation · (1 − mask) + extrapolation · mask`: with f32
+    /// rounding, `1 − (1 − ramp)` is not always `ramp`, so the mask is kept as it is
+    /// written there.
+    pub fn inv_freq(&self, head_dim: usize, base: f32) -> Result<Vec<f32>> {
+        let (low, mut high) = self.correction_range(head_dim, base)?;
+        if low == high {
+            high += 0.001; // transformers' "prevent singularity"
+        }
+        // `arange(...) - low` rounds `low` to f32; `high - low` is a Python
+        // subtraction, in f64
+        let (low, span) = (low as f32, (high - low) as f32);
+        Ok(rope_powers(head_dim, base)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, power)| {
+                let extrapolation = 1.0 / power; // θ_i, as in `rope_inv_freq`
+                let interpolation = 1.0 / (self.factor * power); // θ_i / factor
+                let ramp = ((i as f32 - low) / span).clamp(0.0, 1.0);
+                let mask = 1.0 - ramp; // 1: keep θ_i, 0: divide it by `factor`
+                interpolation * (1.0 - mask) + extrapolation * mask
+            })
+            .collect())
+    }
+    // ANCHOR_END: yarn_inv_freq
+}
+
 // ANCHOR: rope_inv_freq
 /// The RoPE inverse frequencies `θ_i = base^(-2i/head_dim)` for `i in 0..head_dim/2`, in
 /// f32 like PyTorch.
@@ -154,6 +429,24 @@ fn check_rope_params(head_dim: usize, base: f32) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The powers `base^(2i/head_dim)` whose reciprocals [`rope_inv_freq`] returns, by the same
+/// steps (an f32 exponent, the f64 power rounded once to f32): YaRN needs them before the
+/// division, for `1 / (factor · power)`.
+///
+/// PyTorch's own f32 power (`theta ** exponent`, SLEEF's on x86 CPUs) is accurate to 1
+/// ulp, not always correctly rounded: for gpt-oss's base 150 000 and head_dim 64 it differs
+/// from this one at pairs 6 and 10 (`scripts/gen_yarn_fixtures.py` records where).
+fn rope_powers(head_dim: usize, base: f32) -> Result<Vec<f32>> {
+    check_rope_params(head_dim, base)?;
+    crate::support::error::checked_len("RoPE powers", &[head_dim / 2])?;
+    Ok((0..head_dim / 2)
+        .map(|i| {
+            let exponent = (2 * i) as f32 / head_dim as f32;
+            (base as f64).powf(exponent as f64) as f32
+        })
+        .collect())
 }
 
 /// Which dimensions of a head RoPE rotates together (chapter 7).
@@ -313,6 +606,71 @@ impl Rope {
         }
     }
     // ANCHOR_END: rope_apply_interleaved
+}
+
+impl Rope {
+    // ANCHOR: rope_with_scaling
+    /// Tables like [`Rope::new`]'s, with any [`RopeScaling`] (or none): Llama 3's builds
+    /// exactly what `Rope::new(head_dim, max_positions, base, Some(s))` does; YaRN's uses
+    /// [`YarnScaling::inv_freq`] and multiplies every cos and sin by
+    /// [`YarnScaling::attention_factor`], as transformers does (`cos = emb.cos() *
+    /// attention_scaling`). `head_dim` is the width RoPE rotates: DeepSeek-V3's
+    /// `qk_rope_head_dim`, not its whole query head.
+    pub fn with_scaling(
+        head_dim: usize,
+        max_positions: usize,
+        base: f32,
+        scaling: Option<RopeScaling>,
+    ) -> Result<Self> {
+        match scaling {
+            None => Self::new(head_dim, max_positions, base, None),
+            Some(RopeScaling::Llama3(s)) => {
+                Self::new(head_dim, max_positions, base, Some(s))
+            }
+            Some(RopeScaling::Yarn(y)) => {
+                nonzero("max_positions", max_positions)?;
+                let inv_freq = y.inv_freq(head_dim, base)?; // validates `y` and the head
+                Self::scaled_tables(
+                    head_dim,
+                    max_positions,
+                    inv_freq,
+                    y.attention_factor(),
+                )
+            }
+        }
+    }
+    // ANCHOR_END: rope_with_scaling
+
+    /// The tables of `inv_freq` (one per pair) for positions `0 .. max_positions`, each
+    /// entry multiplied by `attention_factor`: the f32 product `cos(pos · θ_i) · factor`,
+    /// as transformers forms `emb.cos() * self.attention_scaling`.
+    fn scaled_tables(
+        head_dim: usize,
+        max_positions: usize,
+        inv_freq: Vec<f32>,
+        attention_factor: f32,
+    ) -> Result<Self> {
+        let half = head_dim / 2;
+        // (max_positions, head_dim/2) each, the size checked before anything is allocated
+        let (mut cos, mut sin) = zero_tables(max_positions, half)?;
+        for pos in 0..max_positions {
+            for (i, &f) in inv_freq.iter().enumerate() {
+                let angle = pos as f32 * f; // the f32 product, as in `Rope::new`
+                cos[pos * half + i] = angle.cos() * attention_factor;
+                sin[pos * half + i] = angle.sin() * attention_factor;
+            }
+        }
+        let layout = RopeLayout::SplitHalves;
+        Ok(Self { head_dim, max_positions, layout, inv_freq, cos, sin })
+    }
+
+    /// The factor the tables were multiplied by: YaRN's attention factor, 1 for unscaled and
+    /// Llama 3 tables. Read back from the table itself: position 0 turns by angle 0 and
+    /// `cos 0 = 1` exactly, so entry `(0, 0)` of the cos table is `1 · factor`, exactly the
+    /// factor.
+    pub fn attention_factor(&self) -> f32 {
+        self.cos[0]
+    }
 }
 
 /// Zeroed cos and sin tables of `(max_positions, half)` entries each. Their joint size is

@@ -16,6 +16,7 @@ use crate::support::batch::Batch;
 use crate::support::error::{AttnError, Result};
 use crate::support::init::splitmix_matrix;
 use crate::support::io::{Tensor, TensorFile};
+use crate::variants::MultiHeadLatentAttention;
 
 /// The folder holding the fixtures (an absolute path fixed at compile time, so examples
 /// run from any working directory, as skeptic and `mdbook test` run them).
@@ -179,5 +180,84 @@ impl Fixture {
             path: format!("{}/{}.json", FIXTURE_DIR, self.name),
             message: format!("key `{key}` is not a boolean"),
         })
+    }
+}
+
+/// A tiny Hugging Face checkpoint with its input and transformers' outputs, as
+/// `scripts/gen_variant_fixtures.py` (folder `variants/NAME/`) and
+/// `scripts/gen_hf_fixtures.py` (`hf/NAME/`) write them: `config.json`,
+/// `model.safetensors`, `input.safetensors` (`hidden_states`), `expected.safetensors`,
+/// `meta.json` (the layer's `prefix`, `start_pos`, and `decode_from` where decoding was
+/// checked).
+#[derive(Clone, Debug)]
+pub struct HfFixture {
+    /// The folder, e.g. `.../fixtures/variants/gemma2_sliding`.
+    pub dir: PathBuf,
+    /// `config.json`, read by the crate's loader.
+    pub config: crate::hf::HfLlamaConfig,
+    /// The layer's tensor name prefix, e.g. `model.layers.1.self_attn.`.
+    pub prefix: String,
+    /// The position of the first input token.
+    pub start_pos: usize,
+    /// Tokens run as one prefill before decoding one at a time (`decode_output`), or 0.
+    pub decode_from: usize,
+}
+
+impl HfFixture {
+    /// Loads the case at `FIXTURE_DIR/path`, e.g. `"variants/mistral_window"`.
+    pub fn load(path: &str) -> Result<Self> {
+        let dir = PathBuf::from(FIXTURE_DIR).join(path);
+        let config = crate::hf::HfLlamaConfig::from_file(dir.join("config.json"))?;
+        let meta_path = dir.join("meta.json");
+        let text = std::fs::read_to_string(&meta_path)
+            .map_err(|e| AttnError::io(meta_path.display(), e))?;
+        let bad = |message: String| AttnError::Format {
+            path: meta_path.display().to_string(),
+            message,
+        };
+        let meta: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+        let count = |key: &str| -> Result<usize> {
+            match meta.get(key) {
+                None => Ok(0),
+                Some(v) => v
+                    .as_u64()
+                    .and_then(|n| usize::try_from(n).ok())
+                    .ok_or_else(|| bad(format!("`{key}` is not a count"))),
+            }
+        };
+        let prefix = meta["prefix"]
+            .as_str()
+            .ok_or_else(|| bad("missing `prefix`".into()))?
+            .to_string();
+        let (start_pos, decode_from) = (count("start_pos")?, count("decode_from")?);
+        Ok(Self { dir, config, prefix, start_pos, decode_from })
+    }
+
+    /// The attention layer, loaded by the crate's loader from `model.safetensors`. A
+    /// DeepSeek case (multi-head latent attention) is an error: see [`Self::mla_layer`].
+    pub fn layer(&self) -> Result<GroupedQueryAttention> {
+        let file = self.dir.join("model.safetensors");
+        let weights = crate::hf::open_layer_tensors(file, &self.prefix)?;
+        self.config.load_attention(&weights, &self.prefix)
+    }
+
+    /// The multi-head latent attention layer of a DeepSeek case (`variants/deepseek_v3_*`,
+    /// chapter 12), loaded by [`HfLlamaConfig::load_mla`](crate::HfLlamaConfig::load_mla)
+    /// from `model.safetensors`. Any other case is an error: see [`Self::layer`].
+    pub fn mla_layer(&self) -> Result<MultiHeadLatentAttention> {
+        let file = self.dir.join("model.safetensors");
+        let weights = crate::hf::open_layer_tensors(file, &self.prefix)?;
+        self.config.load_mla(&weights, &self.prefix)
+    }
+
+    /// The layer's input, `hidden_states` `(batch, seq, hidden_size)`.
+    pub fn input(&self) -> Result<Batch> {
+        TensorFile::open(self.dir.join("input.safetensors"))?.batch("hidden_states")
+    }
+
+    /// An output transformers computed, e.g. `attn_output` or `decode_output`.
+    pub fn expected(&self, name: &str) -> Result<Batch> {
+        TensorFile::open(self.dir.join("expected.safetensors"))?.batch(name)
     }
 }
