@@ -940,9 +940,18 @@ def make_case(out_dir, case):
           f"keys per decode step {decode_keys}")
 
 
+def write_real_configs(config_dir):
+    """configs/deepseek_v3.json: DeepSeek-V3 (671B)'s config as transformers serializes it from the hub sizes
+    (DEEPSEEK_V3_REAL), for the memory table of chapter 12 and the test that MlaShape::DEEPSEEK_V3 is that config."""
+    config_dir.mkdir(parents=True, exist_ok=True)
+    config = DeepseekV3Config(**copy.deepcopy(DEEPSEEK_V3_REAL))
+    (config_dir / "deepseek_v3.json").write_text(config.to_json_string(use_diff=False))
+
+
 def main(out_dir):
     for case in CASES:
         make_case(out_dir, dict(case))
+    write_real_configs(out_dir.parent / "configs")
 
 
 if __name__ == "__main__":

@@ -1,17 +1,20 @@
-//! Chapter 12: KV-cache size per token for DeepSeek-V3's attention shape, stored as MHA,
-//! GQA, MQA or MLA, and for Llama 3 70B.
+//! Chapter 12: KV-cache size per token for DeepSeek-V3's attention, read from its config,
+//! stored as MHA, GQA, MQA or MLA, and for Llama 3 70B.
 extern crate attention;
+extern crate serde_json;
 // ANCHOR: example
-use attention::MlaShape;
+use attention::{FIXTURE_DIR, HfLlamaConfig};
 
-fn main() {
-    let s = MlaShape::DEEPSEEK_V3; // 128 heads; q/k heads 128 + 64, values 128
+fn main() -> Result<(), attention::AttnError> {
+    let path = format!("{FIXTURE_DIR}/configs/deepseek_v3.json"); // DeepSeek-V3's config
+    let s = HfLlamaConfig::from_file(&path)?.mla_shape()?; // 128 heads of 128 + 64, v 128
+    let layers = num_hidden_layers(&path); // 61
     let per_head = s.qk_head_dim() + s.v_head_dim; // a key and a value: 320 numbers
     let rows = [
-        ("MHA, 128 KV heads", s.n_heads * per_head, 61),
-        ("GQA, 8 KV heads", 8 * per_head, 61),
-        ("MQA, 1 KV head", per_head, 61),
-        ("MLA: latent 512 + RoPE key 64", s.cache_width(), 61),
+        ("MHA, 128 KV heads", s.n_heads * per_head, layers),
+        ("GQA, 8 KV heads", 8 * per_head, layers),
+        ("MQA, 1 KV head", per_head, layers),
+        ("MLA: latent 512 + RoPE key 64", s.cache_width(), layers),
         // Llama 3 70B (published config): 80 layers, 8 KV heads of 128
         ("Llama 3 70B: GQA, 8 KV heads", 2 * 8 * 128, 80),
     ];
@@ -23,5 +26,14 @@ fn main() {
         let kib = bytes as f64 / 1024.0;
         println!("{name:30} {numbers:19} {kib:11.1} {gib:13.2}");
     }
+    Ok(())
 }
 // ANCHOR_END: example
+
+/// `num_hidden_layers` from the config file (the attention loader reads one layer and
+/// does not need it).
+fn num_hidden_layers(path: &str) -> usize {
+    let text = std::fs::read_to_string(path).unwrap();
+    let config: serde_json::Value = serde_json::from_str(&text).unwrap();
+    config["num_hidden_layers"].as_u64().unwrap() as usize
+}

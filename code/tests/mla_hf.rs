@@ -388,3 +388,17 @@ fn checkpoint_tensors_are_checked_against_the_config() {
     let e = fx.config.load_mla(&rewrite("no_norm", &name, vec![]), &p).unwrap_err();
     assert!(e.to_string().contains(&format!("missing tensor `{name}`")), "{e}");
 }
+
+/// `MlaShape::DEEPSEEK_V3` (chapter 12's memory table) is DeepSeek-V3's config as
+/// transformers serializes it (`fixtures/configs/deepseek_v3.json`, written by
+/// `scripts/gen_variant_fixtures.py`), read by the crate's loader; so is its softmax
+/// scale, `192^-1/2 · (0.1 · ln 40 + 1)²`.
+#[test]
+fn the_deepseek_v3_preset_is_its_real_config() {
+    let path = format!("{}/configs/deepseek_v3.json", attention::FIXTURE_DIR);
+    let cfg = attention::HfLlamaConfig::from_file(path).unwrap();
+    assert_eq!(cfg.mla_shape().unwrap(), MlaShape::DEEPSEEK_V3);
+    let g = yarn_get_mscale(40.0, 1.0);
+    let want = (192f64.powf(-0.5) * g * g) as f32;
+    assert_eq!(cfg.mla_scale().unwrap(), want);
+}
