@@ -5,7 +5,10 @@ Sliding windows (Mistral, Qwen3, Gemma 2/3, gpt-oss), logit soft-capping (Gemma 
 (gpt-oss), per-layer-kind RoPE bases (Gemma 3), YaRN (gpt-oss, DeepSeek-V3) and DeepSeek-V3's and V2's multi-head
 latent attention (MLA: low-rank query, compressed key/value latent, one shared RoPE key, interleaved RoPE, softmax
 scale with YaRN's mscale). Each grouped-query model type also has a bf16 case (`*_bf16`) and Mistral, Qwen3 and
-Gemma 3 a case at long positions (`*_long`, from 30000, 40000 and 100000). For every case NAME this writes a
+Gemma 3 a case at long positions (`*_long`, from 30000, 40000 and 100000). Last, RoPE scaling beyond gpt-oss's and
+DeepSeek's: Gemma 3 4B-27B's linear scaling of its full layers (`gemma3_full_linear`, and `gemma3_sliding_linear`, a
+sliding layer of the same config, which must stay unscaled), and a YaRN added to Qwen3 (as Qwen documents it) and to
+Mistral (`qwen3_yarn`, `mistral_yarn`), all from position 20000 or 40000. For every case NAME this writes a
 folder code/tests/fixtures/variants/NAME/ (or --out DIR/NAME/) laid out like a tiny Hugging Face checkpoint:
 
   config.json              written by the model's own config class (`save_pretrained`); it loads back with
@@ -164,6 +167,20 @@ DEEPSEEK_V2 = {"hidden_size": 12, "num_attention_heads": 3, "q_lora_rank": 9, "k
                "first_k_dense_replace": 1, "n_routed_experts": 4, "num_experts_per_tok": 2,
                "moe_intermediate_size": 8, "rms_norm_eps": 1e-5, "attention_bias": False,
                "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0}, **FILLER}
+# Gemma 3 4B / 12B / 27B's RoPE as their config.json (text_config) writes it: rope_theta 1e6 for the full layers,
+# scaled by rope_scaling (linear, factor 8), and rope_local_base_freq 1e4 for the sliding layers, which
+# Gemma3TextConfig never scales. max_position_embeddings 131072 as those models'.
+GEMMA3_HUB_LINEAR_ROPE = {"rope_theta": 1000000.0, "rope_local_base_freq": 10000.0,
+                          "rope_scaling": {"factor": 8.0, "rope_type": "linear"}}
+GEMMA3_LINEAR = {"hidden_size": 20, "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 8,
+                 "num_hidden_layers": 6, "sliding_window": 3, "query_pre_attn_scalar": 12,
+                 **GEMMA3_HUB_LINEAR_ROPE, **FILLER, "max_position_embeddings": 131072}
+# YaRN as Qwen's documentation adds it to Qwen3's config.json for contexts past 32768 (rope_scaling, rope_type
+# yarn, factor 4, original 32768), with max_position_embeddings 131072 = 4 * 32768 so that the class's check of the
+# factor agrees; rope_theta 1e6 as Qwen3's. Tiny models need not shrink it: the correction range depends on
+# head_dim, the base and the original context only (for head_dim 8: pairs 1..3 of 4).
+QWEN3_DOC_YARN = {"rope_theta": 1000000.0, "max_position_embeddings": 131072,
+                  "rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}}
 # The bf16 and long-position cases are smaller than the first ones, to keep the fixtures small: 2 or 3 sequences
 # of 5 to 7 tokens, windows of 3 (seq > 2 * window, as the window cases need).
 GEMMA3_SMALL_ROPE = {"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
@@ -342,6 +359,41 @@ CASES = [
               "as complex numbers (freqs_cis), always on interleaved pairs (2i, 2i+1) kept in place, no biases, "
               "scale 14^-0.5, positions 3..9.",
          config=DEEPSEEK_V2),
+    # RoPE scaling beyond gpt-oss's and DeepSeek's YaRN, at positions past the original context.
+    dict(name="gemma3_full_linear", model="gemma3_text", layer_idx=5, seed=224, batch=2, seq=7, start_pos=20000,
+         decode_from=2, input_scale=2.0, norms="gemma3", rope_check="linear",
+         what="Gemma3 text attention, layer 5 (full by the default pattern 6), RoPE written as Gemma 3 4B/12B/27B's "
+              "config.json writes it (rope_theta 1e6, rope_scaling linear factor 8, rope_local_base_freq 1e4): "
+              "inv_freq = 1e6^(-2i/8) / 8, at positions 20000..20006; q/k norm x̂·(1+w) with w = 0.3·randn, scale "
+              "query_pre_attn_scalar^-0.5 = 12^-0.5 (head_dim 8), 4 heads of 8 (4 * 8 != hidden 20), 1 KV head.",
+         config=GEMMA3_LINEAR),
+    dict(name="gemma3_sliding_linear", model="gemma3_text", layer_idx=0, seed=225, batch=2, seq=7, start_pos=20000,
+         decode_from=2, input_scale=2.0, norms="gemma3", rope_check="linear",
+         what="Gemma3 text attention, layer 0 (sliding, window 3) of gemma3_full_linear's config: its RoPE is "
+              "rope_local_base_freq 1e4 unscaled (rope_scaling reaches the full layers only), positions "
+              "20000..20006; otherwise as gemma3_full_linear.",
+         config=GEMMA3_LINEAR),
+    dict(name="qwen3_yarn", model="qwen3", layer_idx=0, seed=226, batch=2, seq=6, start_pos=40000,
+         decode_from=2, input_scale=1.0, norms="qwen3", rope_check="yarn",
+         what="Qwen3Attention with YaRN as Qwen documents it (rope_scaling rope_type yarn, factor 4, "
+              "original_max_position_embeddings 32768; max_position_embeddings 131072, rope_theta 1e6) at "
+              "positions 40000..40005 (> 32768): truncate true, beta 32 / 1, attention factor 0.1·ln 4 + 1; "
+              "q/k norm x̂·w with w = 1 + 0.3·randn, full attention, 3 heads of 8 (3 * 8 != hidden 18), 1 KV head, "
+              "no biases.",
+         config={"hidden_size": 18, "num_attention_heads": 3, "num_key_value_heads": 1, "head_dim": 8,
+                 "num_hidden_layers": 1, **FILLER, **QWEN3_DOC_YARN}),
+    dict(name="mistral_yarn", model="mistral", layer_idx=0, seed=227, batch=2, seq=7, start_pos=40000,
+         decode_from=2, input_scale=1.0, rope_check="yarn",
+         what="MistralAttention with sliding_window 3 on every layer and a YaRN RoPE in rope_parameters (rope_type "
+              "yarn, rope_theta 1e6, factor 4, original_max_position_embeddings 32768, beta_fast 32, beta_slow 1; "
+              "max_position_embeddings 131072) at positions 40000..40006: 4 heads of 6 (4 * 6 != hidden 22), 1 KV "
+              "head.",
+         config={"hidden_size": 22, "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 6,
+                 "num_hidden_layers": 1, "sliding_window": 3,
+                 "rope_parameters": {"rope_type": "yarn", "rope_theta": 1000000.0, "factor": 4.0,
+                                     "original_max_position_embeddings": 32768, "beta_fast": 32.0,
+                                     "beta_slow": 1.0},
+                 **FILLER, "max_position_embeddings": 131072}),
 ]
 
 
@@ -464,6 +516,65 @@ def yarn_inv_freq(rope, dim):
     ramp = ((torch.arange(dim // 2, dtype=torch.float64) - low) / (high - low)).clamp(0, 1)
     inv = 1.0 / base ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim)
     return inv / factor * ramp + inv * (1 - ramp), (low, high)
+
+
+def default_inv_freq(base, dim):
+    """RoPE's unscaled inverse frequencies base^(-2i/dim), in f32, by the steps of transformers' rotary classes."""
+    return 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+
+
+def linear_facts(config, rotary, layer_kind, run, attn_output):
+    """Gemma 3's linear scaling: the full layers' inv_freq is the default one divided by the factor (bit for bit),
+    the sliding layers' the default one at the local base, unscaled. The other choice for this case's layer (the
+    full layer unscaled, or the sliding layer scaled too) changes its output: the fixture tells them apart."""
+    full, sliding = config.rope_parameters["full_attention"], config.rope_parameters["sliding_attention"]
+    dim, factor = config.head_dim, full["factor"]
+    assert full["rope_type"] == "linear" and sliding["rope_type"] == "default"
+    full_inv, sliding_inv = rotary.full_attention_inv_freq, rotary.sliding_attention_inv_freq
+    assert torch.equal(full_inv, default_inv_freq(full["rope_theta"], dim) / factor)
+    assert torch.equal(sliding_inv, default_inv_freq(sliding["rope_theta"], dim))
+    assert rotary.full_attention_attention_scaling == rotary.sliding_attention_attention_scaling == 1.0
+    facts = {"rope_read_from": "hub form (rope_theta, rope_local_base_freq, rope_scaling {rope_type linear, factor "
+                               "8}): Gemma3TextConfig merges rope_scaling into rope_parameters['full_attention'] "
+                               "only; config.json is written nested",
+             "linear_inv_freq": f"full layers: 1 / {full['rope_theta']}^(2i/{dim}) in f32, then one f32 division by "
+                                f"{factor}; sliding layers: 1 / {sliding['rope_theta']}^(2i/{dim}), unscaled; "
+                                "attention factor 1 for both"}
+    buffer = getattr(rotary, f"{layer_kind}_inv_freq")
+    saved = buffer.clone()
+    if layer_kind == "full_attention":
+        buffer.copy_(default_inv_freq(full["rope_theta"], dim))
+        what = "linear_scaling_off_effect_max_abs_diff"
+    else:
+        buffer.copy_(sliding_inv / factor)
+        what = "sliding_layer_scaled_too_effect_max_abs_diff"
+    facts[what] = max_diff(run(), attn_output)
+    buffer.copy_(saved)
+    assert facts[what] > BITE_MIN
+    return facts
+
+
+def yarn_facts(config, rotary, run, attn_output):
+    """YaRN on a grouped-query model (Qwen3, Mistral): the rotary class's inv_freq against a float64 recomputation,
+    its correction range, its attention factor 0.1·ln(factor) + 1 (no mscale keys); switching YaRN off (default
+    frequencies, factor 1) changes the output."""
+    rope, dim = config.rope_parameters, config.head_dim
+    assert rope["rope_type"] == "yarn" and "mscale" not in rope and "attention_factor" not in rope
+    inv_freq, (low, high) = yarn_inv_freq(rope, dim)
+    rel = (rotary.inv_freq.double() - inv_freq) / inv_freq
+    facts = {"yarn_correction_range": [low, high], "yarn_inv_freq_vs_f64_max_rel_diff": rel.abs().max().item(),
+             "yarn_truncate": rope.get("truncate", True)}
+    assert facts["yarn_inv_freq_vs_f64_max_rel_diff"] < 1e-6
+    assert rotary.attention_scaling == yarn_mscale(rope["factor"], 1)
+    facts["yarn_attention_factor"] = "0.1·ln(factor) + 1: cos and sin are multiplied by it"
+    saved = rotary.inv_freq.clone(), rotary.attention_scaling
+    rotary.inv_freq.copy_(default_inv_freq(rope["rope_theta"], dim))
+    rotary.attention_scaling = 1.0
+    facts["yarn_off_effect_max_abs_diff"] = max_diff(run(), attn_output)
+    rotary.inv_freq.copy_(saved[0])
+    rotary.attention_scaling = saved[1]
+    assert facts["yarn_off_effect_max_abs_diff"] > BITE_MIN
+    return facts
 
 
 def rope_tables(rope):
@@ -883,6 +994,11 @@ def make_case(out_dir, case):
         inv_freq, attention_factor, rope = rotary.inv_freq, rotary.attention_scaling, config.rope_parameters
     if start >= LONG_POS:
         facts["long_positions"] = long_position_facts(cos[0], sin[0], inv_freq, attention_factor, start, seq)
+    run = lambda: rerun(model, probe, hidden_states, start, decode_from)
+    if case.get("rope_check") == "linear":
+        facts.update(linear_facts(config, rotary, layer_kind, run, attn_output))
+    if case.get("rope_check") == "yarn":
+        facts.update(yarn_facts(config, rotary, run, attn_output))
 
     mla = extra = None
     if case["model"] in MLA_MODELS:

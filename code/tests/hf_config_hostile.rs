@@ -4,11 +4,12 @@
 //! in, the parser returns a config that passes validation or an error, and never panics.
 
 use attention::hf::{LayerKind, MlaFields, ModelFields, ModelType};
+use attention::mechanisms::rope::LinearScaling;
 use attention::support::io::save_tensors;
 use attention::variants::RmsNormStyle;
 use attention::{
     AttnError, HfLlamaConfig, MlaShape, Preset, RopeLayout, Tensor, TensorFile,
-    YarnScaling, yarn_get_mscale,
+    YarnScaling, rope_inv_freq, yarn_get_mscale,
 };
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -523,6 +524,7 @@ fn leaf() -> impl Strategy<Value = Value> {
             Just("llama3"),
             Just("default"),
             Just("yarn"),
+            Just("linear"),
             Just("mistral"),
             Just("qwen3"),
             Just("gemma2"),
@@ -853,8 +855,33 @@ fn unsupported_settings_are_refused() {
         ),
         (
             "qwen3",
-            json!({"rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}}),
-            "rope_scaling.rope_type `yarn` is not supported for model_type `qwen3` (only `default`)",
+            json!({"rope_scaling": {"rope_type": "dynamic", "factor": 4.0}}),
+            "rope_scaling.rope_type `dynamic` is not supported for model_type `qwen3` (only `default` and `yarn`)",
+        ),
+        (
+            "qwen3",
+            json!({"rope_scaling": {"rope_type": "linear", "factor": 4.0}}),
+            "rope_scaling.rope_type `linear` is not supported for model_type `qwen3` (only `default` and `yarn`)",
+        ),
+        (
+            "mistral",
+            json!({"rope_parameters": {"rope_type": "longrope", "factor": 4.0}}),
+            "rope_parameters.rope_type `longrope` is not supported for model_type `mistral` (only `default` and `yarn`)",
+        ),
+        (
+            "mistral",
+            json!({"head_dim": 0, "rope_parameters": {"rope_type": "yarn", "factor": 4.0}}),
+            "key `head_dim` = 0 with a `yarn` RoPE: transformers' YaRN sizes its tables by head_dim itself",
+        ),
+        (
+            "qwen3",
+            json!({"rope_scaling": {"rope_type": "yarn", "factor": 0.5}}),
+            "rope_scaling.factor must be a finite number >= 1, got 0.5",
+        ),
+        (
+            "gemma2",
+            json!({"rope_parameters": {"rope_type": "linear", "factor": 8.0}}),
+            "rope_parameters.rope_type `linear` is not supported for model_type `gemma2` (only `default`)",
         ),
         (
             "mistral",
@@ -868,8 +895,44 @@ fn unsupported_settings_are_refused() {
         ),
         (
             "gemma3_text",
-            json!({"rope_scaling": {"rope_type": "linear", "factor": 8.0}}),
-            "rope_scaling.rope_type `linear` is not supported for model_type `gemma3_text` (only `default`)",
+            json!({"rope_scaling": {"rope_type": "yarn", "factor": 8.0}}),
+            "rope_scaling.rope_type `yarn` is not supported for model_type `gemma3_text` (only `default` and `linear`)",
+        ),
+        (
+            "gemma3_text",
+            json!({"rope_parameters": {"full_attention": {"rope_type": "dynamic", "factor": 2.0}}}),
+            "rope_parameters.full_attention.rope_type `dynamic` is not supported for model_type `gemma3_text` (only `default` and `linear`)",
+        ),
+        (
+            "gemma3_text",
+            json!({"rope_parameters": {"sliding_attention": {"rope_type": "linear", "factor": 8.0}}}),
+            "rope_parameters.sliding_attention.rope_type `linear` is not supported for model_type `gemma3_text` (only `default`)",
+        ),
+        (
+            "gemma3_text",
+            json!({"rope_scaling": {"rope_type": "linear"}}),
+            "missing key `rope_scaling.factor`",
+        ),
+        (
+            "gemma3_text",
+            json!({"rope_scaling": {"rope_type": "linear", "factor": null}}),
+            "key `rope_scaling.factor` is null: give the factor (Gemma 3: 8.0)",
+        ),
+        (
+            "gemma3_text",
+            json!({"rope_scaling": {"rope_type": "linear", "factor": 0.5}}),
+            "invalid config: rope_scaling.factor must be a finite number >= 1, got 0.5",
+        ),
+        (
+            "gemma3_text",
+            json!({"rope_parameters": {"full_attention": {"rope_type": "linear", "factor": "8"}}}),
+            "key `rope_parameters.full_attention.factor` must be a number within f32's range, got \"8\"",
+        ),
+        (
+            "gemma3_text",
+            json!({"rope_parameters": {"sliding_attention": {"rope_type": "default"}},
+                   "rope_scaling": {"rope_type": "linear", "factor": 8.0}}),
+            "key `rope_parameters.full_attention` is absent or null, but `rope_scaling` is given, which Gemma3TextConfig merges into it (transformers fails)",
         ),
         (
             "gemma3_text",
@@ -989,6 +1052,131 @@ fn rope_objects_are_chosen_as_transformers_chooses_them() {
     )
     .unwrap();
     assert_eq!((c.rope_theta, c.model.sliding_rope_theta), (2e6, Some(1e4)));
+}
+
+/// The RoPE scalings read beyond Llama's, gpt-oss's and DeepSeek's: Gemma 3's linear
+/// scaling of its full layers (the hub form and the nested one), never of its sliding
+/// layers; a YaRN added to Qwen3 (as Qwen documents it) or Mistral, with transformers'
+/// defaults, on every layer. An older `type` does not override the `rope_type` that
+/// `Gemma3TextConfig` sets first: those layers run unscaled, as in transformers, with a
+/// warning. Llama still refuses both.
+#[test]
+fn linear_for_gemma3_full_layers_and_yarn_for_qwen3_and_mistral() {
+    use LayerKind::{Full, Sliding};
+    // google/gemma-3-4b-it's text_config: rope_theta, rope_local_base_freq, rope_scaling
+    let hub = json!({"rope_theta": 1e6, "rope_local_base_freq": 1e4,
+                     "rope_scaling": {"factor": 8.0, "rope_type": "linear"}});
+    let c = model("gemma3_text", hub.clone()).unwrap();
+    assert_eq!(c.model.linear, Some(LinearScaling::GEMMA_3));
+    assert_eq!((c.model.yarn, c.rope_scaling), (None, None));
+    assert_eq!((c.rope_theta, c.model.sliding_rope_theta), (1e6, Some(1e4)));
+    assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+    let (full, sliding) = (c.rope_for(Full, 8).unwrap(), c.rope_for(Sliding, 8).unwrap());
+    let unscaled = |base| rope_inv_freq(c.head_dim, base).unwrap();
+    let eighth: Vec<f32> = unscaled(1e6).iter().map(|f| f / 8.0).collect();
+    assert_eq!(full.inv_freq(), &eighth[..]);
+    assert_eq!(sliding.inv_freq(), &unscaled(1e4)[..], "sliding layers are never scaled");
+    assert_eq!((full.attention_factor(), sliding.attention_factor()), (1.0, 1.0));
+    let e = c.attention_config().unwrap_err().to_string();
+    assert!(e.contains("AttentionConfig has no linear RoPE scaling"), "{e}");
+    // the nested form transformers 5 writes reads the same
+    let nested = json!({"rope_parameters": {
+        "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1e6},
+        "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}}});
+    assert_eq!(model("gemma3_text", nested).unwrap(), c);
+    // in a multimodal `gemma3` config, errors name the key under text_config
+    let mut text = json!({"hidden_size": 4096, "num_attention_heads": 32,
+                          "max_position_embeddings": 4096});
+    text.as_object_mut().unwrap().extend(hub.as_object().unwrap().clone());
+    let wrapped = json!({"model_type": "gemma3", "text_config": text.clone()});
+    assert_eq!(parse(&wrapped.to_string()).unwrap(), c);
+    text["rope_scaling"]["factor"] = json!(0.25);
+    let wrapped = json!({"model_type": "gemma3", "text_config": text});
+    let e = message(parse(&wrapped.to_string()));
+    assert!(
+        e.ends_with(
+            "text_config.rope_scaling.factor must be a finite number >= 1, got 0.25"
+        ),
+        "{e}"
+    );
+    // `rope_parameters["full_attention"].update(rope_scaling)`: the older key wins
+    let c = model(
+        "gemma3_text",
+        json!({"rope_parameters": {"full_attention": {"rope_type": "default"}},
+               "rope_scaling": {"rope_type": "linear", "factor": 2.0}}),
+    )
+    .unwrap();
+    assert_eq!(c.model.linear, Some(LinearScaling { factor: 2.0 }));
+    // an older `type` over the class's own {"rope_type": "default"} counts for nothing
+    let c =
+        model("gemma3_text", json!({"rope_scaling": {"type": "linear", "factor": 8.0}}))
+            .unwrap();
+    assert_eq!(c.model.linear, None);
+    assert!(
+        c.warnings()[0].contains("`rope_scaling.type` `linear` is ignored"),
+        "{:?}",
+        c.warnings()
+    );
+    assert!(c.warnings()[0].contains("rope_type `default`, as in transformers"));
+    // ... but it is the type of a nested object that has no `rope_type`
+    let c = model(
+        "gemma3_text",
+        json!({"rope_parameters": {"full_attention": {"type": "linear", "factor": 8.0}}}),
+    )
+    .unwrap();
+    assert_eq!(c.model.linear, Some(LinearScaling::GEMMA_3));
+    assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+
+    // Qwen's documented YaRN for Qwen3 past 32768 tokens, added to its config.json
+    let c = model(
+        "qwen3",
+        json!({"rope_theta": 1e6, "max_position_embeddings": 131072,
+               "rope_scaling": {"rope_type": "yarn", "factor": 4.0,
+                                "original_max_position_embeddings": 32768}}),
+    )
+    .unwrap();
+    let qwen = YarnScaling {
+        factor: 4.0,
+        original_max_position_embeddings: 32768,
+        beta_fast: 32.0,
+        beta_slow: 1.0,
+        truncate: true,
+        mscale: None,
+        mscale_all_dim: None,
+        attention_factor: None,
+    };
+    assert_eq!((c.model.yarn, c.model.linear), (Some(qwen), None));
+    assert_eq!(c.rope(8).unwrap().attention_factor(), yarn_get_mscale(4.0, 1.0) as f32);
+    assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+    // Mistral: every layer slides and rotates with YaRN; no original context given is
+    // max_position_embeddings; a null head_dim is hidden_size / num_attention_heads
+    let c = model(
+        "mistral",
+        json!({"head_dim": null, "rope_parameters": {"rope_type": "yarn", "factor": 8.0}}),
+    )
+    .unwrap();
+    let y = c.model.yarn.unwrap();
+    assert_eq!(
+        (y.factor, y.original_max_position_embeddings, c.head_dim),
+        (8.0, 4096, 128)
+    );
+    let sliding = c.rope_for(Sliding, 8).unwrap();
+    assert_eq!(sliding.inv_freq(), &y.inv_freq(128, 10_000.0).unwrap()[..]);
+    assert_eq!(sliding.attention_factor(), y.attention_factor());
+
+    // Llama reads neither (chapter 7)
+    for t in ["linear", "yarn"] {
+        let e = message(model(
+            "llama",
+            json!({"rope_scaling": {"rope_type": t, "factor": 4.0}}),
+        ));
+        assert!(
+            e.ends_with(&format!(
+                "rope_scaling.rope_type `{t}` is not supported (only `default` and `llama3`)"
+            )),
+            "{e}"
+        );
+    }
 }
 
 /// What a class reads but ignores runs as transformers runs it, and says so.

@@ -823,8 +823,9 @@ fn variant_cases() -> (Vec<String>, Vec<String>) {
         assert!(m.is_some(), "{n}: model_type `{t}` is not one the binary runs");
         m.is_some_and(|m| !m.uses_mla())
     });
-    // ten f32, five bf16 (one per model type), three at long positions
-    assert_eq!(gqa.len(), 18, "grouped-query cases: {gqa:?}");
+    // ten f32, five bf16 (one per model type), three at long positions, four with RoPE
+    // scaling (Gemma 3's linear on a full and a sliding layer, YaRN on Qwen3 and Mistral)
+    assert_eq!(gqa.len(), 22, "grouped-query cases: {gqa:?}");
     // DeepSeek-V3's four and DeepSeek-V2's one
     assert_eq!(mla.len(), 5, "latent attention cases: {mla:?}");
     (gqa, mla)
@@ -1017,7 +1018,8 @@ fn bad_deepseek_configs_exit_with_1() {
 }
 
 /// A `model_type` the crate does not compute (an unknown name), and a setting it does
-/// not (Gemma 3 4B's linear RoPE scaling): exit 1, one line naming it, nothing written.
+/// not (linear RoPE scaling on Gemma 3's sliding layers, where its checkpoints have none;
+/// a `dynamic` one): exit 1, one line naming it, nothing written.
 #[test]
 fn unsupported_model_types_exit_with_1() {
     let dir = scratch("model_types");
@@ -1034,8 +1036,20 @@ fn unsupported_model_types_exit_with_1() {
         ),
         (
             "linear.json",
-            ("rope_scaling", serde_json::json!({"rope_type": "linear", "factor": 8.0})),
-            "rope_scaling.rope_type `linear` is not supported for model_type `gemma3_text`",
+            (
+                "rope_parameters",
+                serde_json::json!({
+                    "full_attention": {"rope_type": "linear", "factor": 8.0},
+                    "sliding_attention": {"rope_type": "linear", "factor": 8.0}}),
+            ),
+            "rope_parameters.sliding_attention.rope_type `linear` is not supported for \
+             model_type `gemma3_text` (only `default`)",
+        ),
+        (
+            "dynamic.json",
+            ("rope_scaling", serde_json::json!({"rope_type": "dynamic", "factor": 8.0})),
+            "rope_scaling.rope_type `dynamic` is not supported for model_type \
+             `gemma3_text` (only `default` and `linear`)",
         ),
     ] {
         let mut cfg = base.clone();

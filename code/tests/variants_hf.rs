@@ -1,6 +1,6 @@
 //! One attention layer of each model after Llama 3 (Mistral, Qwen3, Gemma 2, Gemma 3,
-//! gpt-oss), loaded from its config.json and safetensors by the crate's Hugging Face
-//! loader, against transformers 5.24 (`scripts/gen_variant_fixtures.py`, fixtures in
+//! gpt-oss; with YaRN, and Gemma 3's linear RoPE scaling), loaded from its config.json
+//! and safetensors by the crate's Hugging Face loader, against transformers 5.24 (`scripts/gen_variant_fixtures.py`, fixtures in
 //! `tests/fixtures/variants/<case>/`, versions in each meta.json). DeepSeek's cases,
 //! multi-head latent attention, are `mla_hf.rs`'s; here, only their refusal.
 //!
@@ -41,11 +41,13 @@ const TABLE_ATOL: f32 = 2.5e-7;
 
 /// The grouped-query cases, of those `scripts/gen_variant_fixtures.py` writes: the first
 /// ten (f32), one bf16 case per model type (`*_bf16`, weights stored as bf16, two of them
-/// with a bf16 input too) and three at long positions (`mistral_long` from 30000,
-/// `qwen3_long` from 40000, `gemma3_full_long` from 100000). Its DeepSeek-V2 and V3 cases
-/// are multi-head latent attention, another layer, which `HfLlamaConfig::load_mla` loads
-/// (`mla_hf.rs`): `load_attention` must refuse them.
-const N_CASES: usize = 18;
+/// with a bf16 input too), three at long positions (`mistral_long` from 30000,
+/// `qwen3_long` from 40000, `gemma3_full_long` from 100000) and four with RoPE scaling
+/// (`gemma3_full_linear` and `gemma3_sliding_linear` from 20000, `qwen3_yarn` and
+/// `mistral_yarn` from 40000). Its DeepSeek-V2 and V3 cases are multi-head latent
+/// attention, another layer, which `HfLlamaConfig::load_mla` loads (`mla_hf.rs`):
+/// `load_attention` must refuse them.
+const N_CASES: usize = 22;
 
 /// The DeepSeek-V2 and V3 cases (multi-head latent attention).
 const N_MLA_CASES: usize = 5;
@@ -213,7 +215,8 @@ fn every_case_matches_transformers() {
 /// The loader reads what transformers' config class parsed (meta.json's `hf_parsed`,
 /// `layer_kind`, `window`, `softcap`, `scaling`), and builds the RoPE tables the model
 /// handed this layer (`inv_freq`, `cos`, `sin`): Gemma 3's sliding layers with their own
-/// base, gpt-oss with YaRN and its attention factor.
+/// base and never scaled, its full layers with their linear scaling, gpt-oss, Qwen3 and
+/// Mistral with YaRN and its attention factor.
 #[test]
 fn the_loader_reads_what_transformers_parsed() {
     for name in case_names() {
@@ -302,6 +305,95 @@ fn a_gemma3_config_reads_its_text_config() {
             .unwrap_err();
         assert!(e.to_string().contains("`text_config`"), "{e}");
     }
+}
+
+/// A case's config.json as JSON.
+fn config_json(name: &str) -> Value {
+    let path = variants_dir().join(name).join("config.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Gemma 3's linear scaling (`gemma3_full_linear`, factor 8 at base 1e6, head_dim 8),
+/// against the frequencies and tables transformers built for the layer:
+///
+/// ```text
+/// inv_freq = 1.0 / (1e6 ** (torch.arange(0, 8, 2, dtype=torch.int64).float() / 8))
+/// inv_freq /= 8.0                       # _compute_linear_scaling_rope_parameters
+/// cos = (position_ids.float() * inv_freq).cos()     # Gemma3RotaryEmbedding, factor 1
+/// ```
+///
+/// The frequencies match bit for bit: the same f32 power as the unscaled RoPE, then one
+/// f32 division. The tables within [`TABLE_ATOL`], at positions 20000 onwards. The
+/// sliding layer of the same config (`gemma3_sliding_linear`) rotates with the local base
+/// 1e4, unscaled.
+#[test]
+fn linear_scaling_matches_transformers_bit_for_bit() {
+    let full = Case::load("gemma3_full_linear").unwrap();
+    let scaling = full.cfg.model.linear.expect("a linear RoPE");
+    assert_eq!(scaling, attention::mechanisms::rope::LinearScaling::GEMMA_3);
+    let want = full.expected.tensor("inv_freq").unwrap();
+    let head_dim = full.cfg.head_dim;
+    assert_eq!(scaling.inv_freq(head_dim, 1e6).unwrap(), want.data, "inv_freq");
+    let unscaled = rope_inv_freq(head_dim, 1e6).unwrap();
+    let divided: Vec<f32> = unscaled.iter().map(|f| f / 8.0).collect();
+    assert_eq!(divided, want.data, "θ_i / 8, one f32 division");
+    assert_ne!(unscaled, want.data);
+
+    let (seq, start) = (full.x.seq_len(), full.start_pos);
+    let rope = Rope::with_linear_scaling(head_dim, start + seq, 1e6, scaling).unwrap();
+    assert_eq!(rope.attention_factor(), 1.0);
+    let cos = full.expected.tensor("cos").unwrap();
+    let sin = full.expected.tensor("sin").unwrap();
+    let half = head_dim / 2;
+    let mut worst = 0f32;
+    for t in 0..seq {
+        for i in 0..half {
+            let (c, s) = rope.cos_sin(start + t, i).unwrap();
+            for col in [i, i + half] {
+                worst = worst.max((c - cos.data[t * head_dim + col]).abs());
+                worst = worst.max((s - sin.data[t * head_dim + col]).abs());
+            }
+        }
+    }
+    assert!(worst <= TABLE_ATOL, "linear RoPE tables differ by {worst:e}");
+
+    let sliding = Case::load("gemma3_sliding_linear").unwrap();
+    assert_eq!(sliding.cfg, full.cfg, "one config, two layers");
+    let want = sliding.expected.tensor("inv_freq").unwrap();
+    assert_eq!(rope_inv_freq(head_dim, 1e4).unwrap(), want.data, "sliding: unscaled");
+    let rope = sliding.layer.rope().unwrap();
+    assert_eq!(rope.inv_freq(), &want.data[..]);
+}
+
+/// The forms a hub config.json writes its RoPE in read the same as the nested
+/// `rope_parameters` transformers 5.24 saves: Gemma 3 4B's `rope_theta`,
+/// `rope_local_base_freq` and `rope_scaling` (linear, factor 8, full layers only), and
+/// Qwen's documented `rope_scaling` YaRN beside a top-level `rope_theta`.
+#[test]
+fn hub_forms_of_the_scaled_ropes_read_as_the_nested_ones() {
+    let case = Case::load("gemma3_full_linear").unwrap();
+    let mut hub = config_json("gemma3_full_linear");
+    let m = hub.as_object_mut().unwrap();
+    m.remove("rope_parameters");
+    m.insert("rope_theta".into(), Value::from(1e6));
+    m.insert("rope_local_base_freq".into(), Value::from(1e4));
+    let linear = serde_json::json!({"factor": 8.0, "rope_type": "linear"});
+    m.insert("rope_scaling".into(), linear);
+    let cfg = HfLlamaConfig::from_json_str(&hub.to_string(), "gemma3-4b.json").unwrap();
+    assert_eq!(cfg, case.cfg);
+    assert!(cfg.warnings().is_empty(), "{:?}", cfg.warnings());
+
+    let case = Case::load("qwen3_yarn").unwrap();
+    let mut hub = config_json("qwen3_yarn");
+    let m = hub.as_object_mut().unwrap();
+    let mut rope = m.remove("rope_parameters").unwrap();
+    let theta = rope.as_object_mut().unwrap().remove("rope_theta").unwrap();
+    m.insert("rope_theta".into(), theta);
+    m.insert("rope_scaling".into(), rope);
+    let cfg = HfLlamaConfig::from_json_str(&hub.to_string(), "qwen3.json").unwrap();
+    assert_eq!(cfg, case.cfg);
+    let yarn = cfg.model.yarn.expect("YaRN");
+    assert_eq!((yarn.factor, yarn.original_max_position_embeddings), (4.0, 32768));
 }
 
 /// A fresh scratch folder for one test.

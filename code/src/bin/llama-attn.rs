@@ -48,12 +48,14 @@ only (no earlier context).
 
 Model types (config.json's model_type): llama (also when absent), mistral, qwen3, gemma2,
 gemma3_text, gemma3 (its text_config), gpt_oss, deepseek_v2, deepseek_v3, each read as transformers
-5.24 reads it: RoPE (llama3 scaling for llama, YaRN for gpt_oss and deepseek), grouped-query
+5.24 reads it: RoPE (llama3 scaling for llama, YaRN for gpt_oss, deepseek, qwen3 and mistral,
+linear on Gemma 3's full layers), grouped-query
 attention, sliding windows, Gemma's scale and soft-cap, QK-norm, learned sinks; DeepSeek's
 multi-head latent attention (its latent cache, interleaved RoPE pairs, YaRN's softmax scale). Where
 layers differ (layer_types), the layer's kind is read at the index in the prefix
-(model.layers.L.). Another model_type, or a setting the crate does not compute (a linear or dynamic
-RoPE, bidirectional attention, ...), is an error, never run as something else.
+(model.layers.L.). Another model_type, or a setting the crate does not compute (a dynamic or
+longrope RoPE, a scaling the model type does not use, bidirectional attention, ...), is an error,
+never run as something else.
 
 Options:
   --config PATH       the model's config.json

@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use super::variants::{LayerKind, MlaFields, ModelFields, ModelType, RawModel};
 use crate::mechanisms::config::{AttentionConfig, FieldNames};
 use crate::mechanisms::rope::{
-    Llama3Scaling, Rope, RopeScaling, YarnScaling, yarn_get_mscale,
+    LinearScaling, Llama3Scaling, Rope, RopeScaling, YarnScaling, yarn_get_mscale,
 };
 use crate::support::error::{AttnError, Result, divisible, nonzero};
 use crate::support::io::read_small_file;
@@ -335,6 +335,8 @@ struct Ropes {
     theta: f32,
     llama3: Option<Llama3Scaling>,
     yarn: Option<YarnScaling>,
+    /// Gemma 3's full layers' linear scaling (its sliding layers are never scaled).
+    linear: Option<LinearScaling>,
     sliding_theta: Option<f32>,
     /// The object the scaling came from, for the validator's messages.
     scope: &'static str,
@@ -387,14 +389,34 @@ impl RopeReader<'_> {
         let rope = rope.unwrap_or_default();
         self.check_partial(&rope)?;
         let (type_key, rope_type) = rope_type(&rope);
-        let mut ropes =
-            Ropes { theta, llama3: None, yarn: None, sliding_theta: None, scope };
+        let mut ropes = Ropes {
+            theta,
+            llama3: None,
+            yarn: None,
+            linear: None,
+            sliding_theta: None,
+            scope,
+        };
         match (self.model, rope_type) {
             (_, "default") => {}
             (ModelType::Llama, "llama3") => {
                 ropes.llama3 = Some(self.llama3(&rope, scope)?)
             }
             (ModelType::GptOss, "yarn") => ropes.yarn = Some(self.yarn(&rope, scope)?),
+            (ModelType::Qwen3 | ModelType::Mistral, "yarn") => {
+                // `_compute_yarn_parameters` sizes its tables by `config.head_dim` as it
+                // is; MistralAttention reads a 0 as `hidden_size / num_attention_heads`
+                if matches!(self.top.head_dim, Some(Some(Count(0)))) {
+                    let key = self.prefix.key("head_dim");
+                    return Err(self.bad(format!(
+                        "key `{key}` = 0 with a `yarn` RoPE: transformers' YaRN sizes \
+                         its tables by head_dim itself (0 pairs), which {} cannot \
+                         apply: give the head width",
+                        self.model.attention_class()
+                    )));
+                }
+                ropes.yarn = Some(self.yarn(&rope, scope)?)
+            }
             (ModelType::DeepseekV2 | ModelType::DeepseekV3, "yarn") => {
                 // `yarn_apply_mscale` reads `rope_parameters["factor"]` itself: a null
                 // one fails there (`None <= 1`) when `mscale_all_dim` is set
@@ -413,21 +435,35 @@ impl RopeReader<'_> {
                     "{scope}.{type_key} `{other}` is not supported (only `default` and `llama3`)"
                 )));
             }
-            (m, other) => return Err(self.unsupported(scope, type_key, other, m)),
+            (m, other) => {
+                let yarn = matches!(m, ModelType::Qwen3 | ModelType::Mistral)
+                    || m == ModelType::GptOss
+                    || m.uses_mla();
+                let only = if yarn { "`default` and `yarn`" } else { "`default`" };
+                return Err(self.unsupported(scope, type_key, other, only));
+            }
         }
         Ok(ropes)
     }
 
-    /// Gemma 3's RoPE, nested per layer kind: `rope_parameters.full_attention` (base
-    /// `rope_theta`, default 1 000 000, and an older `rope_scaling` merged in) and
-    /// `rope_parameters.sliding_attention` (base `rope_local_base_freq`, default 10 000),
-    /// as `Gemma3TextConfig.convert_rope_params_to_dict` builds them.
+    /// Gemma 3's RoPE, nested per layer kind, as `Gemma3TextConfig`'s
+    /// `convert_rope_params_to_dict` builds it: `rope_parameters.full_attention` (base
+    /// `rope_theta`, default 1 000 000) with the older `rope_scaling` merged into it, and
+    /// `rope_parameters.sliding_attention` (base `rope_local_base_freq`, default 10 000).
+    ///
+    /// The full layers may be `linear` (Gemma 3 4B, 12B and 27B: factor 8), the sliding
+    /// layers only `default`: an older config's `rope_scaling` never reaches them. Where
+    /// config.json has no `rope_parameters`, the class starts from `{"rope_type":
+    /// "default"}` for each kind and merges `rope_scaling` into that: an older `"type"`
+    /// there does not override the `rope_type` already set, and those layers run
+    /// unscaled (as in transformers, with a warning here).
     fn nested(&self, warnings: &mut Vec<String>) -> Result<Ropes> {
         let (full_key, sliding_key) = ("full_attention", "sliding_attention");
         let params = self.prefix.key("rope_parameters");
+        // `None`: absent or null, the class's default of one `default` object per kind
         let nested = match &self.top.rope_parameters {
-            None => Map::new(),
-            Some(Value::Object(m)) => m.clone(),
+            None => None,
+            Some(Value::Object(m)) => Some(m.clone()),
             Some(v) => {
                 return Err(self.bad(format!(
                     "key `{params}` must be a JSON object, got {}",
@@ -435,20 +471,22 @@ impl RopeReader<'_> {
                 )));
             }
         };
-        if let Some(k) = nested.keys().find(|k| *k != full_key && *k != sliding_key) {
+        let mut keys = nested.iter().flat_map(Map::keys);
+        if let Some(k) = keys.find(|k| *k != full_key && *k != sliding_key) {
             // a flat `rope_theta` here would be silently ignored by transformers
             return Err(self.bad(format!(
                 "key `{params}.{k}`: Gemma 3's rope_parameters are nested per layer kind \
                  (`{full_key}`, `{sliding_key}`), nothing else"
             )));
         }
-        let kind = |k: &str| match nested.get(k) {
-            None | Some(Value::Null) => Value::Object(Map::new()),
-            Some(v) => v.clone(),
-        };
+        let given =
+            |k: &str| nested.as_ref().and_then(|m| m.get(k)).filter(|v| !v.is_null());
+        let kind =
+            |k: &str| given(k).cloned().unwrap_or_else(|| Value::Object(Map::new()));
         let (mut full, mut full_scope) = (kind(full_key), format!("{params}.{full_key}"));
         // `rope_parameters["full_attention"].update(rope_scaling)`
         if let Some(scaling) = self.top.rope_scaling.as_ref().filter(|v| !v.is_null()) {
+            let into = full_scope;
             full_scope = self.prefix.key("rope_scaling");
             let Some(extra) = scaling.as_object() else {
                 return Err(self.bad(format!(
@@ -456,31 +494,51 @@ impl RopeReader<'_> {
                     shown(scaling)
                 )));
             };
+            if nested.is_some() && given(full_key).is_none() {
+                return Err(self.bad(format!(
+                    "key `{into}` is absent or null, but `{full_scope}` is given, which \
+                     Gemma3TextConfig merges into it (transformers fails): give both or \
+                     neither"
+                )));
+            }
             if let Value::Object(m) = &mut full {
                 m.extend(extra.clone());
             }
         }
-        let sliding_scope = format!("{params}.{sliding_key}");
-        let mut theta = |v: Value, scope: &str, top, top_key: &str, default| {
-            let (rope, warning) = read_rope(v, scope, self.source)?;
-            warnings.extend(warning);
-            self.check_partial(&rope)?;
-            let (type_key, rope_type) = rope_type(&rope);
-            if rope_type != "default" {
-                return Err(self.unsupported(scope, type_key, rope_type, self.model));
+        // the class's `{"rope_type": "default"}`, under what was merged into it
+        let class_default = nested.is_none();
+        let full_rope = self.kind_rope(full, &full_scope, class_default, warnings)?;
+        let linear = match rope_type(&full_rope) {
+            (_, "default") => None,
+            (_, "linear") => Some(self.linear(&full_rope, &full_scope)?),
+            (type_key, other) => {
+                let only = "`default` and `linear`";
+                return Err(self.unsupported(&full_scope, type_key, other, only));
             }
+        };
+        let sliding_scope = format!("{params}.{sliding_key}");
+        let sliding_rope =
+            self.kind_rope(kind(sliding_key), &sliding_scope, class_default, warnings)?;
+        // transformers would scale the sliding layers too; no checkpoint does, and no
+        // fixture tests it
+        if let (type_key, t) = rope_type(&sliding_rope)
+            && t != "default"
+        {
+            return Err(self.unsupported(&sliding_scope, type_key, t, "`default`"));
+        }
+        let theta = |rope: &RawRope, scope: &str, top, top_key: &str, default| {
             let key = self.prefix.key(top_key);
-            rope_theta(Some(&rope), (top, &key), scope, default).map_err(|m| self.bad(m))
+            rope_theta(Some(rope), (top, &key), scope, default).map_err(|m| self.bad(m))
         };
         let full_theta = theta(
-            full,
+            &full_rope,
             &full_scope,
             self.top.rope_theta,
             "rope_theta",
             self.model.default_rope_theta(),
         )?;
         let sliding_theta = theta(
-            kind(sliding_key),
+            &sliding_rope,
             &sliding_scope,
             self.top.rope_local_base_freq,
             "rope_local_base_freq",
@@ -495,9 +553,45 @@ impl RopeReader<'_> {
             theta: full_theta,
             llama3: None,
             yarn: None,
+            linear,
             sliding_theta: Some(sliding_theta),
             scope: "rope_parameters",
         })
+    }
+
+    /// One of Gemma 3's per-kind RoPE objects, read, with what it deserves to be warned
+    /// of. `class_default`: config.json has no `rope_parameters`, so the class's
+    /// `"rope_type": "default"` is set before anything is merged, and an older `"type"`
+    /// does not count.
+    fn kind_rope(
+        &self,
+        v: Value,
+        scope: &str,
+        class_default: bool,
+        warnings: &mut Vec<String>,
+    ) -> Result<RawRope> {
+        let (mut rope, warning) = read_rope(v, scope, self.source)?;
+        warnings.extend(warning);
+        self.check_partial(&rope)?;
+        if class_default && rope.rope_type.is_none() && rope.legacy_type.is_some() {
+            rope.rope_type = Some(Text("default".into()));
+        }
+        if let (Some(Text(t)), Some(Text(legacy))) = (&rope.rope_type, &rope.legacy_type)
+            && t != legacy
+        {
+            let why = if class_default {
+                "Gemma3TextConfig merges it into its own `{\"rope_type\": \
+                 \"default\"}`, and `type` is read only where `rope_type` is absent"
+            } else {
+                "`type` is read only where `rope_type` is absent"
+            };
+            warnings.push(format!(
+                "{}: `{scope}.type` `{legacy}` is ignored: {why}; these layers run with \
+                 rope_type `{t}`, as in transformers",
+                self.source
+            ));
+        }
+        Ok(rope)
     }
 
     /// `partial_rotary_factor` (in the RoPE object or at the top level) must be 1.
@@ -513,12 +607,11 @@ impl RopeReader<'_> {
         }
     }
 
-    fn unsupported(&self, scope: &str, key: &str, t: &str, m: ModelType) -> AttnError {
-        let yarn = m == ModelType::GptOss || m.uses_mla();
-        let only = if yarn { "`default` and `yarn`" } else { "`default`" };
+    /// "{scope}.{key} `{t}` is not supported for model_type `...` (only {only})".
+    fn unsupported(&self, scope: &str, key: &str, t: &str, only: &str) -> AttnError {
         self.bad(format!(
             "{scope}.{key} `{t}` is not supported for model_type `{}` (only {only})",
-            m.name()
+            self.model.name()
         ))
     }
 
@@ -548,6 +641,27 @@ impl RopeReader<'_> {
             )?,
             original_max_position_embeddings: self.original_max(rope),
         })
+    }
+
+    /// Linear scaling as `_compute_linear_scaling_rope_parameters` reads it: `factor`
+    /// required (transformers fails without it, and on a `null`), at least 1 (it only
+    /// warns below), checked here so that the error names the key.
+    fn linear(&self, rope: &RawRope, scope: &str) -> Result<LinearScaling> {
+        let factor = match rope.factor {
+            None => return Err(self.bad(format!("missing key `{scope}.factor`"))),
+            Some(None) => {
+                return Err(self.bad(format!(
+                    "key `{scope}.factor` is null: give the factor (Gemma 3: 8.0)"
+                )));
+            }
+            Some(Some(Number(f))) => f,
+        };
+        let linear = LinearScaling { factor };
+        linear.check(scope).map_err(|e| AttnError::InFile {
+            path: self.source.to_string(),
+            source: Box::new(e),
+        })?;
+        Ok(linear)
     }
 
     /// YaRN as `_compute_yarn_parameters` reads it: `factor` required (`null`: the
@@ -621,8 +735,9 @@ impl HfLlamaConfig {
     /// `rope_parameters` (transformers 5), with `rope_theta` inside them or at the top
     /// level; Gemma 3's are nested per layer kind. The RoPE types read are those tested
     /// against transformers here: `default` for all, `llama3` for Llama, `yarn` for
-    /// gpt-oss and DeepSeek; any other (`linear`, `dynamic`, ...) is an error, not
-    /// silently ignored.
+    /// Mistral, Qwen3, gpt-oss and DeepSeek, `linear` for Gemma 3's full-attention
+    /// layers (its sliding layers: `default` only); any other (`dynamic`, `longrope`,
+    /// `linear` elsewhere, ...) is an error, not silently ignored.
     ///
     /// Every error names `source` and the key, on one line: an [`AttnError::Format`] for
     /// what is not a valid `config.json`, and an [`AttnError::InFile`] wrapping the
@@ -714,6 +829,7 @@ impl HfLlamaConfig {
             ModelFields::read(m, raw_model, &scope, &mut model_warnings).map_err(bad)?;
         warnings.extend(model_warnings.into_iter().map(|w| format!("{source}: {w}")));
         model.yarn = ropes.yarn;
+        model.linear = ropes.linear;
         model.sliding_rope_theta = ropes.sliding_theta;
         model.mla = mla;
         let cfg = Self {
@@ -777,6 +893,9 @@ impl HfLlamaConfig {
         }
         if let Some(y) = &self.model.yarn {
             y.check(names.rope_scaling)?;
+        }
+        if let Some(l) = &self.model.linear {
+            l.check(names.rope_scaling)?;
         }
         if self.model.mla.is_some() {
             // a huge `mscale_all_dim` squares to infinity in f32
@@ -934,8 +1053,8 @@ impl HfLlamaConfig {
     /// RoPE). Errors when `num_attention_heads · head_dim != hidden_size`:
     /// [`AttentionConfig`] describes square layers; such a config still loads with
     /// [`HfLlamaConfig::load_attention`], whose [`GroupedQueryAttention`] takes the two
-    /// widths apart. Errors too for a YaRN RoPE, which [`AttentionConfig`] cannot hold,
-    /// and for DeepSeek's latent attention (see [`Self::mla_shape`]).
+    /// widths apart. Errors too for a YaRN or linear RoPE, which [`AttentionConfig`]
+    /// cannot hold, and for DeepSeek's latent attention (see [`Self::mla_shape`]).
     ///
     /// [`GroupedQueryAttention`]: crate::GroupedQueryAttention
     pub fn attention_config(&self) -> Result<AttentionConfig> {
@@ -951,6 +1070,11 @@ impl HfLlamaConfig {
                 "AttentionConfig has no YaRN RoPE: load the layer with load_attention";
             return Err(AttnError::Unsupported(msg.into()));
         }
+        if self.model.linear.is_some() {
+            let msg = "AttentionConfig has no linear RoPE scaling: load the layer with \
+                       load_attention";
+            return Err(AttnError::Unsupported(msg.into()));
+        }
         let cfg = self.shape();
         cfg.validate()?;
         Ok(cfg)
@@ -963,9 +1087,10 @@ impl HfLlamaConfig {
     }
 
     /// RoPE tables of a layer of `kind` for positions `0 .. n_positions`: `rope_theta`
-    /// with the config's Llama 3 or YaRN scaling, except Gemma 3's sliding layers, which
-    /// rotate with their own base and no scaling. `n_positions` may not exceed
-    /// `max_position_embeddings` nor make a table larger than [`MAX_ROPE_TABLE_ENTRIES`].
+    /// with the config's Llama 3, YaRN or (Gemma 3's full layers) linear scaling, except
+    /// Gemma 3's sliding layers, which rotate with their own base and no scaling.
+    /// `n_positions` may not exceed `max_position_embeddings` nor make a table larger
+    /// than [`MAX_ROPE_TABLE_ENTRIES`].
     /// A DeepSeek config's tables are `qk_rope_head_dim` wide (its `head_dim`) and rotate
     /// the pairs its `rope_interleave` says.
     pub fn rope_for(&self, kind: LayerKind, n_positions: usize) -> Result<Rope> {
@@ -984,18 +1109,30 @@ impl HfLlamaConfig {
                 self.head_dim
             )));
         }
-        let (theta, scaling) = match (kind, self.model.sliding_rope_theta) {
-            (LayerKind::Sliding, Some(theta)) => (theta, None),
-            _ => {
-                let scaling = match (self.rope_scaling, self.model.yarn) {
-                    (Some(s), _) => Some(RopeScaling::Llama3(s)),
-                    (None, Some(y)) => Some(RopeScaling::Yarn(y)),
-                    (None, None) => None,
-                };
-                (self.rope_theta, scaling)
+        let (head_dim, theta) = (self.head_dim, self.rope_theta);
+        let rope = match (kind, self.model.sliding_rope_theta) {
+            // Gemma 3's sliding layers: their own base, never scaled
+            (LayerKind::Sliding, Some(local)) => {
+                Rope::with_scaling(head_dim, n_positions, local, None)?
             }
+            _ => match (self.rope_scaling, self.model.yarn, self.model.linear) {
+                (Some(s), _, _) => {
+                    let s = Some(RopeScaling::Llama3(s));
+                    Rope::with_scaling(head_dim, n_positions, theta, s)?
+                }
+                (None, Some(y), _) => {
+                    let y = Some(RopeScaling::Yarn(y));
+                    Rope::with_scaling(head_dim, n_positions, theta, y)?
+                }
+                // Gemma 3's full layers (4B, 12B, 27B)
+                (None, None, Some(l)) => {
+                    Rope::with_linear_scaling(head_dim, n_positions, theta, l)?
+                }
+                (None, None, None) => {
+                    Rope::with_scaling(head_dim, n_positions, theta, None)?
+                }
+            },
         };
-        let rope = Rope::with_scaling(self.head_dim, n_positions, theta, scaling)?;
         Ok(match &self.model.mla {
             Some(mla) => rope.with_layout(mla.rope_layout),
             None => rope,

@@ -13,7 +13,7 @@
 use serde::Deserialize;
 
 use super::config::{Count, Flag, Number, Scope, Text, nullable};
-use crate::mechanisms::rope::{RopeLayout, YarnScaling};
+use crate::mechanisms::rope::{LinearScaling, RopeLayout, YarnScaling};
 use crate::variants::{MlaShape, RmsNormStyle, ScoreOptions};
 
 /// The most layers a config may declare (`num_hidden_layers`), so that a hostile number
@@ -36,7 +36,7 @@ pub enum ModelType {
     Gemma2,
     /// `gemma3_text`, or the `text_config` of a `gemma3` (multimodal) config: QK-norm
     /// `x̂·(1+w)`, Gemma 2's scale without its cap, five window layers out of six with
-    /// their own RoPE base.
+    /// their own RoPE base (never scaled; the full layers' may be linear).
     Gemma3Text,
     /// `gpt_oss`: learned sinks, biases, windows on even layers, YaRN RoPE.
     GptOss,
@@ -323,8 +323,12 @@ pub struct ModelFields {
     /// Whether each layer has gpt-oss's learned sinks (`{prefix}sinks`, one logit per
     /// query head).
     pub learned_sinks: bool,
-    /// YaRN scaling of every layer's RoPE (`rope_type` `yarn`: gpt-oss, by default).
+    /// YaRN scaling of every layer's RoPE (`rope_type` `yarn`: gpt-oss, by default;
+    /// DeepSeek; Qwen3 and Mistral when config.json adds it).
     pub yarn: Option<YarnScaling>,
+    /// Linear scaling of Gemma 3's full-attention layers' RoPE (`rope_type` `linear`:
+    /// factor 8 in Gemma 3 4B, 12B and 27B); its sliding layers are never scaled.
+    pub linear: Option<LinearScaling>,
     /// Gemma 3's sliding layers' RoPE base (`rope_parameters.sliding_attention`'s
     /// `rope_theta`, or `rope_local_base_freq`, 10 000 when absent); `None`: sliding
     /// layers rotate as the full ones.
@@ -347,6 +351,7 @@ impl ModelFields {
             qk_norm: None,
             learned_sinks: false,
             yarn: None,
+            linear: None,
             sliding_rope_theta: None,
             mla: None,
         }

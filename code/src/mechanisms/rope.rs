@@ -22,6 +22,9 @@
 //! their slow pairs down: [`Llama3Scaling`] (Llama 3.1 / 3.2) and [`YarnScaling`] (gpt-oss,
 //! DeepSeek-V3), both the "NTK-by-parts" recipe of the YaRN paper; YaRN also scales the
 //! tables by an attention factor. [`Rope::with_scaling`] builds tables with either.
+//! [`LinearScaling`] (Gemma 3's full-attention layers) slows *every* pair by the same
+//! factor, the older "position interpolation"; [`Rope::with_linear_scaling`] builds its
+//! tables.
 
 use nalgebra::DMatrix;
 
@@ -215,6 +218,60 @@ impl From<Llama3Scaling> for RopeScaling {
 impl From<YarnScaling> for RopeScaling {
     fn from(s: YarnScaling) -> Self {
         Self::Yarn(s)
+    }
+}
+
+/// Linear scaling, "position interpolation" ("rope_type": "linear" in a Hugging Face
+/// config): every inverse frequency divided by `factor`, so position `p` turns by the
+/// angles position `p / factor` had (Chen et al., 2023, "Extending Context Window of
+/// Large Language Models via Positional Interpolation"; kaiokendev's SuperHOT).
+///
+/// Unlike [`Llama3Scaling`] and [`YarnScaling`] it slows the fast pairs too, and so blurs
+/// neighbouring positions by the same factor; it has no attention factor. Gemma 3 4B, 12B
+/// and 27B use it (factor 8) on their full-attention layers only: their sliding layers
+/// keep their own base, unscaled.
+///
+/// The numbers follow transformers 5.24's `_compute_linear_scaling_rope_parameters`:
+/// the f32 frequencies of [`rope_inv_freq`], then one f32 division by the factor
+/// (`inv_freq /= factor`: torch divides an f32 tensor by a Python float as f32 by the
+/// float rounded to f32). See [`LinearScaling::inv_freq`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LinearScaling {
+    /// How much every pair is slowed down (8 in Gemma 3 4B, 12B and 27B).
+    pub factor: f32,
+}
+
+impl LinearScaling {
+    /// Gemma 3's value for its full-attention layers (4B, 12B, 27B): factor 8.
+    pub const GEMMA_3: Self = Self { factor: 8.0 };
+
+    /// Checks that `factor` is finite and at least 1; an error names the field
+    /// (`rope_scaling.factor must be ...`). transformers only warns below 1 (its
+    /// validator says "must be a float or int >= 1") and then speeds every pair up.
+    pub fn validate(&self) -> Result<()> {
+        self.check("rope_scaling")
+    }
+
+    /// [`LinearScaling::validate`] with the field named under `scope` (a config's key
+    /// for it).
+    pub(crate) fn check(&self, scope: &str) -> Result<()> {
+        if !(self.factor.is_finite() && self.factor >= 1.0) {
+            return Err(AttnError::Config(format!(
+                "{scope}.factor must be a finite number >= 1, got {}",
+                self.factor
+            )));
+        }
+        Ok(())
+    }
+
+    /// The scaled inverse frequencies `θ_i / factor` for a head of width `head_dim`
+    /// (even) and frequency base `base` (`rope_theta`), one per pair: [`rope_inv_freq`]'s
+    /// f32 values, each divided once in f32, as transformers' `inv_freq /= factor`.
+    pub fn inv_freq(&self, head_dim: usize, base: f32) -> Result<Vec<f32>> {
+        self.validate()?;
+        let mut inv_freq = rope_inv_freq(head_dim, base)?;
+        inv_freq.iter_mut().for_each(|f| *f /= self.factor);
+        Ok(inv_freq)
     }
 }
 
@@ -641,6 +698,23 @@ impl Rope {
     }
     // ANCHOR_END: rope_with_scaling
 
+    /// Tables like [`Rope::new`]'s with [`LinearScaling`]: every `θ_i` divided by the
+    /// factor ([`LinearScaling::inv_freq`]), the tables not multiplied by anything (their
+    /// [`Rope::attention_factor`] is 1), as transformers' linear RoPE (its
+    /// `attention_factor` is 1.0). For Gemma 3, build its full-attention layers' tables
+    /// with this and its sliding layers' with [`Rope::new`] at their own base.
+    pub fn with_linear_scaling(
+        head_dim: usize,
+        max_positions: usize,
+        base: f32,
+        scaling: LinearScaling,
+    ) -> Result<Self> {
+        nonzero("max_positions", max_positions)?;
+        let inv_freq = scaling.inv_freq(head_dim, base)?; // validates `scaling`, the head
+        // `cos · 1.0` is `cos` exactly: the same tables as `Rope::new` would build
+        Self::scaled_tables(head_dim, max_positions, inv_freq, 1.0)
+    }
+
     /// The tables of `inv_freq` (one per pair) for positions `0 .. max_positions`, each
     /// entry multiplied by `attention_factor`: the f32 product `cos(pos · θ_i) · factor`,
     /// as transformers forms `emb.cos() * self.attention_scaling`.
@@ -664,10 +738,10 @@ impl Rope {
         Ok(Self { head_dim, max_positions, layout, inv_freq, cos, sin })
     }
 
-    /// The factor the tables were multiplied by: YaRN's attention factor, 1 for unscaled and
-    /// Llama 3 tables. Read back from the table itself: position 0 turns by angle 0 and
-    /// `cos 0 = 1` exactly, so entry `(0, 0)` of the cos table is `1 · factor`, exactly the
-    /// factor.
+    /// The factor the tables were multiplied by: YaRN's attention factor, 1 for unscaled,
+    /// Llama 3 and linear tables. Read back from the table itself: position 0 turns by
+    /// angle 0 and `cos 0 = 1` exactly, so entry `(0, 0)` of the cos table is `1 ·
+    /// factor`, exactly the factor.
     pub fn attention_factor(&self) -> f32 {
         self.cos[0]
     }
@@ -682,4 +756,81 @@ fn zero_tables(max_positions: usize, half: usize) -> Result<(Vec<f32>, Vec<f32>)
     checked_len(what, &[2, max_positions, half])?;
     let cos = try_zeros("RoPE cos table", &[max_positions, half])?;
     Ok((cos, try_zeros("RoPE sin table", &[max_positions, half])?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Linear scaling divides each unscaled `θ_i` once, in f32: factor 8 (a power of
+    /// two) only moves the exponent, and another factor rounds the quotient as f32
+    /// division does. (The fixtures `gemma3_*_linear` pin it to transformers' bits:
+    /// `tests/variants_hf.rs`.)
+    #[test]
+    fn linear_scaling_divides_every_frequency_once() -> Result<()> {
+        for (head_dim, base, factor) in [(8, 1e6, 8.0), (10, 1e4, 3.0), (256, 1e6, 8.0)] {
+            let plain = rope_inv_freq(head_dim, base)?;
+            let scaled = LinearScaling { factor }.inv_freq(head_dim, base)?;
+            assert_eq!(scaled.len(), head_dim / 2);
+            for (i, (&s, &p)) in scaled.iter().zip(&plain).enumerate() {
+                assert_eq!(s, p / factor, "{head_dim} {base} {factor}: pair {i}");
+            }
+            if factor == 8.0 {
+                let times8: Vec<f32> = scaled.iter().map(|s| s * 8.0).collect();
+                assert_eq!(times8, plain, "a power of two: exact");
+            }
+        }
+        Ok(())
+    }
+
+    /// The tables turn position `p` by the unscaled angles of `p / factor` (exactly, at
+    /// positions that are multiples of a power-of-two factor), carry no attention factor,
+    /// and factor 1 is `Rope::new`'s tables bit for bit.
+    #[test]
+    fn linear_tables_are_the_unscaled_ones_at_p_over_factor() -> Result<()> {
+        let (head_dim, base) = (12, 10_000.0);
+        let plain = Rope::new(head_dim, 400, base, None)?;
+        let one = Rope::with_linear_scaling(
+            head_dim,
+            400,
+            base,
+            LinearScaling { factor: 1.0 },
+        )?;
+        assert_eq!(one, plain);
+        let eight =
+            Rope::with_linear_scaling(head_dim, 400, base, LinearScaling::GEMMA_3)?;
+        assert_eq!((eight.attention_factor(), eight.max_positions()), (1.0, 400));
+        for pos in [0, 8, 96, 392] {
+            for i in 0..head_dim / 2 {
+                assert_eq!(
+                    eight.cos_sin(pos, i)?,
+                    plain.cos_sin(pos / 8, i)?,
+                    "{pos} {i}"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// A factor below 1, not finite, or a bad head, base or size is an error naming it,
+    /// never a panic or an abort.
+    #[test]
+    fn bad_linear_scaling_is_an_error() {
+        for factor in [0.5, 0.0, -8.0, f32::NAN, f32::INFINITY] {
+            let e = LinearScaling { factor }.validate().unwrap_err().to_string();
+            assert!(
+                e.contains("rope_scaling.factor must be a finite number >= 1"),
+                "{e}"
+            );
+            let e = Rope::with_linear_scaling(8, 4, 1e4, LinearScaling { factor });
+            assert!(matches!(e, Err(AttnError::Config(_))), "{e:?}");
+        }
+        let s = LinearScaling::GEMMA_3;
+        assert!(matches!(s.inv_freq(7, 1e4), Err(AttnError::OddHeadDim { head_dim: 7 })));
+        assert!(s.inv_freq(8, 1.0).unwrap_err().to_string().contains("rope_theta"));
+        assert!(Rope::with_linear_scaling(8, 0, 1e4, s).is_err());
+        // the table size is checked before anything is allocated
+        assert!(Rope::with_linear_scaling(64, usize::MAX, 1e4, s).is_err());
+        assert!(Rope::with_linear_scaling(64, 1 << 40, 1e4, s).is_err());
+    }
 }
