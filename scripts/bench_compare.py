@@ -177,6 +177,7 @@ def main():
     # PyTorch on the same shapes, so the two sides of a ratio are measured seconds apart, under the
     # same load, several times. A time is the fastest round's median (what the code can do when the
     # machine lets it); the spread between rounds says how much the machine disturbed it.
+    peak = run_bin("--peak")[0]  # the core's FMA ceiling, at the level our kernels run with
     plan = run_bin("--quick") if args.quick else None
     seqs = sorted({r["seq"] for r in plan}) if plan else [256, 512, 1024, 2048, 4096]
     results = []
@@ -222,7 +223,7 @@ def main():
     load_after = os.getloadavg()[0]
     data = {
         "about": f"Written by scripts/bench_compare.py; rendered into {table_file.relative_to(ROOT)} by book-tests (bin bench-table or figures). Do not edit.",
-        "machine": {**machine(), "simd_used": "/".join(sorted(levels))},
+        "machine": {**machine(), "simd_used": "/".join(sorted(levels)), "fma_peak_gflops": peak["gflops"]},
         "torch": torch.__version__,
         "load_average": [round(load_before, 2), round(load_after, 2)],
         "busy": load_before > args.max_load,

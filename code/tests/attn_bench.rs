@@ -40,7 +40,33 @@ fn quick_run_prints_one_json_object_per_case() {
         assert!(l["median_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{l}");
         let simd = l["simd"].as_str();
         assert!(matches!(simd, Some("avx512" | "avx2" | "baseline")), "simd in {l}");
-        assert_eq!(l.as_object().unwrap().len(), 8, "exactly the documented fields: {l}");
+        // prefill_flash lines also report the rate their products achieved
+        let flash = l["case"] == "prefill_flash";
+        let fields = if flash { 9 } else { 8 };
+        assert_eq!(
+            l.as_object().unwrap().len(),
+            fields,
+            "exactly the documented fields: {l}"
+        );
+        if flash {
+            assert!(l["gflops"].as_f64().is_some_and(|g| g > 0.0), "{l}");
+        }
+    }
+}
+
+/// `--peak` measures the FMA ceiling: positive wherever the CPU has FMA (0 at the
+/// baseline level), and the same JSON line shape.
+#[test]
+fn peak_reports_the_fma_rate() {
+    let (code, stdout, stderr) = bench(&["--peak"]);
+    assert_eq!(code, 0, "{stderr}");
+    let l: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(l["case"], "fma_peak");
+    let gflops = l["gflops"].as_f64().unwrap();
+    if l["simd"] == "baseline" {
+        assert_eq!(gflops, 0.0);
+    } else {
+        assert!(gflops > 1.0, "{l}");
     }
 }
 
@@ -86,9 +112,16 @@ fn help_lists_every_flag() {
     for flag in ["-h", "--help"] {
         let (code, stdout, stderr) = bench(&[flag]);
         assert_eq!(code, 0, "{stderr}");
-        for documented in
-            ["--quick", "--memory", "--threads", "--seq", "--case", "--reps", "--help"]
-        {
+        for documented in [
+            "--quick",
+            "--memory",
+            "--threads",
+            "--seq",
+            "--case",
+            "--reps",
+            "--peak",
+            "--help",
+        ] {
             assert!(
                 stdout.contains(documented),
                 "{flag} mentions {documented}: {stdout}"

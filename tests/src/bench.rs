@@ -60,6 +60,10 @@ pub struct Machine {
     /// caps it), as `attn-bench` reports it; absent in files written before it did.
     #[serde(default)]
     pub simd_used: Option<String>,
+    /// The core's FMA throughput in GFLOP/s (`attn-bench --peak`, one thread, at the
+    /// level our kernels ran with); absent in files written before it was measured.
+    #[serde(default)]
+    pub fma_peak_gflops: Option<f64>,
 }
 
 /// Which of our paths a row times (and so which of PyTorch's it is compared with).
@@ -231,6 +235,7 @@ pub fn render_tables(results: &BenchResults) -> String {
     );
     md += &method_note(results);
     md += &prefill_table(results);
+    md += &peak_note(results);
     md += &two_thread_table(results);
     if let Some(d) = results.find(Case::Decode, 4096, 4, 1) {
         md += &format!(
@@ -279,6 +284,33 @@ fn method_note(results: &BenchResults) -> String {
         );
     }
     md
+}
+
+/// The flash kernel's achieved rate beside the core's FMA peak (one thread, GQA 12/4),
+/// when the file has the peak: `4 · n_heads · head_dim · seq·(seq+1)/2` flops, the two
+/// products over the visible query-key pairs.
+fn peak_note(results: &BenchResults) -> String {
+    let Some(peak) = results.machine.fma_peak_gflops else { return String::new() };
+    let mut parts = Vec::new();
+    for seq in [1024, 4096] {
+        if let Some(r) = results.find(Case::PrefillFlash, seq, 4, 1) {
+            let pairs = r.seq as f64 * (r.seq as f64 + 1.0) / 2.0;
+            let flops = 4.0 * (r.n_heads * r.head_dim) as f64 * pairs;
+            let gflops = flops / (r.ours_ms * 1e-3) / 1e9;
+            parts.push(format!(
+                "{gflops:.0} GFLOP/s at seq {seq} ({:.0} % of peak)",
+                100.0 * gflops / peak
+            ));
+        }
+    }
+    if parts.is_empty() {
+        return String::new();
+    }
+    format!(
+        "\n**Against the core's FMA peak** ({peak:.0} GFLOP/s, measured by `attn-bench --peak` \
+         on one thread): the flash kernel's products ran at {}, GQA 12/4, one thread.\n",
+        parts.join(" and ")
+    )
 }
 
 /// One thread: both prefill paths side by side, per sequence length and head layout.
@@ -479,6 +511,19 @@ mod tests {
             md.contains("| prefill_flash | 4096 | 12/4 (GQA) | 99.0 | 10.0 | 9.90 |\n"),
             "{md}"
         );
+    }
+
+    #[test]
+    fn the_fma_peak_is_said_when_measured() {
+        let rows = [row("prefill_flash", 4096, 4, 1, 9.0, 10.0)].join(",");
+        let without = render_tables(&results(&rows));
+        assert!(!without.contains("FMA peak"), "{without}");
+        let mut r = results(&rows);
+        r.machine.fma_peak_gflops = Some(200.0);
+        let md = render_tables(&r);
+        // 4 · 12 · 64 · 4096 · 4097 / 2 flops in 9 ms: 2864 GFLOP/s, 1432 % of 200
+        assert!(md.contains("(200 GFLOP/s, measured by `attn-bench --peak`"), "{md}");
+        assert!(md.contains("2864 GFLOP/s at seq 4096 (1432 % of peak)"), "{md}");
     }
 
     #[test]

@@ -8,11 +8,15 @@
 //! attn-bench --seq N         only the cases of sequence (or context) length N
 //! attn-bench --case NAME     only prefill_naive, prefill_flash or decode
 //! attn-bench --reps N        exactly N timed calls per case (default: as many as fit in 3 s, at least 5)
+//! attn-bench --peak          only the core's FMA peak (one thread): {"case": "fma_peak", "gflops": X, ...}
 //! ```
 //!
 //! Each line: `{"case": "prefill_naive" | "prefill_flash" | "decode", "seq": N,
 //! "n_heads": H, "n_kv_heads": K, "head_dim": D, "threads": T, "median_ms": X,
-//! "simd": "avx512" | "avx2" | "baseline"}`, the last the level the kernels ran with.
+//! "simd": "avx512" | "avx2" | "baseline"}`, the last the level the kernels ran with;
+//! a `prefill_flash` line also has `"gflops"`, the rate its matrix products achieved
+//! (`4 · n_heads · head_dim · seq·(seq+1)/2` flops: the visible query-key pairs, two
+//! products of two flops per multiply-add).
 //! `scripts/bench_compare.py` runs this and the same shapes in PyTorch, and writes
 //! `src/data/bench-results.json`. This binary only measures: the book's tables are
 //! rendered from that file by the `book-tests` package (`book_tests::bench`, run by its
@@ -43,6 +47,7 @@ attn-bench: time the attention crate's paths; one JSON object per line on stdout
 Usage:
   attn-bench [--quick] [--threads T] [--seq N] [--case NAME] [--reps N]
   attn-bench --memory N
+  attn-bench --peak
 
 Options:
   --quick         tiny shapes and a few repetitions: a smoke test that finishes in a second
@@ -51,6 +56,7 @@ Options:
   --seq N         only the cases of sequence (or context) length N
   --case NAME     only prefill_naive, prefill_flash or decode
   --reps N        exactly N timed calls per case [default: as many as fit in 3 s, at least 5]
+  --peak          only measure the core's FMA peak (one thread, f32, no memory traffic) in GFLOP/s
   -h, --help      print this help
 
 Each flag may be given once; N and T are positive integers.
@@ -116,6 +122,7 @@ impl From<AttnError> for Failure {
 /// The parsed command line.
 struct Args {
     quick: bool,
+    peak: bool,
     memory: Option<usize>,
     threads: Option<usize>,
     seq: Option<usize>,
@@ -150,12 +157,13 @@ fn positive(
 /// Parses the command line; `Ok(None)` when `--help` was asked for.
 fn parse_args() -> std::result::Result<Option<Args>, Failure> {
     use lexopt::prelude::*;
-    let (mut quick, mut memory, mut threads) = (None, None, None);
+    let (mut quick, mut memory, mut threads, mut peak) = (None, None, None, None);
     let (mut seq, mut case, mut reps) = (None, None, None);
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         match arg {
             Long("quick") => once(&mut quick, "--quick", ())?,
+            Long("peak") => once(&mut peak, "--peak", ())?,
             Long("memory") => {
                 once(&mut memory, "--memory", positive(&mut parser, "--memory")?)?
             }
@@ -176,7 +184,8 @@ fn parse_args() -> std::result::Result<Option<Args>, Failure> {
             _ => return Err(arg.unexpected().into()),
         }
     }
-    Ok(Some(Args { quick: quick.is_some(), memory, threads, seq, case, reps }))
+    let (quick, peak) = (quick.is_some(), peak.is_some());
+    Ok(Some(Args { quick, peak, memory, threads, seq, case, reps }))
 }
 
 fn main() -> ExitCode {
@@ -216,6 +225,15 @@ fn run(args: &Args) -> std::result::Result<(), Failure> {
     if let Some(seq) = args.memory {
         return memory_run(seq);
     }
+    if args.peak {
+        let gflops = attention::fast::simd::fma_peak_gflops(Duration::from_millis(500));
+        return writeln!(
+            std::io::stdout(),
+            "{{\"case\": \"fma_peak\", \"threads\": 1, \"gflops\": {gflops:.1}, \"simd\": \"{}\"}}",
+            simd_name()
+        )
+        .map_err(Failure::Write);
+    }
     let mut thread_counts = vec![1, args.threads.unwrap_or(2)];
     thread_counts.dedup();
     let (prefill_seqs, decode_ctx, budget) = if args.quick {
@@ -254,10 +272,18 @@ fn run(args: &Args) -> std::result::Result<(), Failure> {
     });
     for shape in &shapes {
         let ms = measure(shape, &budget)?;
+        // the flash kernel's achieved rate: 4 flops per visible query-key pair and dim
+        let gflops = if shape.case == Case::PrefillFlash {
+            let pairs = shape.seq as f64 * (shape.seq as f64 + 1.0) / 2.0;
+            let flops = 4.0 * (N_HEADS * HEAD_DIM) as f64 * pairs;
+            format!(", \"gflops\": {:.1}", flops / (ms * 1e-3) / 1e9)
+        } else {
+            String::new()
+        };
         // `writeln!`, not `println!`: a closed stdout is an error to report, not a panic
         writeln!(
             std::io::stdout(),
-            "{{\"case\": \"{}\", \"seq\": {}, \"n_heads\": {N_HEADS}, \"n_kv_heads\": {}, \"head_dim\": {HEAD_DIM}, \"threads\": {}, \"median_ms\": {:.4}, \"simd\": \"{}\"}}",
+            "{{\"case\": \"{}\", \"seq\": {}, \"n_heads\": {N_HEADS}, \"n_kv_heads\": {}, \"head_dim\": {HEAD_DIM}, \"threads\": {}, \"median_ms\": {:.4}{gflops}, \"simd\": \"{}\"}}",
             shape.case.name(),
             shape.seq,
             shape.n_kv_heads,

@@ -93,3 +93,81 @@ unsafe fn run_avx512<K: Kernel>(kernel: K) -> K::Output {
 unsafe fn run_avx2<K: Kernel>(kernel: K) -> K::Output {
     kernel.run()
 }
+
+/// Independent FMA chains of the peak measurement: more than latency (4 cycles) × units
+/// (2), fewer than the registers (16 ymm, 32 zmm).
+const CHAINS: usize = 12;
+
+/// `CHAINS` independent chains of `iterations` fused multiply-adds on 16-lane registers:
+/// enough chains to cover the FMA units' latency (4 cycles, 2 units). Written with
+/// intrinsics: as plain loops the compiler vectorized across the chains instead, with
+/// gathers and scatters through memory, twenty times slower (measured).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn fma_chains_avx512(iterations: usize, x: f32, y: f32) -> f32 {
+    use std::arch::x86_64::{_mm512_fmadd_ps, _mm512_reduce_add_ps, _mm512_set1_ps};
+    let (vx, vy) = (_mm512_set1_ps(x), _mm512_set1_ps(y));
+    let mut acc = [_mm512_set1_ps(1.0); CHAINS];
+    for _ in 0..iterations {
+        for a in acc.iter_mut() {
+            *a = _mm512_fmadd_ps(*a, vx, vy); // 16 FMAs: 32 flops
+        }
+    }
+    acc.iter().map(|&a| _mm512_reduce_add_ps(a)).sum()
+}
+
+/// As [`fma_chains_avx512`] on 8-lane AVX2 registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn fma_chains_avx2(iterations: usize, x: f32, y: f32) -> f32 {
+    use std::arch::x86_64::{_mm256_fmadd_ps, _mm256_set1_ps, _mm256_storeu_ps};
+    let (vx, vy) = (_mm256_set1_ps(x), _mm256_set1_ps(y));
+    let mut acc = [_mm256_set1_ps(1.0); CHAINS];
+    for _ in 0..iterations {
+        for a in acc.iter_mut() {
+            *a = _mm256_fmadd_ps(*a, vx, vy); // 8 FMAs: 16 flops
+        }
+    }
+    let mut lanes = [0.0_f32; 8];
+    let mut sum = 0.0;
+    for a in acc {
+        // SAFETY: `lanes` holds the 8 floats the store writes
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), a) };
+        sum += lanes.iter().sum::<f32>();
+    }
+    sum
+}
+
+/// The core's measured FMA throughput in GFLOP/s (one thread, f32, the widest SIMD level
+/// [`simd_level`] allows; 0 at the baseline level, which has no FMA): twelve independent
+/// chains of fused multiply-adds with no memory traffic, timed for at least `min_time`.
+/// The ceiling a matrix-product kernel on this core can approach; the flash kernel's
+/// achieved rate is compared with it.
+pub fn fma_peak_gflops(min_time: std::time::Duration) -> f64 {
+    let (x, y) = (std::hint::black_box(0.999_999), std::hint::black_box(1e-7));
+    #[cfg(target_arch = "x86_64")]
+    let (lanes, run): (usize, fn(usize, f32, f32) -> f32) = match simd_level() {
+        // SAFETY (both): `simd_level` returned this level only after detecting the
+        // features the function enables
+        SimdLevel::Avx512 => (16, |n, x, y| unsafe { fma_chains_avx512(n, x, y) }),
+        SimdLevel::Avx2 => (8, |n, x, y| unsafe { fma_chains_avx2(n, x, y) }),
+        SimdLevel::Baseline => return 0.0,
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    return 0.0;
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::hint::black_box(run(1_000, x, y)); // warm up (frequency, caches)
+        let mut iterations = 100_000;
+        loop {
+            let start = std::time::Instant::now();
+            std::hint::black_box(run(iterations, x, y));
+            let elapsed = start.elapsed();
+            if elapsed >= min_time || iterations > usize::MAX / 4 {
+                let flops = 2.0 * (CHAINS * lanes) as f64 * iterations as f64;
+                return flops / elapsed.as_secs_f64() / 1e9;
+            }
+            iterations *= 2;
+        }
+    }
+}
