@@ -14,6 +14,7 @@
 //! | Llama 3 in practice | [`HfLlamaConfig`], [`RopeLayout`], [`permute_meta_to_hf`], [`GroupedQueryAttention::forward_prefill_decode`], the `llama-attn` binary |
 //! | shapes and memory | [`AttentionConfig`], [`Preset`], [`kv_cache_bytes`], [`gqa_kv_saving`] |
 //! | attention after Llama 3 | [`ScoreOptions`] (sliding window, soft-cap, sinks), [`QkNorm`], [`LayerKvCache::with_window`] |
+//! | serving many sequences | [`QuantizedKvCache`] ([`KvFormat`]: int8, int4, fp8), [`PagedKvCache`], [`PaddedBatch`], [`PackedBatch`], [`RaggedKvCache`] |
 //! | fast attention | [`FlashAttention`], [`DecodeAttention`] (one [`FastKernel`] shell), [`fast::online_softmax`], [`fast::fast_exp`] |
 //!
 //! ## Shapes and layout
@@ -48,6 +49,7 @@
 pub mod fast;
 pub mod hf;
 pub mod mechanisms;
+pub mod serving;
 pub mod support;
 pub mod variants;
 
@@ -67,8 +69,8 @@ pub use mechanisms::memory::{
 };
 pub use mechanisms::mha::{MultiHeadAttention, MultiHeadAttentionWrapper, QkvoWeights};
 pub use mechanisms::rope::{
-    Llama3Scaling, Rope, RopeLayout, RopeScaling, YarnScaling, rope_inv_freq,
-    yarn_get_mscale,
+    LinearScaling, Llama3Scaling, Rope, RopeLayout, RopeScaling, YarnScaling,
+    rope_inv_freq, yarn_get_mscale,
 };
 pub use mechanisms::sdpa::{
     HeadLayout, HeadOutput, Mask, attention_weights, grouped_attention,
@@ -78,6 +80,12 @@ pub use mechanisms::self_attention::{
     Attention, SelfAttention, SimplifiedSelfAttention, simplified_self_attention,
 };
 pub use mechanisms::softmax::{softmax_rows, softmax_rows_in_place};
+pub use serving::paged::{DEFAULT_BLOCK_SIZE, PagedKvCache, PoolUsage, SeqId, Workload};
+pub use serving::quant::{KvFormat, QuantizedKvCache};
+pub use serving::ragged::{
+    PackedBatch, PaddedBatch, PaddingSide, RaggedKvCache, apply_rope_at,
+    masked_grouped_attention, padding_causal_mask,
+};
 pub use support::batch::{Batch, matrix_from_row_major, matrix_to_row_major};
 pub use support::compare::{
     Mismatch, Tolerance, assert_batch_close, assert_matrix_close, compare, max_abs_diff,

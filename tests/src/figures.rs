@@ -47,6 +47,9 @@ pub const ALL: &[Figure] = &[
     Figure { file: "softcap.svg", render: softcap_curve },
     Figure { file: "mla-cache.svg", render: mla_cache },
     Figure { file: "yarn-llama3-family.svg", render: yarn_llama3_family },
+    Figure { file: "paged-memory.svg", render: paged_memory },
+    Figure { file: "ragged-masks.svg", render: ragged_masks },
+    Figure { file: "quantized-kv-error.svg", render: quantized_kv_error },
 ];
 
 const TOKENS: [&str; 6] = ["Your", "journey", "starts", "with", "one", "step"];
@@ -989,6 +992,287 @@ pub fn mla_cache(path: &Path) -> FigResult {
             12,
             Pos::new(HPos::Right, VPos::Center),
         )?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// Chapter 14: the workload of `ch14_memory` (32 sequences, a system prompt of 300
+/// tokens, then 1 to 1748 of their own, seed 14). Left, each sequence: the 2048 rows a
+/// contiguous cache reserves, and the rows it holds. Right, the totals of one layer:
+/// reserved contiguously, in the blocks of a paged pool ([`Workload::run`], blocks of
+/// 16), with the prompt's blocks shared, and the tokens held.
+///
+/// [`Workload::run`]: attention::serving::paged::Workload::run
+pub fn paged_memory(path: &Path) -> FigResult {
+    use attention::serving::paged::Workload;
+    let workload = Workload { n_sequences: 32, prompt_len: 300, max_own: 1748, seed: 14 };
+    let (p, max_context) = (workload.prompt_len, workload.prompt_len + workload.max_own);
+    let own = workload.own_lengths();
+    let (paged, shared) = (workload.run(16, false)?, workload.run(16, true)?);
+    let root = SVGBackend::new(path, (900, 400)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (left, right) = root.margin(10, 10, 10, 10).split_horizontally(470);
+    let mut chart = ChartBuilder::on(&left)
+        .caption("per sequence: reserved vs held", (FONT, 15))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f32..own.len() as f32, 0f32..max_context as f32 * 1.18)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc("sequence")
+        .y_desc("rows of one layer")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .label_style((FONT, 11))
+        .draw()?;
+    let (grey, prompt_color, own_color) =
+        (RGBColor(225, 225, 225), HEAD_COLORS[1], HEAD_COLORS[0]);
+    for (i, &o) in own.iter().enumerate() {
+        let (x0, x1) = (i as f32 + 0.1, i as f32 + 0.9);
+        for (y0, y1, color) in
+            [(0, max_context, grey), (0, p, prompt_color), (p, p + o, own_color)]
+        {
+            chart.draw_series(std::iter::once(Rectangle::new(
+                [(x0, y0 as f32), (x1, y1 as f32)],
+                color.filled(),
+            )))?;
+        }
+    }
+    // the legend, in a row above the 2048 rows
+    for (label, color, x) in [
+        ("reserved, empty", grey, 0.2),
+        ("system prompt", prompt_color, 10.7),
+        ("own tokens", own_color, 21.2),
+    ] {
+        let y = max_context as f32 * 1.13;
+        chart.draw_series(std::iter::once(Rectangle::new(
+            [(x, y), (x + 1.2, y - 90.0)],
+            color.filled(),
+        )))?;
+        chart.draw_series(std::iter::once(Text::new(
+            label,
+            (x + 1.6, y + 10.0),
+            (FONT, 11).into_font(),
+        )))?;
+    }
+    let bars = [
+        ("contiguous: 2048 per sequence", paged.reserved, grey),
+        ("paged, blocks of 16", paged.rows(), own_color),
+        ("paged, prompt blocks shared", shared.rows(), HEAD_COLORS[2]),
+        ("tokens held", paged.tokens, RGBColor(150, 150, 150)),
+    ];
+    let top = paged.reserved as f32 * 1.05;
+    let mut totals = ChartBuilder::on(&right)
+        .caption("all 32 sequences: rows of one layer", (FONT, 15))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(10)
+        .build_cartesian_2d(0f32..top, 0f32..bars.len() as f32)?;
+    totals
+        .configure_mesh()
+        .disable_mesh()
+        .disable_y_axis()
+        .x_desc("rows (×1000)")
+        .x_label_formatter(&|v| format!("{:.0}", v / 1000.0))
+        .label_style((FONT, 11))
+        .draw()?;
+    for (i, (name, rows, color)) in bars.iter().enumerate() {
+        let y = bars.len() as f32 - i as f32 - 0.5;
+        totals.draw_series(std::iter::once(Rectangle::new(
+            [(0.0, y - 0.3), (*rows as f32, y + 0.3)],
+            color.filled(),
+        )))?;
+        let share = 100.0 * *rows as f32 / paged.reserved as f32;
+        totals.draw_series(std::iter::once(Text::new(
+            format!("{name}: {rows} ({share:.0} %)"),
+            (top * 0.02, y + 0.45),
+            (FONT, 12).into_font(),
+        )))?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// A grid of query (rows) × key (columns) cells labelled with `labels`, top-left at
+/// `origin`: `fill(i, j)` is `Some(true)` for a key the query sees (blue), `Some(false)`
+/// for one computed and hidden (dark), `None` for one never computed (white).
+fn token_grid(
+    area: &Area,
+    (ox, oy): (i32, i32),
+    cell: i32,
+    labels: &[String],
+    fill: &dyn Fn(usize, usize) -> Option<bool>,
+) -> FigResult {
+    for (j, label) in labels.iter().enumerate() {
+        text(area, label, (ox + cell * j as i32 + cell / 2, oy - 12), 11, centered())?;
+    }
+    for (i, label) in labels.iter().enumerate() {
+        let y = oy + cell * i as i32;
+        let right = Pos::new(HPos::Right, VPos::Center);
+        text(area, label, (ox - 6, y + cell / 2), 11, right)?;
+        for j in 0..labels.len() {
+            let (x0, x1) = (ox + cell * j as i32, ox + cell * (j as i32 + 1));
+            match fill(i, j) {
+                Some(seen) => {
+                    let color = if seen { blue(0.45) } else { RGBColor(60, 60, 60) };
+                    boxed(area, (x0, y), (x1, y + cell), color)?;
+                }
+                None => {
+                    let grey = RGBColor(225, 225, 225).stroke_width(1);
+                    area.draw(&Rectangle::new([(x0, y), (x1, y + cell)], grey))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Chapter 15: three sequences of 3, 1 and 4 tokens. Left, the padded batch (left
+/// padding to 4): each sequence's `padding_causal_mask`, 4 × 4 entries computed whatever
+/// its length. Right, the same tokens packed (`cu_seqlens` [0, 3, 4, 8]): causal blocks
+/// along the diagonal, and nothing computed between sequences. Counts from
+/// `score_entries` for one head.
+pub fn ragged_masks(path: &Path) -> FigResult {
+    use attention::serving::ragged::{PackedBatch, PaddedBatch, padding_causal_mask};
+    let (lengths, names) = ([3usize, 1, 4], ['a', 'b', 'c']);
+    let seqs: Vec<DMatrix<f32>> = lengths.iter().map(|&n| DMatrix::zeros(n, 1)).collect();
+    let padded = PaddedBatch::left_pad(&seqs, &[0, 0, 0])?;
+    let packed = PackedBatch::pack(&seqs, &[0, 0, 0])?;
+    let root = SVGBackend::new(path, (900, 440)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (cell, top) = (34, 160);
+    // the padded batch: one grid per sequence, every entry computed
+    for (b, row) in padded.attention_mask().iter().enumerate() {
+        let mask = padding_causal_mask(row, padded.seq_len())?;
+        let mut t = 0; // real tokens so far
+        let labels: Vec<String> = row
+            .iter()
+            .map(|&real| {
+                t += usize::from(real);
+                if real == 1 { format!("{}{}", names[b], t - 1) } else { "pad".into() }
+            })
+            .collect();
+        let ox = 60 + 165 * b as i32;
+        let title = format!("sequence {}: {} token(s)", names[b], lengths[b]);
+        text(&root, &title, (ox + 2 * cell, top - 38), 12, centered())?;
+        token_grid(&root, (ox, top), cell, &labels, &|i, j| Some(mask[(i, j)] == 0.0))?;
+    }
+    // the packed batch: one grid over every token, causal blocks along the diagonal
+    let cu = packed.cu_seqlens().to_vec();
+    let owner = |t: usize| cu.windows(2).position(|w| w[0] <= t && t < w[1]).unwrap_or(0);
+    let labels: Vec<String> = (0..packed.total_tokens())
+        .map(|t| format!("{}{}", names[owner(t)], t - cu[owner(t)]))
+        .collect();
+    let fill = |i: usize, j: usize| (owner(i) == owner(j)).then_some(j <= i);
+    token_grid(&root, (585, 90), cell, &labels, &fill)?;
+    let entries = padded.score_entries(1);
+    let title = format!("padded (left, to 4 tokens): {entries} score entries per head");
+    text(&root, &title, (295, 40), 15, centered())?;
+    let title = format!("packed (cu_seqlens {cu:?}): {}", packed.score_entries(1, None)?);
+    text(&root, &title, (721, 40), 15, centered())?;
+    let legend = [
+        (blue(0.45), "seen: 0"),
+        (RGBColor(60, 60, 60), "hidden: −∞, computed"),
+        (WHITE, "not computed"),
+    ];
+    for (k, (color, name)) in legend.iter().enumerate() {
+        let x = 230 + 200 * k as i32;
+        boxed(&root, (x, 400), (x + 16, 416), *color)?;
+        text(&root, name, (x + 24, 408), 12, Pos::new(HPos::Left, VPos::Center))?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// Chapter 13: the mean error of attention outputs through each quantized format, on
+/// Gaussian keys and on keys with outlier channels ([`attention::serving::quant`]'s own
+/// study inputs: 16 queries over 512 tokens, 8 heads over 2 KV heads of 64), log scale.
+/// The last bar quantizes int4 keys per token instead of per channel.
+pub fn quantized_kv_error(path: &Path) -> FigResult {
+    use attention::serving::quant::{
+        Int4Grouping, KvFormat, StudyData, int4_round_trip, quantized_attention_error,
+        study_inputs,
+    };
+    let heads = attention::HeadLayout::new(8, 2, 64)?;
+    let kinds = [
+        (StudyData::Gaussian, "Gaussian keys", HEAD_COLORS[0]),
+        (StudyData::OutlierChannels, "keys with outlier channels", HEAD_COLORS[3]),
+    ];
+    let formats: [(&str, Option<KvFormat>); 5] = [
+        ("int8, per token", Some(KvFormat::Int8)),
+        ("fp8 e4m3, per tensor", Some(KvFormat::Fp8E4M3)),
+        ("int4 KIVI, G 32, R 0", Some(KvFormat::Int4 { group: 32, residual: 0 })),
+        ("int4 KIVI, G 32, R 128", Some(KvFormat::KIVI)),
+        ("int4, keys per token", None),
+    ];
+    let mut bars = Vec::new(); // (row, kind, mean error)
+    for (row, (_, format)) in formats.iter().enumerate() {
+        for (kind_index, (kind, _, _)) in kinds.iter().enumerate() {
+            let (q, k, v) = study_inputs(*kind, heads, 512, 16, 13)?;
+            let mean = match format {
+                Some(f) => quantized_attention_error(*f, &q, &k, &v, heads)?.mean,
+                None => {
+                    let attend = |k: &DMatrix<f32>, v: &DMatrix<f32>| {
+                        attention::grouped_attention(
+                            &q,
+                            k.as_view(),
+                            v.as_view(),
+                            heads,
+                            496,
+                        )
+                    };
+                    let k4 = int4_round_trip(&k, 64, Int4Grouping::PerToken)?;
+                    let v4 = int4_round_trip(&v, 64, Int4Grouping::PerToken)?;
+                    (attend(&k4, &v4)? - attend(&k, &v)?).abs().mean()
+                }
+            };
+            bars.push((row, kind_index, mean));
+        }
+    }
+    let root = SVGBackend::new(path, (900, 360)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let n = formats.len() as f32;
+    let mut chart = ChartBuilder::on(&root.margin(10, 10, 10, 10))
+        .caption(
+            "attention through a quantized cache: mean |output − f32 output|",
+            (FONT, 15),
+        )
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(170)
+        .build_cartesian_2d((1e-4f32..0.1f32).log_scale(), 0f32..n)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .disable_y_axis()
+        .x_desc("mean absolute error (log scale; mean |output| is 0.054)")
+        .x_label_formatter(&|x| format!("{x:e}"))
+        .label_style((FONT, 11))
+        .draw()?;
+    for &(row, kind, mean) in &bars {
+        let y = n - row as f32 - 0.5 + if kind == 0 { 0.18 } else { -0.18 };
+        let color = kinds[kind].2;
+        chart.draw_series(std::iter::once(Rectangle::new(
+            [(1e-4, y - 0.15), (mean, y + 0.15)],
+            color.filled(),
+        )))?;
+        chart.draw_series(std::iter::once(Text::new(
+            format!("{mean:.4}"),
+            (mean * 1.08, y + 0.07),
+            (FONT, 11).into_font(),
+        )))?;
+    }
+    for (row, (name, _)) in formats.iter().enumerate() {
+        let pos = chart.backend_coord(&(1e-4, n - row as f32 - 0.5));
+        text(&root, name, (pos.0 - 8, pos.1), 12, Pos::new(HPos::Right, VPos::Center))?;
+    }
+    for (i, (_, label, color)) in kinds.iter().enumerate() {
+        let (x, y) = (640, 60 + 18 * i as i32);
+        root.draw(&Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled()))?;
+        text(&root, label, (x + 20, y), 12, Pos::new(HPos::Left, VPos::Center))?;
     }
     root.present()?;
     Ok(())

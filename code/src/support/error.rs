@@ -208,6 +208,36 @@ pub enum AttnError {
     /// given to.
     #[error("KV cache mismatch: {0}")]
     CacheMismatch(String),
+    /// A paged KV cache's block pool has fewer free blocks than an append needs (chapter
+    /// 14). The cache is unchanged.
+    #[error(
+        "KV block pool exhausted: {free} of {n_blocks} blocks free, the append needs \
+            {needed}"
+    )]
+    PoolExhausted {
+        /// Blocks the append would take (new blocks, and a copy of a shared last block).
+        needed: usize,
+        /// Blocks free in the pool.
+        free: usize,
+        /// Blocks in the pool.
+        n_blocks: usize,
+    },
+    /// A paged KV cache was given a sequence id it never issued, or one already freed
+    /// (chapter 14).
+    #[error(
+        "{}",
+        if *freed {
+            format!("sequence {id} was freed")
+        } else {
+            format!("no sequence {id} in the KV cache")
+        }
+    )]
+    UnknownSequence {
+        /// The id given.
+        id: usize,
+        /// Whether the cache issued it and it has been freed since.
+        freed: bool,
+    },
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {

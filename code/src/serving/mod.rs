@@ -1,0 +1,6 @@
+//! Chapters 13 to 15: the cache for many users. A quantized KV cache (int8, int4 the KIVI
+//! way, fp8 as Hugging Face's `Fp8QuantizedLayer`), a paged cache with prefix sharing,
+//! and ragged batches (left padding, and the packed variable-length form).
+pub mod paged;
+pub mod quant;
+pub mod ragged; // chapter 13: int8, int4 (KIVI) and fp8 e4m3 KV caches
