@@ -1,4 +1,4 @@
-//! Chapter 13: the KV cache of Llama 3 8B and Llama 3.2 1B at full context in each
+//! Chapter 13: the KV cache of Llama 3.1 8B and Llama 3.2 1B at full context in each
 //! format, beside chapter 6's bf16 numbers.
 extern crate attention;
 // ANCHOR: example
@@ -10,7 +10,7 @@ fn main() {
     let head = ("model", "format", "B/token/layer", "MiB/layer", "GiB, all", "of bf16");
     let (m, f, t, l, a, s) = head;
     println!("{m:13} {f:14} {t:>13} {l:>10} {a:>10} {s:>8}");
-    for p in [Preset::LLAMA_3_8B, Preset::LLAMA_3_2_1B] {
+    for p in [Preset::LLAMA_3_1_8B, Preset::LLAMA_3_2_1B] {
         let (c, ctx, layers) =
             (p.config, p.config.context_length, p.n_layers.unwrap_or(1));
         let bf16 = kv_cache_bytes_per_layer(&c, 1, ctx, DType::BF16); // chapter 6's
@@ -20,6 +20,7 @@ fn main() {
             row(p.name, &format.name(), bytes, ctx, layers, bf16);
         }
     }
+    print_kivi_value_groups(); // what KIVI's own values, a pair per 32 channels, add
 }
 // ANCHOR_END: example
 
@@ -40,4 +41,24 @@ fn row(
     println!(
         "{model:13} {format:14} {per_token:13.1} {mib:12.1} {gib:10.3} {share:5.1} %"
     );
+}
+
+/// The int4 row again with KIVI's own value layout: a scale and a min (16 bits each) for
+/// every `group` channels of a value row, where the crate keeps one pair per row. The
+/// extra `head_dim / group − 1` pairs per row are added for every quantized token.
+fn print_kivi_value_groups() {
+    println!(
+        "int4 G32 R128 with KIVI's value groups (a scale and a min per 32 channels):"
+    );
+    for p in [Preset::LLAMA_3_1_8B, Preset::LLAMA_3_2_1B] {
+        let (c, ctx, layers) =
+            (p.config, p.config.context_length, p.n_layers.unwrap_or(1));
+        let KvFormat::Int4 { group, residual } = KvFormat::KIVI else { unreachable!() };
+        let quantized = (ctx - residual) / group * group; // tokens held as codes
+        let extra_pairs = (c.head_dim / group - 1) * c.n_kv_heads; // per token
+        let extra = (quantized * extra_pairs * 2 * DType::BF16.size_bytes()) as u128;
+        let ours = quantized_kv_bytes_per_layer(KvFormat::KIVI, &c, 1, ctx, DType::BF16);
+        let bf16 = kv_cache_bytes_per_layer(&c, 1, ctx, DType::BF16);
+        row(p.name, "KIVI's values", ours + extra, ctx, layers, bf16);
+    }
 }

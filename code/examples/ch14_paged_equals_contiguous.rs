@@ -9,6 +9,7 @@ use attention::{AttnError, Batch, KernelChoice, splitmix_matrix};
 
 fn main() -> Result<(), AttnError> {
     let layer = random_layer()?; // d_in 20, 6 query heads over 2 KV heads of 4, RoPE
+    // chapter 6's side runs the paged side's kernel: bit for bit needs the same sums
     let contiguous = layer.clone().with_kernel(KernelChoice::Straightforward);
     let mut pool = PagedKvCache::for_heads(64, 16, layer.heads())?; // blocks of 16
     let (system, prompt) = (pool.add_sequence(), splitmix_matrix(1, 21, 20, 1.0));
@@ -22,7 +23,7 @@ fn main() -> Result<(), AttnError> {
             let (chunk, pos) = (x.rows(first, n).into_owned(), 21 + first);
             let paged = pool.forward(&layer, id, &chunk, pos)?;
             let want = contiguous.forward(&Batch::single(chunk), pos, Some(&mut kv))?;
-            tally.add(&paged, &want.items()[0]); // counts outputs equal bit for bit
+            tally.add(&paged, &want.items()[0]); // output numbers equal bit for bit
         }
         print_user(&pool, id, user, &tally)?;
     }
@@ -47,7 +48,7 @@ fn chunks(question: usize, answer: usize) -> impl Iterator<Item = (usize, usize)
     std::iter::once((0, question)).chain((question..question + answer).map(|t| (t, 1)))
 }
 
-/// Outputs compared, and how many of them were the same f32 bit for bit.
+/// Output numbers compared, and how many of them were the same f32 bit for bit.
 #[derive(Default)]
 struct Tally {
     equal: usize,
@@ -66,7 +67,7 @@ impl Tally {
     }
 }
 
-/// One line per user: its tokens, its block table, the outputs equal bit for bit.
+/// One line per user: its tokens, its block table, the output numbers equal bit for bit.
 fn print_user(
     pool: &PagedKvCache,
     id: attention::serving::paged::SeqId,
@@ -75,9 +76,8 @@ fn print_user(
 ) -> Result<(), AttnError> {
     let (len, table) = (pool.len(id)?, pool.block_table(id)?);
     let (equal, total) = (tally.equal, tally.total);
-    println!(
-        "user {user}: {len} tokens, blocks {table:?}, {equal} of {total} outputs equal"
-    );
+    let same = format!("{equal} of {total} output numbers equal");
+    println!("user {user}: {len} tokens, blocks {table:?}, {same}");
     Ok(())
 }
 

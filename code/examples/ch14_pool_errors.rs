@@ -14,26 +14,23 @@ fn main() -> Result<(), AttnError> {
     cache.append(a, 0, &rows(10), &rows(10))?; // 3 blocks, the last with 2 free rows
     let exhausted = cache.append(b, 0, &rows(1), &rows(1)).unwrap_err();
     report("b's first token", &exhausted, &cache);
-    let c = cache.fork(a)?; // shares a's 3 blocks, takes none
-    let copy = cache.append(c, 10, &rows(1), &rows(1)).unwrap_err(); // copies block 2
-    report("c, a fork of a, appends into the shared last block", &copy, &cache);
     let position = cache.append(a, 9, &rows(1), &rows(1)).unwrap_err();
     report("a appends at position 9", &position, &cache);
-    cache.free(a)?; // c still holds the three blocks
+    cache.free(a)?; // its three blocks go back to the pool
     let freed = cache.free(a).unwrap_err(); // as any other use of a
     report("a freed twice", &freed, &cache);
-    report("fork of sequence 7", &cache.fork(SeqId(7)).unwrap_err(), &cache);
-    cache.free(c)?; // the last holder: the blocks go back
+    let unknown = cache.append(SeqId(7), 0, &rows(1), &rows(1)).unwrap_err();
+    report("sequence 7 appends", &unknown, &cache);
     cache.append(b, 0, &rows(1), &rows(1))?;
-    report("c freed, b's first token again", &"ok", &cache);
-    check_errors(&exhausted, &copy, &position, &freed)
+    report("b's first token again", &"ok", &cache);
+    check_errors(&exhausted, &position, &freed, &unknown)
 }
 // ANCHOR_END: example
 
 /// Prints what was tried, the error (or "ok"), and then the pool: its free blocks and
 /// the length of every sequence not freed.
 fn report(what: &str, outcome: &dyn std::fmt::Display, cache: &PagedKvCache) {
-    let names = ["a", "b", "c"];
+    let names = ["a", "b"];
     let lengths: Vec<String> = cache
         .sequences()
         .map(|id| format!("{} {}", names[id.0], cache.len(id).unwrap_or(0)))
@@ -45,13 +42,13 @@ fn report(what: &str, outcome: &dyn std::fmt::Display, cache: &PagedKvCache) {
 /// Each error is the variant its message says.
 fn check_errors(
     exhausted: &AttnError,
-    copy: &AttnError,
     position: &AttnError,
     freed: &AttnError,
+    unknown: &AttnError,
 ) -> Result<(), AttnError> {
     assert_eq!(*exhausted, AttnError::PoolExhausted { needed: 1, free: 0, n_blocks: 3 });
-    assert_eq!(*copy, AttnError::PoolExhausted { needed: 1, free: 0, n_blocks: 3 });
     assert_eq!(*position, AttnError::CachePosition { start_pos: 9, next_pos: 10 });
     assert_eq!(*freed, AttnError::UnknownSequence { id: 0, freed: true });
+    assert_eq!(*unknown, AttnError::UnknownSequence { id: 7, freed: false });
     Ok(())
 }

@@ -19,7 +19,7 @@ fn main() -> Result<(), attention::AttnError> {
 
     let lockstep = padded.unpad(&layer.forward(&x, 0, None)?)?; // chapter 6: no pad mask
     let ragged = padded.unpad(&layer.forward_padded(&padded, None)?)?;
-    println!("            real  pads  chapter 6's forward  forward_padded");
+    println!("            real  pads  chapter 6's forward  forward_padded  max |output|");
     for b in 0..3 {
         let pads = padded.seq_len() - want[b].nrows();
         print_row(b, pads, [&lockstep[b], &ragged[b]], &want[b]);
@@ -28,9 +28,10 @@ fn main() -> Result<(), attention::AttnError> {
 }
 // ANCHOR_END: example
 
-/// One sequence: its real tokens and pads, and each output's largest difference from
+/// One sequence: its real tokens and pads, each output's largest difference from
 /// transformers' real rows, printed as `< 1e-5` for f32 rounding (whose last digits
-/// depend on the CPU), else with three decimals.
+/// depend on the CPU), else with three decimals; and the largest |number| of
+/// transformers' real rows, the size the differences compare with.
 fn print_row(
     b: usize,
     pads: usize,
@@ -43,5 +44,8 @@ fn print_row(
     };
     let (real, lockstep, padded) = (want.nrows(), shown(ours[0]), shown(ours[1]));
     assert_eq!(padded, "< 1e-5");
-    println!("sequence {b}  {real:>4}  {pads:>4}  {lockstep:>19}  {padded:>14}");
+    let largest = want.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    println!(
+        "sequence {b}  {real:>4}  {pads:>4}  {lockstep:>19}  {padded:>14}  {largest:12.3}"
+    );
 }

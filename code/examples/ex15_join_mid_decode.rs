@@ -11,11 +11,11 @@ fn main() -> Result<(), attention::AttnError> {
     let layer = HfFixture::load("ragged/llama_left_padded")?.layer()?; // d_model 36
     let seqs = [8, 5, 6].map(|n| splitmix_matrix(n as u64, n, 36, 1.0)); // 3 requests
     let steps = [[6, 3, 0], [1, 1, 4], [1, 1, 1], [0, 0, 1]]; // tokens each brings
-    let mut cache = layer.new_ragged_cache(&[8, 5])?; // two requests running
+    let mut cache = layer.new_ragged_cache(&[8, 5])?; // two requests, capacities 8 and 5
     let mut outputs = vec![vec![]; 3];
     for (t, lens) in steps.iter().enumerate() {
         if t == 1 {
-            cache.push(6)?; // the third request arrives: a cache of its own, no padding
+            cache.push(6)?; // the third request arrives: its own cache, up to 6 positions
         }
         let chunks = next_tokens(&seqs, &cache.lens(), lens); // after those already run
         let x = PackedBatch::pack(&chunks, &cache.next_positions())?;

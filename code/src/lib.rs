@@ -15,6 +15,7 @@
 //! | shapes and memory | [`AttentionConfig`], [`Preset`], [`kv_cache_bytes`], [`gqa_kv_saving`] |
 //! | attention after Llama 3 | [`ScoreOptions`] (sliding window, soft-cap, sinks), [`QkNorm`], [`LayerKvCache::with_window`] |
 //! | serving many sequences | [`QuantizedKvCache`] ([`KvFormat`]: int8, int4, fp8), [`PagedKvCache`], [`PaddedBatch`], [`PackedBatch`], [`RaggedKvCache`] |
+//! | across cores and devices | [`PartialAttention`], [`SplitKDecode`], [`TensorParallel`], [`RingAttention`] (devices simulated by threads) |
 //! | fast attention | [`FlashAttention`], [`DecodeAttention`] (one [`FastKernel`] shell), [`fast::online_softmax`], [`fast::fast_exp`] |
 //!
 //! ## Shapes and layout
@@ -49,6 +50,7 @@
 pub mod fast;
 pub mod hf;
 pub mod mechanisms;
+pub mod parallel;
 pub mod serving;
 pub mod support;
 pub mod variants;
@@ -80,6 +82,10 @@ pub use mechanisms::self_attention::{
     Attention, SelfAttention, SimplifiedSelfAttention, simplified_self_attention,
 };
 pub use mechanisms::softmax::{softmax_rows, softmax_rows_in_place};
+pub use parallel::partial::PartialAttention;
+pub use parallel::ring::RingAttention;
+pub use parallel::split_k::SplitKDecode;
+pub use parallel::tensor::TensorParallel;
 pub use serving::paged::{DEFAULT_BLOCK_SIZE, PagedKvCache, PoolUsage, SeqId, Workload};
 pub use serving::quant::{KvFormat, QuantizedKvCache};
 pub use serving::ragged::{

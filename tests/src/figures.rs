@@ -50,6 +50,7 @@ pub const ALL: &[Figure] = &[
     Figure { file: "paged-memory.svg", render: paged_memory },
     Figure { file: "ragged-masks.svg", render: ragged_masks },
     Figure { file: "quantized-kv-error.svg", render: quantized_kv_error },
+    Figure { file: "ring-schedule.svg", render: ring_schedule },
 ];
 
 const TOKENS: [&str; 6] = ["Your", "journey", "starts", "with", "one", "step"];
@@ -1130,14 +1131,15 @@ fn token_grid(
     Ok(())
 }
 
-/// Chapter 15: three sequences of 3, 1 and 4 tokens. Left, the padded batch (left
+/// Chapter 15: three sequences of 3, 1 and 4 tokens, numbered 0, 1 and 2 as in the
+/// chapter; token `t` of sequence `b` is labelled `b:t`. Left, the padded batch (left
 /// padding to 4): each sequence's `padding_causal_mask`, 4 × 4 entries computed whatever
 /// its length. Right, the same tokens packed (`cu_seqlens` [0, 3, 4, 8]): causal blocks
 /// along the diagonal, and nothing computed between sequences. Counts from
 /// `score_entries` for one head.
 pub fn ragged_masks(path: &Path) -> FigResult {
     use attention::serving::ragged::{PackedBatch, PaddedBatch, padding_causal_mask};
-    let (lengths, names) = ([3usize, 1, 4], ['a', 'b', 'c']);
+    let (lengths, names) = ([3usize, 1, 4], ['0', '1', '2']);
     let seqs: Vec<DMatrix<f32>> = lengths.iter().map(|&n| DMatrix::zeros(n, 1)).collect();
     let padded = PaddedBatch::left_pad(&seqs, &[0, 0, 0])?;
     let packed = PackedBatch::pack(&seqs, &[0, 0, 0])?;
@@ -1152,7 +1154,7 @@ pub fn ragged_masks(path: &Path) -> FigResult {
             .iter()
             .map(|&real| {
                 t += usize::from(real);
-                if real == 1 { format!("{}{}", names[b], t - 1) } else { "pad".into() }
+                if real == 1 { format!("{}:{}", names[b], t - 1) } else { "pad".into() }
             })
             .collect();
         let ox = 60 + 165 * b as i32;
@@ -1164,7 +1166,7 @@ pub fn ragged_masks(path: &Path) -> FigResult {
     let cu = packed.cu_seqlens().to_vec();
     let owner = |t: usize| cu.windows(2).position(|w| w[0] <= t && t < w[1]).unwrap_or(0);
     let labels: Vec<String> = (0..packed.total_tokens())
-        .map(|t| format!("{}{}", names[owner(t)], t - cu[owner(t)]))
+        .map(|t| format!("{}:{}", names[owner(t)], t - cu[owner(t)]))
         .collect();
     let fill = |i: usize, j: usize| (owner(i) == owner(j)).then_some(j <= i);
     token_grid(&root, (585, 90), cell, &labels, &fill)?;
@@ -1273,6 +1275,84 @@ pub fn quantized_kv_error(path: &Path) -> FigResult {
         let (x, y) = (640, 60 + 18 * i as i32);
         root.draw(&Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled()))?;
         text(&root, label, (x + 20, y), 12, Pos::new(HPos::Left, VPos::Center))?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// Chapter 16: causal ring attention on 4 devices. Left, the key/value block each device
+/// holds at each step ([`attention::parallel::ring::ring_schedule`]); right, the same as
+/// the causal matrix of query blocks by key blocks, each cell labelled with the step at
+/// which its device computes it. Colours from [`attention::parallel::ring::block_use`].
+pub fn ring_schedule(path: &Path) -> FigResult {
+    use attention::parallel::ring::{BlockUse, block_use, held_block, ring_schedule};
+    let devices = 4;
+    let schedule = ring_schedule(devices);
+    let color = |u: BlockUse| match u {
+        BlockUse::Diagonal => light(HEAD_COLORS[1], 0.75),
+        BlockUse::Past => light(HEAD_COLORS[0], 0.55),
+        BlockUse::Future => RGBColor(225, 225, 225),
+    };
+    let root = SVGBackend::new(path, (900, 400)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (cell, top, left_x, right_x) = (62, 90, 110, 560);
+    let n = devices as i32;
+    text(
+        &root,
+        "what each device holds, step by step",
+        (left_x + 2 * cell, 30),
+        15,
+        centered(),
+    )?;
+    text(
+        &root,
+        "query blocks × key blocks: step computed",
+        (right_x + 2 * cell, 30),
+        15,
+        centered(),
+    )?;
+    for i in 0..n {
+        let right = Pos::new(HPos::Right, VPos::Center);
+        let y = top + cell * i + cell / 2;
+        text(&root, &format!("device {i}"), (left_x - 10, y), 12, right)?;
+        text(&root, &format!("queries {i}"), (right_x - 10, y), 12, right)?;
+        let x = |ox: i32| ox + cell * i + cell / 2;
+        text(&root, &format!("step {i}"), (x(left_x), top - 14), 12, centered())?;
+        text(&root, &format!("keys {i}"), (x(right_x), top - 14), 12, centered())?;
+    }
+    for (step, held) in schedule.iter().enumerate() {
+        for (r, &block) in held.iter().enumerate() {
+            let use_ = block_use(r, block);
+            let (x, y) = (left_x + cell * step as i32, top + cell * r as i32);
+            boxed(&root, (x, y), (x + cell, y + cell), color(use_))?;
+            let label = format!("KV {block}");
+            text(&root, &label, (x + cell / 2, y + cell / 2), 13, centered())?;
+        }
+    }
+    for r in 0..devices {
+        for block in 0..devices {
+            let use_ = block_use(r, block);
+            let (x, y) = (right_x + cell * block as i32, top + cell * r as i32);
+            boxed(&root, (x, y), (x + cell, y + cell), color(use_))?;
+            // the step at which device r holds this block
+            let step = (0..devices).find(|&s| held_block(r, s, devices) == block);
+            let label = match (use_, step) {
+                (BlockUse::Future, _) => "skipped".to_string(),
+                (_, Some(s)) => format!("step {s}"),
+                (_, None) => String::new(),
+            };
+            text(&root, &label, (x + cell / 2, y + cell / 2), 12, centered())?;
+        }
+    }
+    let legend = [
+        (BlockUse::Diagonal, "own block: causal mask"),
+        (BlockUse::Past, "earlier block: no mask"),
+        (BlockUse::Future, "later block: passed on, skipped"),
+    ];
+    for (k, (u, name)) in legend.iter().enumerate() {
+        let x = 120 + 250 * k as i32;
+        boxed(&root, (x, 362), (x + 16, 378), color(*u))?;
+        text(&root, name, (x + 24, 370), 12, Pos::new(HPos::Left, VPos::Center))?;
     }
     root.present()?;
     Ok(())

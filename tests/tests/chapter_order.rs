@@ -104,6 +104,17 @@ const INTRODUCED: &[(u32, &[&str])] = &[
             "forward_packed",
         ],
     ),
+    (
+        16,
+        &[
+            "PartialAttention",
+            "SplitKDecode",
+            "TensorParallel",
+            "RingAttention",
+            "all_reduce_sum",
+            "ring_schedule",
+        ],
+    ),
 ];
 
 /// Listings (chapter file, anchor, word) that show a later idea, each for a reason the
@@ -129,7 +140,7 @@ const KNOWN_LISTING_EXCEPTIONS: &[(&str, &str, &str)] = &[
 ];
 
 /// The last numbered chapter.
-const LAST_CHAPTER: u32 = 15;
+const LAST_CHAPTER: u32 = 16;
 
 /// The identifiers in `text`.
 fn words(text: &str) -> Vec<&str> {

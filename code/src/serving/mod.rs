@@ -3,4 +3,4 @@
 //! and ragged batches (left padding, and the packed variable-length form).
 pub mod paged;
 pub mod quant;
-pub mod ragged; // chapter 13: int8, int4 (KIVI) and fp8 e4m3 KV caches
+pub mod ragged;

@@ -1,6 +1,6 @@
 //! Chapter 14: a paged KV cache with prefix sharing, as vLLM's PagedAttention (Kwon et
 //! al. 2023, "Efficient Memory Management for Large Language Model Serving with
-//! PagedAttention").
+//! PagedAttention", arXiv 2309.06180).
 //!
 //! Chapter 6's cache reserves `capacity` rows for every sequence up front; a server that
 //! cannot know how long an answer will be must reserve the longest, and most of it stays
@@ -13,8 +13,8 @@
 //!
 //! Attention gathers a sequence's rows in position order and calls chapter 4's
 //! [`grouped_attention`] on them: the same function on the same numbers as with chapter
-//! 6's contiguous cache, so the output is the same bit for bit. A kernel that reads the
-//! blocks in place, without the gather, is the next step.
+//! 6's contiguous cache, so the output is the same bit for bit. The gather copies the
+//! sequence's rows at every step; reading the blocks in place is the next step.
 //!
 //! ```
 //! use attention::serving::paged::PagedKvCache;

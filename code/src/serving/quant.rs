@@ -4,16 +4,19 @@
 //! (`scripts/gen_quant_fixtures.py`, `code/tests/quant_kv.rs`):
 //!
 //! - **int8**, symmetric, one f32 scale per token and KV head (our own torch reference);
-//! - **int4 the KIVI way** (Liu et al. 2024, "KIVI: A Tuning-Free Asymmetric 2bit
+//! - **int4 after KIVI** (Liu et al. 2024, "KIVI: A Tuning-Free Asymmetric 2bit
 //!   Quantization for KV Cache"): keys per channel over groups of `group` tokens,
 //!   values per token, asymmetric (a scale and a min), two codes per byte, the newest
-//!   tokens kept in f32 (our own torch reference, after KIVI's code);
+//!   tokens kept in f32 (our own torch reference, after KIVI's code). One
+//!   simplification: a value row has one scale and min, where KIVI has one per `group`
+//!   channels of the row;
 //! - **fp8 e4m3** as transformers 5.24's `Fp8QuantizedLayer`: one f32 scale per tensor,
 //!   calibrated on the first append and frozen (checked against that layer itself).
 //!
 //! [`QuantizedKvCache`] appends tokens like chapter 6's [`crate::LayerKvCache`] and hands
-//! attention dequantized f32 rows ([`attend_quantized`], [`forward_quantized`]); a kernel
-//! that reads the codes directly gets them through [`QuantizedKvCache::key_rows`].
+//! attention dequantized f32 rows ([`attend_quantized`], [`forward_quantized`]): an f32
+//! copy of the cache, so it saves memory, not reading time. The codes as stored are lent
+//! by [`QuantizedKvCache::key_rows`] and [`QuantizedKvCache::value_rows`].
 //! [`quantized_kv_bytes_per_layer`] counts the memory, [`study_inputs`] and
 //! [`quantized_attention_error`] measure what each format costs in accuracy.
 
@@ -47,11 +50,11 @@ pub enum KvFormat {
     /// 8-bit integers, symmetric: one f32 scale per row, `x ≈ code · scale`, codes in
     /// `-127 ..= 127`.
     Int8,
-    /// 4-bit integers the KIVI way, asymmetric: `x ≈ code · scale + min`, codes in
+    /// 4-bit integers after KIVI, asymmetric: `x ≈ code · scale + min`, codes in
     /// `0 ..= 15`, two per byte. Keys get a scale and a min per channel for each group of
-    /// `group` tokens; values per row. The newest tokens wait in f32 and are quantized
-    /// `group` at a time, so that at least `residual` (and fewer than `residual + group`)
-    /// stay exact.
+    /// `group` tokens; values one per row (KIVI: one per `group` channels of the row).
+    /// The newest tokens wait in f32 and are quantized `group` at a time, so that at
+    /// least `residual` (and fewer than `residual + group`) stay exact.
     Int4 {
         /// Tokens per key group.
         group: usize,
@@ -141,8 +144,9 @@ fn int4_code(x: f32, scale: f32, min: f32) -> u8 {
     ((x - min) / scale).clamp(0.0, 15.0).round_ties_even() as u8
 }
 
-/// Two codes in one byte: column `2j` in the low nibble, `2j + 1` in the high one (KIVI
-/// packs low bits first too).
+/// Two codes in one byte: column `2j` in the low nibble, `2j + 1` in the high one. (KIVI
+/// also puts the lower index in the lower bits, but packs eight codes per int32, keys
+/// along the tokens and values along the channels.)
 fn pack_pair(even: u8, odd: u8) -> u8 {
     even | (odd << 4)
 }
@@ -927,8 +931,8 @@ fn try_filled<T: Clone>(len: usize, fill: T) -> Result<Vec<T>> {
 // ANCHOR: attend_quantized
 /// Grouped-query attention of sequence `b`'s queries `q` `(n, n_heads · head_dim)` over
 /// the cache's keys and values, dequantized to f32 first; query `i` sees cache rows `0
-/// ..= query_offset + i`, as in [`grouped_attention`]. (A kernel that reads the codes
-/// in its tiles, never making the f32 copy, is a later step.)
+/// ..= query_offset + i`, as in [`grouped_attention`]. The attention reads that f32
+/// copy, not the codes; reading the codes in place is the next step.
 pub fn attend_quantized(
     q: &DMatrix<f32>,
     cache: &QuantizedKvCache,
@@ -1160,7 +1164,8 @@ pub fn quantized_attention_error(
 /// How [`int4_round_trip`] groups the numbers that share a scale and a min.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Int4Grouping {
-    /// One scale and min per token and head (KIVI's values).
+    /// One scale and min per token and head (KIVI's values, without KIVI's groups of
+    /// channels within the row).
     PerToken,
     /// One per channel for each run of `group` tokens (KIVI's keys); a last, shorter run
     /// gets its own.
