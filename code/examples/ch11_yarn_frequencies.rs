@@ -1,7 +1,6 @@
 //! Chapter 11: gpt-oss's and DeepSeek-V3's YaRN frequencies, correction range and
 //! attention factor, against the numbers transformers computes from their configs.
 extern crate attention;
-extern crate serde_json;
 // ANCHOR: example
 use attention::YarnScaling;
 
@@ -55,11 +54,11 @@ fn check_against_transformers(
     // absent (null) means true in transformers
     assert_eq!(p["truncate"].as_bool().unwrap_or(true), yarn.truncate);
     let (low, high) = yarn.correction_range(head_dim, base)?;
-    let ulps64 = |a: f64, b: &serde_json::Value| {
-        a.to_bits().abs_diff(b.as_f64().unwrap().to_bits())
-    };
-    assert!(ulps64(low, &json["correction_range"][0]) <= 1);
-    assert!(ulps64(high, &json["correction_range"][1]) <= 1);
+    // (the JSON values are read through the crate's serde_json: a snippet's own
+    // `serde_json::Value` type may be another build of it)
+    let range = |i: usize| json["correction_range"][i].as_f64().expect("range");
+    assert!(low.to_bits().abs_diff(range(0).to_bits()) <= 1);
+    assert!(high.to_bits().abs_diff(range(1).to_bits()) <= 1);
     let bits = json["attention_factor_f64_bits"].as_u64().expect("bits");
     assert_eq!(yarn.attention_factor(), f64::from_bits(bits) as f32);
     let theirs = fx.tensor(&format!("{case}.inv_freq"))?.data;

@@ -2,6 +2,7 @@
 //! even blocks and on 4 devices in uneven ones: equal to the layer within rounding, the
 //! bytes each device sent counted and compared with the formula, and the schedule.
 extern crate attention;
+extern crate nalgebra;
 extern crate rand;
 // ANCHOR: example
 use attention::parallel::ring::{RingAttention, ring_bytes_per_device, ring_schedule};
