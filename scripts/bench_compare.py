@@ -5,6 +5,7 @@ Run from the repository root with a Python that has torch (scripts/requirements.
 
     venv/bin/python scripts/bench_compare.py            # the full comparison, a few minutes
     venv/bin/python scripts/bench_compare.py --quick    # tiny shapes, a smoke test; writes nothing
+    venv/bin/python scripts/bench_compare.py --suite serving   # decode from compressed and paged caches
 
 For every case of `attn-bench` (built in release mode; one JSON object per line) it times the same
 shape in PyTorch right after ours, on the same number of threads:
@@ -12,6 +13,18 @@ shape in PyTorch right after ours, on the same number of threads:
     prefill_naive  ours: grouped_attention          PyTorch: softmax(QKᵀ/√d + mask)·V ("manual")
     prefill_flash  ours: FlashAttention              PyTorch: F.scaled_dot_product_attention(is_causal=True)
     decode         ours: DecodeAttention (1 token)   PyTorch: F.scaled_dot_product_attention, 1 query
+
+--suite serving (chapters 13 and 14) times the decode kernels that read compressed and paged caches,
+one thread, contexts 4096 and 32768, GQA 12/4, each against PyTorch SDPA on the f32 cache of the
+same shape, interleaved the same way:
+
+    decode         ours: DecodeAttention on the contiguous f32 cache (the baseline of the paged goal)
+    decode_int8    ours: QuantizedDecodeAttention on an int8 cache
+    decode_int4    ours: QuantizedDecodeAttention on an int4 KIVI cache (groups of 32, 128 rows in f32)
+    decode_paged   ours: PagedDecodeAttention on an f32 paged cache (blocks of 16)
+
+and one core's read bandwidth (`attn-bench --bandwidth`). It writes src/data/bench-serving-results.json
+and src/generated/bench-serving-table.md, and leaves chapter 8's files alone.
 
 Both sides take the median of as many calls as fit in a few seconds (at least 5), after a warm-up
 call, in --rounds interleaved rounds (ours, then PyTorch, again); each side's time is its fastest
@@ -48,9 +61,25 @@ RENDER = ["cargo", "run", "--quiet", "-p", "book-tests", "--bin", "bench-table",
 # --simd native (the CPU's widest level) or avx2 (ATTENTION_SIMD=avx2 caps our kernels; PyTorch is
 # not capped): each has its results file and rendered table, which chapter 8 includes.
 OUTPUTS = {
-    "native": (ROOT / "src" / "data" / "bench-results.json", ROOT / "src" / "generated" / "bench-table.md"),
-    "avx2": (ROOT / "src" / "data" / "bench-results-avx2.json", ROOT / "src" / "generated" / "bench-table-avx2.md"),
+    ("fast", "native"): (ROOT / "src" / "data" / "bench-results.json", ROOT / "src" / "generated" / "bench-table.md"),
+    ("fast", "avx2"): (ROOT / "src" / "data" / "bench-results-avx2.json", ROOT / "src" / "generated" / "bench-table-avx2.md"),
+    ("serving", "native"): (
+        ROOT / "src" / "data" / "bench-serving-results.json",
+        ROOT / "src" / "generated" / "bench-serving-table.md",
+    ),
+    ("serving", "avx2"): (
+        ROOT / "src" / "data" / "bench-serving-results-avx2.json",
+        ROOT / "src" / "generated" / "bench-serving-table-avx2.md",
+    ),
 }
+
+# What each suite times: attn-bench's cases, the sequence lengths (contexts) of the full run, and the
+# thread counts (None: attn-bench's own, 1 and 2).
+SUITES = {
+    "fast": {"cases": ["prefill_naive", "prefill_flash", "decode"], "seqs": [256, 512, 1024, 2048, 4096], "threads": None},
+    "serving": {"cases": ["decode", "decode_int8", "decode_int4", "decode_paged"], "seqs": [4096, 32768], "threads": 1},
+}
+DECODE_CASES = {"decode", "decode_int8", "decode_int4", "decode_paged"}
 
 TIME_BUDGET_S = 3.0  # the same budget attn-bench uses per case
 MIN_REPS, MAX_REPS = 5, 200
@@ -71,7 +100,7 @@ def torch_case(case, seq, n_heads, n_kv_heads, head_dim, threads, budget):
     """PyTorch's time for the counterpart of one attn-bench case, in ms."""
     torch.set_num_threads(threads)
     gen = torch.Generator().manual_seed(seq * 100 + n_kv_heads)
-    n_queries = 1 if case == "decode" else seq
+    n_queries = 1 if case in DECODE_CASES else seq
     q = torch.randn(1, n_heads, n_queries, head_dim, generator=gen)
     k = torch.randn(1, n_kv_heads, seq, head_dim, generator=gen)
     v = torch.randn(1, n_kv_heads, seq, head_dim, generator=gen)
@@ -93,9 +122,10 @@ def torch_case(case, seq, n_heads, n_kv_heads, head_dim, threads, budget):
         def fn():
             return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
 
-    elif case == "decode":
+    elif case in DECODE_CASES:
         # one query at the last position sees every key: no mask (is_causal=True would align
-        # top-left and let it see key 0 only)
+        # top-left and let it see key 0 only). Our int8, int4 and paged decodes are compared
+        # with this same f32 cache: PyTorch's SDPA has no quantized or paged cache.
         def fn():
             return F.scaled_dot_product_attention(q, k, v, enable_gqa=gqa)
 
@@ -158,6 +188,13 @@ def main():
     ap.add_argument("--memory-seq", type=int, default=32768, help="sequence length of the memory run (0: skip)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of ours-then-PyTorch per case")
     ap.add_argument(
+        "--suite",
+        choices=sorted(SUITES),
+        default="fast",
+        help="fast: chapter 8's prefill and decode cases; serving: decode from int8, int4 and paged caches "
+        "(chapters 13 and 14), written to the bench-serving results and table",
+    )
+    ap.add_argument(
         "--simd",
         choices=sorted(OUTPUTS),
         default="native",
@@ -167,7 +204,8 @@ def main():
     args = ap.parse_args()
     global SIMD_CAP
     SIMD_CAP = None if args.simd == "native" else args.simd
-    results_file, table_file = OUTPUTS[args.simd]
+    results_file, table_file = OUTPUTS[(args.suite, args.simd)]
+    suite = SUITES[args.suite]
 
     subprocess.run(["cargo", "build", "--quiet", "--release", "-p", "attention", "--bin", "attn-bench"], check=True, cwd=ROOT)
     load_before = wait_for_quiet(args.max_load, 0 if args.quick else args.wait)
@@ -178,13 +216,19 @@ def main():
     # same load, several times. A time is the fastest round's median (what the code can do when the
     # machine lets it); the spread between rounds says how much the machine disturbed it.
     peak = run_bin("--peak")[0]  # the core's FMA ceiling, at the level our kernels run with
-    plan = run_bin("--quick") if args.quick else None
-    seqs = sorted({r["seq"] for r in plan}) if plan else [256, 512, 1024, 2048, 4096]
+    # one core's read bandwidth beside the decode kernels' GB/s (the serving suite)
+    bandwidth = None
+    if args.suite == "serving":
+        bandwidth = [{"bytes": b["bytes"], "gb_per_s": b["gb_per_s"]} for b in run_bin("--bandwidth", *(["--quick"] if args.quick else []))]
+    plan = [r for r in run_bin("--quick") if r["case"] in suite["cases"]] if args.quick else None
+    seqs = sorted({r["seq"] for r in plan}) if plan else suite["seqs"]
     results = []
     levels = set()  # the SIMD levels our kernels ran with (attn-bench reports it per row)
     for seq in seqs:
-        for case in ["prefill_naive", "prefill_flash", "decode"]:
+        for case in suite["cases"]:
             flags = ["--quick"] if args.quick else []
+            if suite["threads"] is not None:
+                flags += ["--threads", str(suite["threads"])]
             rounds = {}  # (n_kv_heads, threads) -> (row, our medians, PyTorch's medians)
             for _ in range(args.rounds):
                 for r in run_bin(*flags, "--seq", str(seq), "--case", case):
@@ -201,6 +245,10 @@ def main():
                 row["rounds"] = len(ours)
                 row["ours_spread"] = round(max(ours) / min(ours) - 1, 4)
                 row["torch_spread"] = round(max(theirs) / min(theirs) - 1, 4)
+                if "bytes_per_token" in r:
+                    # the bytes of cache a step reads, at the fastest round's time
+                    row["bytes_per_token"] = r["bytes_per_token"]
+                    row["gb_per_s"] = round(r["bytes_per_token"] / (row["ours_ms"] * 1e-3) / 1e9, 2)
                 results.append(row)
                 print(
                     f"{case:14} seq {seq:5} heads {r['n_heads']}/{r['n_kv_heads']:<2} threads {r['threads']}: "
@@ -217,13 +265,18 @@ def main():
         if r["threads"] > 1 and base is not None and r["torch_ms"] > base["torch_ms"]:
             r["flag"] = "PyTorch slower on two threads than on one: contention"
     memory = None
-    if args.memory_seq and not args.quick:
+    if args.memory_seq and not args.quick and args.suite == "fast":
         memory = run_bin("--memory", str(args.memory_seq))[0]
         memory = {k: memory[k] for k in memory if k not in ("case", "threads")}
     load_after = os.getloadavg()[0]
     data = {
         "about": f"Written by scripts/bench_compare.py; rendered into {table_file.relative_to(ROOT)} by book-tests (bin bench-table or figures). Do not edit.",
-        "machine": {**machine(), "simd_used": "/".join(sorted(levels)), "fma_peak_gflops": peak["gflops"]},
+        "machine": {
+            **machine(),
+            "simd_used": "/".join(sorted(levels)),
+            "fma_peak_gflops": peak["gflops"],
+            **({"read_bandwidth": bandwidth} if bandwidth else {}),
+        },
         "torch": torch.__version__,
         "load_average": [round(load_before, 2), round(load_after, 2)],
         "busy": load_before > args.max_load,

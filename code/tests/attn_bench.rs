@@ -1,7 +1,7 @@
 //! The `attn-bench` binary: a smoke test of its benchmark run (tiny shapes, well under a
-//! second), its memory run, its help, and its usage errors. (The book's results tables
-//! are rendered from the committed measurements by the `book-tests` package, and checked
-//! there: `tests/tests/bench_tables.rs`.)
+//! second), its memory, peak and bandwidth runs, its help, and its usage errors. (The
+//! book's results tables are rendered from the committed measurements by the
+//! `book-tests` package, and checked there: `tests/tests/bench_tables.rs`.)
 
 use std::process::{Command, Stdio};
 
@@ -28,11 +28,16 @@ fn quick_run_prints_one_json_object_per_case() {
     let mut cases: Vec<&str> =
         lines.iter().map(|l| l["case"].as_str().unwrap()).collect();
     cases.dedup();
-    assert!(
-        cases.contains(&"prefill_naive")
-            && cases.contains(&"prefill_flash")
-            && cases.contains(&"decode")
-    );
+    for case in [
+        "prefill_naive",
+        "prefill_flash",
+        "decode",
+        "decode_int8",
+        "decode_int4",
+        "decode_paged",
+    ] {
+        assert!(cases.contains(&case), "{case} in {cases:?}");
+    }
     for l in &lines {
         for key in ["seq", "n_heads", "n_kv_heads", "head_dim", "threads"] {
             assert!(l[key].as_u64().is_some_and(|n| n > 0), "{key} in {l}");
@@ -40,9 +45,17 @@ fn quick_run_prints_one_json_object_per_case() {
         assert!(l["median_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{l}");
         let simd = l["simd"].as_str();
         assert!(matches!(simd, Some("avx512" | "avx2" | "baseline")), "simd in {l}");
-        // prefill_flash lines also report the rate their products achieved
-        let flash = l["case"] == "prefill_flash";
-        let fields = if flash { 9 } else { 8 };
+        // prefill_flash lines also report the rate their products achieved; decode lines
+        // the bytes of cache a step reads and the rate it read them at
+        let case = l["case"].as_str().unwrap();
+        let (flash, decode) = (case == "prefill_flash", case.starts_with("decode"));
+        let fields = if flash {
+            9
+        } else if decode {
+            10
+        } else {
+            8
+        };
         assert_eq!(
             l.as_object().unwrap().len(),
             fields,
@@ -51,7 +64,47 @@ fn quick_run_prints_one_json_object_per_case() {
         if flash {
             assert!(l["gflops"].as_f64().is_some_and(|g| g > 0.0), "{l}");
         }
+        if decode {
+            assert!(l["bytes_per_token"].as_u64().is_some_and(|b| b > 0), "{l}");
+            assert!(l["gb_per_s"].as_f64().is_some_and(|g| g > 0.0), "{l}");
+        }
     }
+}
+
+/// The bytes a decode step reads: the f32 cache (contiguous or paged) `2 · seq ·
+/// kv_dim · 4`; int8 a byte per number and an f32 scale per row; int4 (KIVI, groups of
+/// 32, 128 rows in f32) less than int8. All at context 300, GQA 12/4, head_dim 64.
+#[test]
+fn decode_lines_count_the_bytes_of_their_cache() {
+    let (code, stdout, stderr) = bench(&["--quick", "--seq", "300", "--threads", "1"]);
+    assert_eq!(code, 0, "{stderr}");
+    let bytes = |case: &str| {
+        stdout
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|l| l["case"] == case)
+            .and_then(|l| l["bytes_per_token"].as_u64())
+            .unwrap_or_else(|| panic!("a {case} line in {stdout}"))
+    };
+    let f32_bytes = 2 * 300 * 4 * 64 * 4;
+    assert_eq!(bytes("decode"), f32_bytes);
+    assert_eq!(bytes("decode_paged"), f32_bytes);
+    assert_eq!(bytes("decode_int8"), 2 * 300 * 4 * (64 + 4));
+    // 160 rows quantized (5 groups of 32), 140 in f32
+    let int4 = 4 * (160 * 32 + 5 * 64 * 8 + 160 * (32 + 8) + 2 * 140 * 64 * 4);
+    assert_eq!(bytes("decode_int4"), int4);
+}
+
+/// `--bandwidth --quick`: one line, one core's read rate on a 1 MiB buffer.
+#[test]
+fn bandwidth_reports_the_read_rate() {
+    let (code, stdout, stderr) = bench(&["--bandwidth", "--quick"]);
+    assert_eq!(code, 0, "{stderr}");
+    let l: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(l["case"], "bandwidth");
+    assert_eq!(l["bytes"], 1 << 20);
+    assert!(l["gb_per_s"].as_f64().is_some_and(|g| g > 0.0), "{l}");
+    assert_eq!(l.as_object().unwrap().len(), 5, "exactly the documented fields: {l}");
 }
 
 /// `--peak` measures the FMA ceiling: positive wherever the CPU has FMA (0 at the
@@ -120,6 +173,7 @@ fn help_lists_every_flag() {
             "--case",
             "--reps",
             "--peak",
+            "--bandwidth",
             "--help",
         ] {
             assert!(
@@ -155,6 +209,10 @@ fn bad_arguments_are_usage_errors() {
     assert_usage_error(&["--reps", "0"], "--reps needs a positive integer, got `0`");
     assert_usage_error(&["--threads", "-1"], "--threads");
     assert_usage_error(&["--case", "fast"], "unknown case `fast`");
+    assert_usage_error(
+        &["--case", "decode_fp16"],
+        "decode_int8, decode_int4, decode_paged",
+    );
 }
 
 #[test]

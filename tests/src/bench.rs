@@ -18,12 +18,18 @@ use serde::Deserialize;
 pub const RESULTS_FILE: &str = "src/data/bench-results.json";
 /// The rendered tables, relative to the workspace root.
 pub const TABLE_FILE: &str = "src/generated/bench-table.md";
-/// Every committed run and its rendered tables: the CPU's widest SIMD level, and our
-/// kernels capped at AVX2 (`scripts/bench_compare.py --simd avx2`), for the readers whose
-/// CPU has no AVX-512.
+/// Chapters 13 and 14's measurements (`scripts/bench_compare.py --suite serving`): decode
+/// from int8, int4 and paged caches against PyTorch SDPA on the f32 cache.
+pub const SERVING_RESULTS_FILE: &str = "src/data/bench-serving-results.json";
+/// Their rendered tables.
+pub const SERVING_TABLE_FILE: &str = "src/generated/bench-serving-table.md";
+/// Every committed run and its rendered tables: the CPU's widest SIMD level, our kernels
+/// capped at AVX2 (`scripts/bench_compare.py --simd avx2`), for the readers whose CPU has
+/// no AVX-512, and the serving suite.
 pub const RUNS: &[(&str, &str)] = &[
     (RESULTS_FILE, TABLE_FILE),
     ("src/data/bench-results-avx2.json", "src/generated/bench-table-avx2.md"),
+    (SERVING_RESULTS_FILE, SERVING_TABLE_FILE),
 ];
 
 /// The whole results file, as `scripts/bench_compare.py` writes it.
@@ -64,6 +70,19 @@ pub struct Machine {
     /// level our kernels ran with); absent in files written before it was measured.
     #[serde(default)]
     pub fma_peak_gflops: Option<f64>,
+    /// One core's read bandwidth on buffers of a few sizes (`attn-bench --bandwidth`);
+    /// measured by the serving suite only.
+    #[serde(default)]
+    pub read_bandwidth: Option<Vec<Bandwidth>>,
+}
+
+/// One core's read rate on a buffer of `bytes`, read again and again.
+#[derive(Debug, Deserialize)]
+pub struct Bandwidth {
+    /// The buffer's size.
+    pub bytes: u64,
+    /// 10⁹ bytes a second.
+    pub gb_per_s: f64,
 }
 
 /// Which of our paths a row times (and so which of PyTorch's it is compared with).
@@ -76,6 +95,13 @@ pub enum Case {
     PrefillFlash,
     /// `DecodeAttention` (one new token), against `F.scaled_dot_product_attention`.
     Decode,
+    /// `QuantizedDecodeAttention` on an int8 cache, against PyTorch SDPA on the f32 cache.
+    DecodeInt8,
+    /// `QuantizedDecodeAttention` on an int4 (KIVI) cache, against PyTorch SDPA on the f32
+    /// cache.
+    DecodeInt4,
+    /// `PagedDecodeAttention` on a paged f32 cache, against PyTorch SDPA on the f32 cache.
+    DecodePaged,
 }
 
 impl Case {
@@ -85,7 +111,15 @@ impl Case {
             Case::PrefillNaive => "prefill_naive",
             Case::PrefillFlash => "prefill_flash",
             Case::Decode => "decode",
+            Case::DecodeInt8 => "decode_int8",
+            Case::DecodeInt4 => "decode_int4",
+            Case::DecodePaged => "decode_paged",
         }
+    }
+
+    /// A decode case of chapters 13 and 14 (read from a compressed or paged cache).
+    pub fn is_serving(self) -> bool {
+        matches!(self, Case::DecodeInt8 | Case::DecodeInt4 | Case::DecodePaged)
     }
 }
 
@@ -118,6 +152,12 @@ pub struct BenchRow {
     /// Why the row is not a result (e.g. PyTorch slower on two threads than on one).
     #[serde(default)]
     pub flag: Option<String>,
+    /// Decode rows: the bytes of cache one step reads.
+    #[serde(default)]
+    pub bytes_per_token: Option<u64>,
+    /// Decode rows: those bytes over our time, in 10⁹ bytes a second.
+    #[serde(default)]
+    pub gb_per_s: Option<f64>,
 }
 
 impl BenchRow {
@@ -213,9 +253,11 @@ pub fn fmt_bytes(bytes: u64) -> String {
     }
 }
 
-/// Renders the measurements as the chapter's markdown: a header line, the one-thread
-/// prefill table, the two-thread table, the decode and memory lines, and the goals table.
-/// The book includes the output verbatim (`src/generated/bench-table.md`).
+/// Renders the measurements as the chapter's markdown: a header line, then for chapter
+/// 8's run the one-thread prefill table, the two-thread table, the decode and memory lines
+/// and the goals table, and for the serving suite's (chapters 13 and 14) the decode table
+/// of compressed and paged caches, the read bandwidth and their goals. The book includes
+/// the output verbatim (`src/generated/bench-table.md`, `bench-serving-table.md`).
 pub fn render_tables(results: &BenchResults) -> String {
     let mut md = String::new();
     let machine = &results.machine;
@@ -234,7 +276,23 @@ pub fn render_tables(results: &BenchResults) -> String {
         results.load_average[1],
     );
     md += &method_note(results);
-    md += &prefill_table(results);
+    // chapter 8's run, or chapters 13 and 14's (or both)
+    let has = |f: fn(Case) -> bool| results.results.iter().any(|r| f(r.case));
+    if has(|c| matches!(c, Case::PrefillNaive | Case::PrefillFlash)) {
+        md += &fast_tables(results);
+    }
+    if has(Case::is_serving) {
+        md += &serving_table(results);
+        md += &bandwidth_note(results);
+        md += &serving_goals(results);
+    }
+    md
+}
+
+/// Chapter 8's part: the one-thread prefill table, the FMA peak, the two-thread table,
+/// the decode and memory lines, and the goals table.
+fn fast_tables(results: &BenchResults) -> String {
+    let mut md = prefill_table(results);
     md += &peak_note(results);
     md += &two_thread_table(results);
     if let Some(d) = results.find(Case::Decode, 4096, 4, 1) {
@@ -260,6 +318,116 @@ pub fn render_tables(results: &BenchResults) -> String {
     }
     md += &goals_table(results);
     md
+}
+
+/// Megabytes (2²⁰ bytes) with three significant digits.
+pub fn fmt_mib(bytes: u64) -> String {
+    let mib = bytes as f64 / (1u64 << 20) as f64;
+    match mib {
+        x if x < 10.0 => format!("{x:.2} MiB"),
+        x if x < 100.0 => format!("{x:.1} MiB"),
+        x => format!("{x:.0} MiB"),
+    }
+}
+
+/// The caches of the serving suite, in the order of the table: chapter 8's contiguous
+/// f32 cache, then the paged, int8 and int4 ones.
+const SERVING_CACHES: [(Case, &str); 4] = [
+    (Case::Decode, "f32, contiguous (chapter 8)"),
+    (Case::DecodePaged, "f32, paged (blocks of 16)"),
+    (Case::DecodeInt8, "int8"),
+    (Case::DecodeInt4, "int4 KIVI (G32, R128)"),
+];
+
+/// Chapters 13 and 14: one row per context and cache, one thread, GQA 12/4.
+fn serving_table(results: &BenchResults) -> String {
+    let mut contexts: Vec<u64> = results
+        .results
+        .iter()
+        .filter(|r| r.case.is_serving() && r.threads == 1)
+        .map(|r| r.seq)
+        .collect();
+    contexts.sort_unstable();
+    contexts.dedup();
+    let mut md = String::from(
+        "**Decode from compressed and paged caches**, one new token, GQA 12/4 (head_dim \
+         64), one thread. PyTorch SDPA reads the f32 cache of the same shape, measured in \
+         the same run; bytes read per token are the bytes of cache one decode step reads, \
+         GB/s those bytes over our time.\n\n",
+    );
+    md += "| context | cache | ours | PyTorch SDPA f32 | ratio | bytes read per token | GB/s |\n";
+    md += "|---:|:---|---:|---:|---:|---:|---:|\n";
+    for &seq in &contexts {
+        for (case, name) in SERVING_CACHES {
+            let Some(r) = results.find(case, seq, 4, 1) else { continue };
+            let bytes = r.bytes_per_token.map_or("".into(), fmt_mib);
+            let rate = r.gb_per_s.map_or("".into(), |g| format!("{g:.1}"));
+            md += &format!(
+                "| {seq} | {name} | {} | {} | {:.2} | {bytes} | {rate} |\n",
+                fmt_ms(r.ours_ms),
+                fmt_ms(r.torch_ms),
+                r.ratio()
+            );
+        }
+    }
+    md
+}
+
+/// One core's read bandwidth, when the file has it.
+fn bandwidth_note(results: &BenchResults) -> String {
+    let Some(rates) = &results.machine.read_bandwidth else { return String::new() };
+    if rates.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = rates
+        .iter()
+        .map(|b| format!("{:.1} GB/s on {}", b.gb_per_s, fmt_bytes(b.bytes)))
+        .collect();
+    format!(
+        "\n**One core's read bandwidth** (`attn-bench --bandwidth`: a sum over a buffer \
+         read again and again): {}.\n",
+        parts.join(", ")
+    )
+}
+
+/// The contexts the serving goals are set at.
+const SERVING_GOAL_CONTEXTS: [u64; 2] = [4096, 32768];
+
+/// The goals of the serving issue, one thread, at the contexts of
+/// [`SERVING_GOAL_CONTEXTS`] that were measured: int8 decode within 0.4 × PyTorch SDPA on
+/// the f32 cache, paged f32 decode within 1.1 × our contiguous decode.
+fn serving_goals(results: &BenchResults) -> String {
+    let contexts = SERVING_GOAL_CONTEXTS;
+    let worst = |ratio: &dyn Fn(u64) -> Option<f64>| {
+        let ratios: Vec<(u64, f64)> =
+            contexts.iter().filter_map(|&c| ratio(c).map(|r| (c, r))).collect();
+        let worst = ratios.iter().map(|&(_, r)| r).reduce(f64::max)?;
+        let seqs: Vec<String> = ratios.iter().map(|(c, _)| c.to_string()).collect();
+        Some((worst, seqs.join(", ")))
+    };
+    let int8 = worst(&|c| results.find(Case::DecodeInt8, c, 4, 1).map(BenchRow::ratio));
+    let paged = worst(&|c| {
+        let (p, d) = (
+            results.find(Case::DecodePaged, c, 4, 1)?,
+            results.find(Case::Decode, c, 4, 1)?,
+        );
+        Some(p.ours_ms / d.ours_ms)
+    });
+    let mut goals = String::new();
+    for (what, found, limit) in [
+        ("int8 decode ≤ 0.4 × PyTorch SDPA on the f32 cache", int8, 0.4),
+        ("paged f32 decode ≤ 1.1 × our contiguous f32 decode", paged, 1.1),
+    ] {
+        let Some((worst, seqs)) = found else { continue };
+        let met = if worst > limit { "**no**" } else { "yes" };
+        goals += &format!("| {what} | context {seqs}, 12/4 | {worst:.2} | {met} |\n");
+    }
+    if goals.is_empty() {
+        return goals;
+    }
+    format!(
+        "\n**Goals**, one thread:\n\n| goal | shapes | worst ratio | met |\n|:---|:---|---:|:---|\n{goals}"
+    )
 }
 
 /// How the times were taken, when the file says (rounds and spread), and a warning for a
@@ -395,6 +563,7 @@ fn goals_table(results: &BenchResults) -> String {
             Case::PrefillFlash => "flash prefill ≤ 1.0 × PyTorch SDPA (stretch 0.8)",
             Case::PrefillNaive => "straightforward prefill ≤ 1.0 × PyTorch manual",
             Case::Decode => "decode ≤ 0.8 × PyTorch SDPA",
+            _ => continue, // the serving goals have their own table
         };
         let shapes = if case == Case::Decode {
             "context 4096, 12/4".to_string()
@@ -560,6 +729,86 @@ mod tests {
         // a file from before rounds says none of it
         let old = render_tables(&results(&row("prefill_flash", 1024, 4, 1, 7.0, 10.0)));
         assert!(!old.contains("rounds") && !old.contains("busy"), "{old}");
+    }
+
+    /// A serving-suite row: a decode case with the bytes its step reads.
+    fn serving_row(case: &str, seq: u64, ours: f64, torch: f64, bytes: u64) -> String {
+        let gb_per_s = bytes as f64 / (ours * 1e-3) / 1e9;
+        row(case, seq, 4, 1, ours, torch).replacen(
+            '}',
+            &format!(r#", "bytes_per_token": {bytes}, "gb_per_s": {gb_per_s:.2}}}"#),
+            1,
+        )
+    }
+
+    #[test]
+    fn the_serving_table_shows_every_cache_and_the_goals() {
+        let rows = [
+            serving_row("decode", 4096, 0.5, 0.75, 8 << 20),
+            serving_row("decode_int8", 4096, 0.25, 0.75, 2_228_224),
+            serving_row("decode_int4", 4096, 0.4, 0.75, 1_658_880),
+            serving_row("decode_paged", 4096, 0.52, 0.75, 8 << 20),
+            serving_row("decode", 32768, 6.0, 11.0, 64 << 20),
+            serving_row("decode_int8", 32768, 2.2, 11.0, 17_825_792),
+            serving_row("decode_paged", 32768, 6.9, 11.0, 64 << 20),
+        ];
+        let mut r = results(&rows.join(","));
+        let md = render_tables(&r);
+        assert!(md.contains("**Decode from compressed and paged caches**"), "{md}");
+        assert!(
+            md.contains("| 4096 | f32, contiguous (chapter 8) | 0.500 | 0.750 | 0.67 | 8.00 MiB | 16.8 |\n"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 4096 | int8 | 0.250 | 0.750 | 0.33 | 2.12 MiB | 8.9 |\n"),
+            "{md}"
+        );
+        assert!(md.contains("| 32768 | f32, paged (blocks of 16) | 6.90 | 11.0 | 0.63 | 64.0 MiB | 9.7 |\n"), "{md}");
+        // rows in the order of the caches, 4096 before 32768; no int4 row at 32768
+        let at =
+            |needle: &str| md.find(needle).unwrap_or_else(|| panic!("{needle}: {md}"));
+        assert!(at("| 4096 | f32, paged") < at("| 4096 | int8 |"));
+        assert!(at("| 4096 | int4 KIVI") < at("| 32768 | f32, contiguous"));
+        assert!(!md.contains("| 32768 | int4"), "{md}");
+        // goals: int8 0.33 and 0.20 of PyTorch's; paged 1.04 and 1.15 of our contiguous
+        assert!(
+            md.contains("| int8 decode ≤ 0.4 × PyTorch SDPA on the f32 cache | context 4096, 32768, 12/4 | 0.33 | yes |\n"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| paged f32 decode ≤ 1.1 × our contiguous f32 decode | context 4096, 32768, 12/4 | 1.15 | **no** |\n"),
+            "{md}"
+        );
+        // chapter 8's parts are not there, and its goals table is not either
+        for absent in ["**Prefill**", "**Decode**,", "flash prefill", "read bandwidth"] {
+            assert!(!md.contains(absent), "{absent}: {md}");
+        }
+        r.machine.read_bandwidth = Some(vec![
+            Bandwidth { bytes: 8 << 20, gb_per_s: 31.25 },
+            Bandwidth { bytes: 1 << 30, gb_per_s: 11.04 },
+        ]);
+        let md = render_tables(&r);
+        assert!(
+            md.contains(
+                "read again and again): 31.2 GB/s on 8 MiB, 11.0 GB/s on 1.00 GiB.\n"
+            ),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn chapter_8s_run_has_no_serving_part() {
+        let md = render_tables(&results(
+            &[
+                row("prefill_flash", 1024, 4, 1, 7.0, 10.0),
+                row("decode", 4096, 4, 1, 0.5, 1.0),
+            ]
+            .join(","),
+        ));
+        assert!(
+            md.contains("**Decode**,") && !md.contains("compressed and paged"),
+            "{md}"
+        );
     }
 
     #[test]

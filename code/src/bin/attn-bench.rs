@@ -1,26 +1,39 @@
 //! `attn-bench`: times the crate's attention paths and prints one JSON object per line.
 //!
 //! ```text
-//! attn-bench                 the goal's cases (prefill seq 256..4096, MHA 12/12 and GQA 12/4; decode)
+//! attn-bench                 the goal's cases (prefill seq 256..4096, MHA 12/12 and GQA 12/4;
+//!                            decode from f32, int8, int4 and paged caches at 4096 and 32768)
 //! attn-bench --quick         tiny shapes, a few repetitions: a smoke test that finishes in a second
 //! attn-bench --memory N      runs only the flash path once at seq N (GQA 12/4) and prints its peak RSS
 //! attn-bench --threads T     also time the flash and decode paths on T threads (default: 1 and 2)
 //! attn-bench --seq N         only the cases of sequence (or context) length N
-//! attn-bench --case NAME     only prefill_naive, prefill_flash or decode
+//! attn-bench --case NAME     only prefill_naive, prefill_flash, decode, decode_int8, decode_int4
+//!                            or decode_paged
 //! attn-bench --reps N        exactly N timed calls per case (default: as many as fit in 3 s, at least 5)
 //! attn-bench --peak          only the core's FMA peak (one thread): {"case": "fma_peak", "gflops": X, ...}
+//! attn-bench --bandwidth     only one core's read bandwidth on buffers of 8 MiB, 64 MiB and 1 GiB
+//!                            (with --quick: 1 MiB)
 //! ```
 //!
-//! Each line: `{"case": "prefill_naive" | "prefill_flash" | "decode", "seq": N,
-//! "n_heads": H, "n_kv_heads": K, "head_dim": D, "threads": T, "median_ms": X,
-//! "simd": "avx512" | "avx2" | "baseline"}`, the last the level the kernels ran with;
-//! a `prefill_flash` line also has `"gflops"`, the rate its matrix products achieved
-//! (`4 · n_heads · head_dim · seq·(seq+1)/2` flops: the visible query-key pairs, two
-//! products of two flops per multiply-add).
+//! Each line: `{"case": NAME, "seq": N, "n_heads": H, "n_kv_heads": K, "head_dim": D,
+//! "threads": T, "median_ms": X, "simd": "avx512" | "avx2" | "baseline"}`, the last the
+//! level the kernels ran with; a `prefill_flash` line also has `"gflops"`, the rate its
+//! matrix products achieved (`4 · n_heads · head_dim · seq·(seq+1)/2` flops: the visible
+//! query-key pairs, two products of two flops per multiply-add). The decode cases (one new
+//! token against a cache of `seq` positions, GQA 12/4) also have `"bytes_per_token"`,
+//! the bytes of cache the step reads, and `"gb_per_s"`, those bytes over the median time:
+//! `decode` reads chapter 8's contiguous f32 cache with `DecodeAttention`, `decode_int8`
+//! and `decode_int4` (KIVI: groups of 32, 128 f32 rows) a `QuantizedKvCache` with
+//! `QuantizedDecodeAttention`, `decode_paged` a `PagedKvCache` (blocks of 16, the
+//! sequence's blocks interleaved with another sequence's) with `PagedDecodeAttention`.
+//! A `--bandwidth` line: `{"case": "bandwidth", "bytes": N, "threads": 1, "gb_per_s": X,
+//! "simd": ...}`.
 //! `scripts/bench_compare.py` runs this and the same shapes in PyTorch, and writes
-//! `src/data/bench-results.json`. This binary only measures: the book's tables are
-//! rendered from that file by the `book-tests` package (`book_tests::bench`, run by its
-//! binaries `figures` and `bench-table`).
+//! `src/data/bench-results.json` (chapter 8's cases) or, with `--suite serving`,
+//! `src/data/bench-serving-results.json` (the decode cases against PyTorch SDPA on the f32
+//! cache). This binary only measures: the book's tables are rendered from those files by
+//! the `book-tests` package (`book_tests::bench`, run by its binaries `figures` and
+//! `bench-table`).
 //!
 //! Arguments are parsed with `lexopt`, as in `llama-attn`. Each flag may be given once;
 //! numbers are positive integers. Exit codes: 0 success, 1 a failed measurement, 2 bad
@@ -32,9 +45,13 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use attention::fast::decode::DecodeAttention;
+use attention::serving::decode_kernels::{
+    PagedDecodeAttention, QuantizedDecodeAttention, read_bandwidth_gb_per_s,
+};
 use attention::support::init::splitmix_matrix;
 use attention::{
-    AttentionInputs, AttnError, FlashAttention, HeadLayout, Result, grouped_attention,
+    AttentionInputs, AttnError, FlashAttention, HeadLayout, KvFormat, PagedKvCache,
+    QuantizedKvCache, Result, grouped_attention,
 };
 use nalgebra::DMatrix;
 
@@ -48,15 +65,18 @@ Usage:
   attn-bench [--quick] [--threads T] [--seq N] [--case NAME] [--reps N]
   attn-bench --memory N
   attn-bench --peak
+  attn-bench --bandwidth [--quick]
 
 Options:
   --quick         tiny shapes and a few repetitions: a smoke test that finishes in a second
   --memory N      only run the flash path once at seq N (GQA 12/4) and print its peak resident memory
   --threads T     also time the flash and decode paths on T threads [default: 1 and 2]
   --seq N         only the cases of sequence (or context) length N
-  --case NAME     only prefill_naive, prefill_flash or decode
+  --case NAME     only prefill_naive, prefill_flash, decode, decode_int8, decode_int4 or decode_paged
   --reps N        exactly N timed calls per case [default: as many as fit in 3 s, at least 5]
   --peak          only measure the core's FMA peak (one thread, f32, no memory traffic) in GFLOP/s
+  --bandwidth     only measure one core's read bandwidth (8 MiB, 64 MiB and 1 GiB buffers; with
+                  --quick 1 MiB) in GB/s
   -h, --help      print this help
 
 Each flag may be given once; N and T are positive integers.
@@ -68,17 +88,35 @@ enum Case {
     PrefillNaive,
     PrefillFlash,
     Decode,
+    DecodeInt8,
+    DecodeInt4,
+    DecodePaged,
 }
 
 impl Case {
-    const ALL: [Case; 3] = [Case::PrefillNaive, Case::PrefillFlash, Case::Decode];
+    const ALL: [Case; 6] = [
+        Case::PrefillNaive,
+        Case::PrefillFlash,
+        Case::Decode,
+        Case::DecodeInt8,
+        Case::DecodeInt4,
+        Case::DecodePaged,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Case::PrefillNaive => "prefill_naive",
             Case::PrefillFlash => "prefill_flash",
             Case::Decode => "decode",
+            Case::DecodeInt8 => "decode_int8",
+            Case::DecodeInt4 => "decode_int4",
+            Case::DecodePaged => "decode_paged",
         }
+    }
+
+    /// One new token against a cache (rather than a whole prompt).
+    fn is_decode(self) -> bool {
+        !matches!(self, Case::PrefillNaive | Case::PrefillFlash)
     }
 }
 
@@ -123,6 +161,7 @@ impl From<AttnError> for Failure {
 struct Args {
     quick: bool,
     peak: bool,
+    bandwidth: bool,
     memory: Option<usize>,
     threads: Option<usize>,
     seq: Option<usize>,
@@ -158,12 +197,14 @@ fn positive(
 fn parse_args() -> std::result::Result<Option<Args>, Failure> {
     use lexopt::prelude::*;
     let (mut quick, mut memory, mut threads, mut peak) = (None, None, None, None);
+    let mut bandwidth = None;
     let (mut seq, mut case, mut reps) = (None, None, None);
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
         match arg {
             Long("quick") => once(&mut quick, "--quick", ())?,
             Long("peak") => once(&mut peak, "--peak", ())?,
+            Long("bandwidth") => once(&mut bandwidth, "--bandwidth", ())?,
             Long("memory") => {
                 once(&mut memory, "--memory", positive(&mut parser, "--memory")?)?
             }
@@ -174,9 +215,16 @@ fn parse_args() -> std::result::Result<Option<Args>, Failure> {
             Long("case") => {
                 let value = parser.value()?;
                 let name = value.to_string_lossy();
-                let found = Case::ALL.into_iter().find(|c| c.name() == name).ok_or_else(|| {
-                    Failure::Usage(format!("unknown case `{name}`: prefill_naive, prefill_flash or decode"))
-                })?;
+                let found = Case::ALL.into_iter().find(|c| c.name() == name).ok_or_else(
+                    || {
+                        let names: Vec<&str> =
+                            Case::ALL.iter().map(|c| c.name()).collect();
+                        Failure::Usage(format!(
+                            "unknown case `{name}`: {}",
+                            names.join(", ")
+                        ))
+                    },
+                )?;
                 once(&mut case, "--case", found)?;
             }
             Long("reps") => once(&mut reps, "--reps", positive(&mut parser, "--reps")?)?,
@@ -184,8 +232,8 @@ fn parse_args() -> std::result::Result<Option<Args>, Failure> {
             _ => return Err(arg.unexpected().into()),
         }
     }
-    let (quick, peak) = (quick.is_some(), peak.is_some());
-    Ok(Some(Args { quick, peak, memory, threads, seq, case, reps }))
+    let (quick, peak, bandwidth) = (quick.is_some(), peak.is_some(), bandwidth.is_some());
+    Ok(Some(Args { quick, peak, bandwidth, memory, threads, seq, case, reps }))
 }
 
 fn main() -> ExitCode {
@@ -234,18 +282,37 @@ fn run(args: &Args) -> std::result::Result<(), Failure> {
         )
         .map_err(Failure::Write);
     }
+    if args.bandwidth {
+        // the f32 caches of the decode cases (8 MiB at 4096 positions, 64 MiB at 32768),
+        // and a buffer larger than most processors' last cache; --quick: one small one
+        let (sizes, time) = if args.quick {
+            (vec![1 << 20], Duration::from_millis(20))
+        } else {
+            (vec![8 << 20, 64 << 20, 1 << 30], Duration::from_millis(500))
+        };
+        for bytes in sizes {
+            let gb_per_s = read_bandwidth_gb_per_s(bytes, time)?;
+            writeln!(
+                std::io::stdout(),
+                "{{\"case\": \"bandwidth\", \"bytes\": {bytes}, \"threads\": 1, \"gb_per_s\": {gb_per_s:.2}, \"simd\": \"{}\"}}",
+                simd_name()
+            )
+            .map_err(Failure::Write)?;
+        }
+        return Ok(());
+    }
     let mut thread_counts = vec![1, args.threads.unwrap_or(2)];
     thread_counts.dedup();
     let (prefill_seqs, decode_ctx, budget) = if args.quick {
         (
             vec![16, 70],
-            vec![33],
+            vec![33, 300],
             Budget { time: Duration::from_millis(20), min_reps: 2, max_reps: 5 },
         )
     } else {
         (
             vec![256, 512, 1024, 2048, 4096],
-            vec![4096],
+            vec![4096, 32768],
             Budget { time: Duration::from_secs(3), min_reps: 5, max_reps: 200 },
         )
     };
@@ -259,8 +326,11 @@ fn run(args: &Args) -> std::result::Result<(), Failure> {
         }
     }
     for &seq in &decode_ctx {
-        for &threads in &thread_counts {
-            shapes.push(Shape { case: Case::Decode, seq, n_kv_heads: 4, threads });
+        for case in [Case::Decode, Case::DecodeInt8, Case::DecodeInt4, Case::DecodePaged]
+        {
+            for &threads in &thread_counts {
+                shapes.push(Shape { case, seq, n_kv_heads: 4, threads });
+            }
         }
     }
     let budget = match args.reps {
@@ -271,12 +341,16 @@ fn run(args: &Args) -> std::result::Result<(), Failure> {
         args.seq.is_none_or(|n| s.seq == n) && args.case.is_none_or(|c| c == s.case)
     });
     for shape in &shapes {
-        let ms = measure(shape, &budget)?;
+        let (ms, bytes) = measure(shape, &budget)?;
         // the flash kernel's achieved rate: 4 flops per visible query-key pair and dim
         let gflops = if shape.case == Case::PrefillFlash {
             let pairs = shape.seq as f64 * (shape.seq as f64 + 1.0) / 2.0;
             let flops = 4.0 * (N_HEADS * HEAD_DIM) as f64 * pairs;
             format!(", \"gflops\": {:.1}", flops / (ms * 1e-3) / 1e9)
+        } else if let Some(bytes) = bytes {
+            // a decode step: the bytes of cache it reads, and the rate it read them at
+            let gb_per_s = bytes as f64 / (ms * 1e-3) / 1e9;
+            format!(", \"bytes_per_token\": {bytes}, \"gb_per_s\": {gb_per_s:.2}")
         } else {
             String::new()
         };
@@ -319,15 +393,78 @@ fn inputs(
     )
 }
 
-/// The median time of one call, in milliseconds, after one warm-up call.
-fn measure(shape: &Shape, budget: &Budget) -> Result<f64> {
-    let n_queries = if shape.case == Case::Decode { 1 } else { shape.seq };
+/// The caches the decode cases read, holding the same keys and values.
+enum DecodeCache {
+    /// Chapter 8's contiguous f32 rows (the `k` and `v` matrices themselves).
+    F32,
+    Quantized(QuantizedKvCache),
+    /// The pool and the measured sequence.
+    Paged(PagedKvCache, attention::SeqId),
+}
+
+impl DecodeCache {
+    /// The cache of `case` holding `k` and `v` (`(seq, n_kv_heads · head_dim)`).
+    fn new(
+        case: Case,
+        k: &DMatrix<f32>,
+        v: &DMatrix<f32>,
+        heads: HeadLayout,
+    ) -> Result<Self> {
+        let seq = k.nrows();
+        let quantized = |format| -> Result<Self> {
+            let mut cache = QuantizedKvCache::for_heads(format, 1, seq, heads)?;
+            cache.append(0, std::slice::from_ref(k), std::slice::from_ref(v))?;
+            Ok(DecodeCache::Quantized(cache))
+        };
+        match case {
+            Case::DecodeInt8 => quantized(KvFormat::Int8),
+            Case::DecodeInt4 => quantized(KvFormat::KIVI),
+            Case::DecodePaged => {
+                // blocks of 16, the measured sequence's blocks interleaved with another
+                // sequence's, as a server's pool hands them out: its table is 0, 2, 4 ...
+                let block = attention::DEFAULT_BLOCK_SIZE;
+                let mut pool =
+                    PagedKvCache::for_heads(2 * seq.div_ceil(block), block, heads)?;
+                let (id, other) = (pool.add_sequence(), pool.add_sequence());
+                for start in (0..seq).step_by(block) {
+                    let n = block.min(seq - start);
+                    let (k, v) =
+                        (k.rows(start, n).clone_owned(), v.rows(start, n).clone_owned());
+                    pool.append(id, start, &k, &v)?;
+                    pool.append(other, start, &v, &k)?;
+                }
+                Ok(DecodeCache::Paged(pool, id))
+            }
+            _ => Ok(DecodeCache::F32),
+        }
+    }
+
+    /// Bytes of cache one decode step over all `seq` positions reads.
+    fn bytes_read(&self, seq: usize, heads: HeadLayout) -> u128 {
+        match self {
+            DecodeCache::Quantized(cache) => {
+                QuantizedDecodeAttention::bytes_read(cache, seq)
+            }
+            DecodeCache::F32 | DecodeCache::Paged(..) => {
+                PagedDecodeAttention::bytes_read(seq, heads)
+            }
+        }
+    }
+}
+
+/// The median time of one call, in milliseconds, after one warm-up call, and for a
+/// decode case the bytes of cache a call reads.
+fn measure(shape: &Shape, budget: &Budget) -> Result<(f64, Option<u128>)> {
+    let n_queries = if shape.case.is_decode() { 1 } else { shape.seq };
     let (q, k, v) = inputs(n_queries, shape.seq, shape.n_kv_heads);
     let query_offset = shape.seq - n_queries;
     let heads = HeadLayout::new(N_HEADS, shape.n_kv_heads, HEAD_DIM)?;
     let mut out = DMatrix::zeros(n_queries, N_HEADS * HEAD_DIM);
     let mut flash = FlashAttention::with_threads(shape.threads)?;
     let mut decode = DecodeAttention::with_threads(shape.threads)?;
+    let mut quantized = QuantizedDecodeAttention::with_threads(shape.threads)?;
+    let mut paged = PagedDecodeAttention::with_threads(shape.threads)?;
+    let cache = DecodeCache::new(shape.case, &k, &v, heads)?;
     let (kv, vv) = (k.as_view(), v.as_view());
     let mut call = || -> Result<()> {
         match shape.case {
@@ -339,10 +476,21 @@ fn measure(shape: &Shape, budget: &Budget) -> Result<f64> {
                 AttentionInputs { q: &q, k: kv, v: vv, heads, query_offset },
                 &mut out,
             ),
-            Case::Decode => decode.forward_into(
-                AttentionInputs { q: &q, k: kv, v: vv, heads, query_offset },
-                &mut out,
-            ),
+            // a decode case: the kernel that reads the case's cache
+            Case::Decode | Case::DecodeInt8 | Case::DecodeInt4 | Case::DecodePaged => {
+                match &cache {
+                    DecodeCache::F32 => decode.forward_into(
+                        AttentionInputs { q: &q, k: kv, v: vv, heads, query_offset },
+                        &mut out,
+                    ),
+                    DecodeCache::Quantized(c) => {
+                        quantized.forward_into(&q, c, 0, heads, query_offset, &mut out)
+                    }
+                    DecodeCache::Paged(pool, id) => {
+                        paged.forward_into(pool, *id, &q, heads, &mut out)
+                    }
+                }
+            }
         }
     };
     call()?; // warm-up: caches, page faults, scratch buffers
@@ -357,7 +505,8 @@ fn measure(shape: &Shape, budget: &Budget) -> Result<f64> {
     }
     std::hint::black_box(&out);
     times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
+    let bytes = shape.case.is_decode().then(|| cache.bytes_read(shape.seq, heads));
+    Ok((times[times.len() / 2], bytes))
 }
 
 /// Runs the flash path once at `seq` (GQA 12/4) and prints the process's peak resident
