@@ -1,6 +1,6 @@
-//! Exercise 13.2: the unquantized residual window of `KvFormat::KIVI` costs more than int8
-//! for short sequences. From which length is int4 (groups of 32, 128 to 159 tokens counted
-//! in 16 bits) smaller than int8 for Llama 3.2 1B?
+//! Exercise 13.2: the unquantized residual window of `KvFormat::KIVI` costs more than
+//! int8 for short sequences. From which length is int4 (groups of 32, 128 to 159 tokens
+//! counted in 16 bits) smaller than int8 for Llama 3.2 1B?
 extern crate attention;
 // ANCHOR: example
 use attention::serving::quant::{KvFormat, quantized_kv_bytes_per_layer};
