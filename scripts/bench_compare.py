@@ -13,6 +13,23 @@ shape in PyTorch right after ours, on the same number of threads:
     prefill_naive  ours: grouped_attention          PyTorch: softmax(QKᵀ/√d + mask)·V ("manual")
     prefill_flash  ours: FlashAttention              PyTorch: F.scaled_dot_product_attention(is_causal=True)
     decode         ours: DecodeAttention (1 token)   PyTorch: F.scaled_dot_product_attention, 1 query
+    decode_split_k ours: SplitKDecodeAttention, 2 splits (chapter 16)   PyTorch: the same as decode
+
+Chapter 8's steps (fast suite, one thread, seq 1024 and 4096): the flash kernel with one
+optimization undone (prefill_flash_block_skip: tiles skipped per block only; prefill_flash_no_skip:
+every tile computed; prefill_flash_unfused_exp: no fused multiply-adds in exp), the straightforward
+path with the fast exp (prefill_naive_fast_exp), and with --before REV the flash kernel of an earlier
+commit (built in a worktree under target/, row prefill_flash_before), each against PyTorch in the
+same interleaved way.
+
+The fast suite's decode cases run at contexts 4096 and 32768 (the split-K goal's context), on 1 and
+2 threads. For every case timed on both, ours 1-thread ms / ours 2-thread ms is printed and written
+as "speedups" (issue #13's goal: at least 1.8 for decode at 32768 and prefill at 4096), with
+PyTorch's own ratio beside it; one core's read bandwidth (`attn-bench --bandwidth`) is recorded to
+read the decode speedups against. Each SDPA row records the backend PyTorch's dispatcher picks for
+its shape, "torch_backend": torch._fused_sdp_choice(q, k, v, None, 0.0, is_causal, enable_gqa=...)
+mapped through torch.nn.attention.SDPBackend (FLASH_ATTENTION is the CPU flash kernel, MATH the
+composite fallback).
 
 --suite serving (chapters 13 and 14) times the decode kernels that read compressed and paged caches,
 one thread, contexts 4096 and 32768, GQA 12/4, each against PyTorch SDPA on the f32 cache of the
@@ -31,8 +48,13 @@ call, in --rounds interleaved rounds (ours, then PyTorch, again); each side's ti
 round's median, and the spread between rounds is recorded. A two-thread row where PyTorch is slower
 than on one thread is flagged as contention. Then it runs `attn-bench --memory 32768` (the flash path once, its peak resident memory).
 
-With --simd avx2 our kernels are capped at AVX2 (ATTENTION_SIMD=avx2; PyTorch is not capped), and the
-files are src/data/bench-results-avx2.json and src/generated/bench-table-avx2.md.
+With --simd avx2 both sides are capped at AVX2, to emulate a CPU without AVX-512: our kernels with
+ATTENTION_SIMD=avx2, PyTorch with ATEN_CPU_CAPABILITY=avx2 (ATen's kernels, the CPU flash SDPA among
+them), MKL_ENABLE_INSTRUCTIONS=AVX2 (the BLAS under the manual path) and ONEDNN_MAX_CPU_ISA=AVX2.
+Those libraries read the variables when they load, so the script starts itself again with them set
+before `import torch`, and refuses to run unless torch.backends.cpu.get_cpu_capability() then says
+AVX2 (recorded in the machine block as "torch_cpu_capability"). The files are
+src/data/bench-results-avx2.json and src/generated/bench-table-avx2.md.
 
 It writes src/data/bench-results.json (the measurements) and src/generated/bench-table.md (rendered
 from that file by the book-tests binary `bench-table`; the book includes it, and a test checks that
@@ -53,13 +75,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / "target" / "release" / "attn-bench"
 # Renders a results file as the book's markdown tables: bench-table [--input RESULTS] [--output TABLE]
 RENDER = ["cargo", "run", "--quiet", "-p", "book-tests", "--bin", "bench-table", "--"]
-# --simd native (the CPU's widest level) or avx2 (ATTENTION_SIMD=avx2 caps our kernels; PyTorch is
-# not capped): each has its results file and rendered table, which chapter 8 includes.
+# --simd native (the CPU's widest level) or avx2 (our kernels and PyTorch capped at AVX2): each has
+# its results file and rendered table, which chapter 8 includes.
 OUTPUTS = {
     ("fast", "native"): (ROOT / "src" / "data" / "bench-results.json", ROOT / "src" / "generated" / "bench-table.md"),
     ("fast", "avx2"): (ROOT / "src" / "data" / "bench-results-avx2.json", ROOT / "src" / "generated" / "bench-table-avx2.md"),
@@ -76,10 +99,21 @@ OUTPUTS = {
 # What each suite times: attn-bench's cases, the sequence lengths (contexts) of the full run, and the
 # thread counts (None: attn-bench's own, 1 and 2).
 SUITES = {
-    "fast": {"cases": ["prefill_naive", "prefill_flash", "decode"], "seqs": [256, 512, 1024, 2048, 4096], "threads": None},
+    "fast": {
+        "cases": ["prefill_naive", "prefill_flash", "decode", "decode_split_k"],
+        "seqs": [256, 512, 1024, 2048, 4096, 32768],  # attn-bench has no prefill at 32768, no decode below 4096
+        "threads": None,
+        # chapter 8's table of optimization steps: each a form of a path with one step changed, one
+        # thread, at these lengths (and --before REV adds the flash kernel of an earlier commit)
+        "steps": ["prefill_naive_fast_exp", "prefill_flash_block_skip", "prefill_flash_no_skip", "prefill_flash_unfused_exp"],
+        "step_seqs": [1024, 4096],
+    },
     "serving": {"cases": ["decode", "decode_int8", "decode_int4", "decode_paged"], "seqs": [4096, 32768], "threads": 1},
 }
-DECODE_CASES = {"decode", "decode_int8", "decode_int4", "decode_paged"}
+DECODE_CASES = {"decode", "decode_split_k", "decode_int8", "decode_int4", "decode_paged"}
+# What --simd avx2 sets for PyTorch, read when its libraries load: ATen's kernel dispatch (the CPU
+# flash SDPA included), MKL's sgemm, oneDNN.
+TORCH_AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 TIME_BUDGET_S = 3.0  # the same budget attn-bench uses per case
 MIN_REPS, MAX_REPS = 5, 200
@@ -97,7 +131,8 @@ def median_ms(fn, budget_s, min_reps, max_reps):
 
 
 def torch_case(case, seq, n_heads, n_kv_heads, head_dim, threads, budget):
-    """PyTorch's time for the counterpart of one attn-bench case, in ms."""
+    """PyTorch's time for the counterpart of one attn-bench case, in ms, and for an SDPA case the
+    backend its dispatcher picks for the shape (an SDPBackend name; None for the manual path)."""
     torch.set_num_threads(threads)
     gen = torch.Generator().manual_seed(seq * 100 + n_kv_heads)
     n_queries = 1 if case in DECODE_CASES else seq
@@ -106,7 +141,8 @@ def torch_case(case, seq, n_heads, n_kv_heads, head_dim, threads, budget):
     v = torch.randn(1, n_kv_heads, seq, head_dim, generator=gen)
     group = n_heads // n_kv_heads
     gqa = n_kv_heads != n_heads
-    if case == "prefill_naive":
+    backend = None
+    if case.startswith("prefill_naive"):
         # Raschka's CausalAttention: the mask is a buffer built once, applied with masked_fill
         mask = torch.triu(torch.ones(seq, seq, dtype=torch.bool), diagonal=1)
 
@@ -117,10 +153,12 @@ def torch_case(case, seq, n_heads, n_kv_heads, head_dim, threads, budget):
             scores = scores.masked_fill(mask, float("-inf"))
             return torch.softmax(scores, dim=-1) @ vv
 
-    elif case == "prefill_flash":
+    elif case.startswith("prefill_flash"):
 
         def fn():
             return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+
+        backend = sdpa_backend(q, k, v, True, gqa)
 
     elif case in DECODE_CASES:
         # one query at the last position sees every key: no mask (is_causal=True would align
@@ -129,21 +167,66 @@ def torch_case(case, seq, n_heads, n_kv_heads, head_dim, threads, budget):
         def fn():
             return F.scaled_dot_product_attention(q, k, v, enable_gqa=gqa)
 
+        backend = sdpa_backend(q, k, v, False, gqa)
     else:
         raise ValueError(f"unknown case {case!r}")
     with torch.inference_mode():
-        return median_ms(fn, *budget)
+        return median_ms(fn, *budget), backend
+
+
+def sdpa_backend(q, k, v, is_causal, gqa):
+    """The backend F.scaled_dot_product_attention dispatches to for these inputs (no mask, no
+    dropout), as PyTorch's own selection returns it: e.g. FLASH_ATTENTION or MATH."""
+    choice = torch._fused_sdp_choice(q, k, v, None, 0.0, is_causal, enable_gqa=gqa)
+    return SDPBackend(choice).name
+
+
+def speedups(results):
+    """For every case, context and head layout timed on 1 and on 2 threads: ours 1-thread ms / ours
+    2-thread ms (and PyTorch's, beside it)."""
+    one = {(r["case"], r["seq"], r["n_kv_heads"]): r for r in results if r["threads"] == 1}
+    out = []
+    for r in results:
+        base = one.get((r["case"], r["seq"], r["n_kv_heads"]))
+        if r["threads"] == 2 and base is not None:
+            out.append(
+                {
+                    "case": r["case"],
+                    "seq": r["seq"],
+                    "n_kv_heads": r["n_kv_heads"],
+                    "speedup": round(base["ours_ms"] / r["ours_ms"], 3),
+                    "torch_speedup": round(base["torch_ms"] / r["torch_ms"], 3),
+                }
+            )
+    return out
 
 
 SIMD_CAP = None  # set by --simd avx2
 
 
-def run_bin(*args):
+def run_bin(*args, binary=BIN):
     env = dict(os.environ)
     if SIMD_CAP:
         env["ATTENTION_SIMD"] = SIMD_CAP
-    out = subprocess.run([str(BIN), *args], check=True, capture_output=True, text=True, cwd=ROOT, env=env).stdout
+    out = subprocess.run([str(binary), *args], check=True, capture_output=True, text=True, cwd=ROOT, env=env).stdout
     return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def git_commit(rev):
+    return subprocess.run(["git", "rev-parse", rev], check=True, capture_output=True, text=True, cwd=ROOT).stdout.strip()
+
+
+def build_before(rev):
+    """attn-bench as of commit `rev`, built in a worktree under target/ (its own target dir): the
+    "before" row of chapter 8's steps table. Returns the binary's path."""
+    src = ROOT / "target" / "before-src"
+    if src.exists():
+        subprocess.run(["git", "worktree", "remove", "--force", str(src)], check=True, cwd=ROOT)
+    subprocess.run(["git", "worktree", "add", "--detach", str(src), rev], check=True, cwd=ROOT, capture_output=True)
+    target = ROOT / "target" / "before"
+    cmd = ["cargo", "build", "--quiet", "--release", "-p", "attention", "--bin", "attn-bench", "--target-dir", str(target)]
+    subprocess.run(cmd, check=True, cwd=src)
+    return target / "release" / "attn-bench"
 
 
 def render_table(results, table=None):
@@ -177,7 +260,9 @@ def machine():
     except OSError:
         pass
     simd = "AVX-512" if " avx512f" in flags else "AVX2" if " avx2" in flags else "SSE2"
-    return {"cpu": cpu, "cores": os.cpu_count(), "simd": simd}
+    # the level ATen's kernels run at (ATEN_CPU_CAPABILITY caps it): "AVX512", "AVX2", ...
+    torch_level = torch.backends.cpu.get_cpu_capability()
+    return {"cpu": cpu, "cores": os.cpu_count(), "simd": simd, "torch_cpu_capability": torch_level}
 
 
 def main():
@@ -188,6 +273,12 @@ def main():
     ap.add_argument("--memory-seq", type=int, default=32768, help="sequence length of the memory run (0: skip)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of ours-then-PyTorch per case")
     ap.add_argument(
+        "--before",
+        metavar="REV",
+        help="also time the flash kernel of git commit REV (built in a worktree), as the row "
+        "prefill_flash_before of chapter 8's steps table (fast suite only)",
+    )
+    ap.add_argument(
         "--suite",
         choices=sorted(SUITES),
         default="fast",
@@ -196,18 +287,28 @@ def main():
     )
     ap.add_argument(
         "--simd",
-        choices=sorted(OUTPUTS),
+        choices=sorted({simd for _, simd in OUTPUTS}),
         default="native",
-        help="native: our kernels at the CPU's widest SIMD level; avx2: capped at AVX2 "
-        "(ATTENTION_SIMD=avx2), written to the -avx2 results and table",
+        help="native: both sides at the CPU's widest SIMD level; avx2: both capped at AVX2 "
+        "(ATTENTION_SIMD=avx2 for ours; ATEN_CPU_CAPABILITY, MKL_ENABLE_INSTRUCTIONS and ONEDNN_MAX_CPU_ISA "
+        "for PyTorch), written to the -avx2 results and table",
     )
     args = ap.parse_args()
+    if args.simd == "avx2":
+        if any(os.environ.get(k) != v for k, v in TORCH_AVX2_ENV.items()):
+            # PyTorch's libraries read the caps when they load: start again with them set
+            os.environ.update(TORCH_AVX2_ENV)
+            os.execv(sys.executable, [sys.executable, *sys.argv])
+        level = torch.backends.cpu.get_cpu_capability()
+        if level != "AVX2":
+            sys.exit(f"bench_compare: PyTorch runs at {level} despite ATEN_CPU_CAPABILITY=avx2; not measuring")
     global SIMD_CAP
     SIMD_CAP = None if args.simd == "native" else args.simd
     results_file, table_file = OUTPUTS[(args.suite, args.simd)]
     suite = SUITES[args.suite]
 
     subprocess.run(["cargo", "build", "--quiet", "--release", "-p", "attention", "--bin", "attn-bench"], check=True, cwd=ROOT)
+    before = build_before(args.before) if args.before and args.suite == "fast" else None
     load_before = wait_for_quiet(args.max_load, 0 if args.quick else args.wait)
     budget = (0.02, 2, 5) if args.quick else (TIME_BUDGET_S, MIN_REPS, MAX_REPS)
 
@@ -216,31 +317,42 @@ def main():
     # same load, several times. A time is the fastest round's median (what the code can do when the
     # machine lets it); the spread between rounds says how much the machine disturbed it.
     peak = run_bin("--peak")[0]  # the core's FMA ceiling, at the level our kernels run with
-    # one core's read bandwidth beside the decode kernels' GB/s (the serving suite)
-    bandwidth = None
-    if args.suite == "serving":
-        bandwidth = [{"bytes": b["bytes"], "gb_per_s": b["gb_per_s"]} for b in run_bin("--bandwidth", *(["--quick"] if args.quick else []))]
+    # one core's read bandwidth beside the decode kernels' GB/s (and their two-thread speedups)
+    bandwidth = [{"bytes": b["bytes"], "gb_per_s": b["gb_per_s"]} for b in run_bin("--bandwidth", *(["--quick"] if args.quick else []))]
     plan = [r for r in run_bin("--quick") if r["case"] in suite["cases"]] if args.quick else None
     seqs = sorted({r["seq"] for r in plan}) if plan else suite["seqs"]
     results = []
     levels = set()  # the SIMD levels our kernels ran with (attn-bench reports it per row)
     for seq in seqs:
-        for case in suite["cases"]:
+        steps = [c for c in suite.get("steps", []) if seq in suite["step_seqs"]] if not args.quick else []
+        steps += ["prefill_flash_before"] if before and seq in suite.get("step_seqs", []) and not args.quick else []
+        for case in suite["cases"] + steps:
             flags = ["--quick"] if args.quick else []
             if suite["threads"] is not None:
                 flags += ["--threads", str(suite["threads"])]
             rounds = {}  # (n_kv_heads, threads) -> (row, our medians, PyTorch's medians)
             for _ in range(args.rounds):
-                for r in run_bin(*flags, "--seq", str(seq), "--case", case):
+                if case == "prefill_flash_before":
+                    rows = run_bin("--threads", "1", "--seq", str(seq), "--case", "prefill_flash", binary=before)
+                    rows = [{**r, "case": case} for r in rows if r["threads"] == 1]
+                else:
+                    rows = run_bin(*flags, "--seq", str(seq), "--case", case)
+                for r in rows:
                     levels.add(r.get("simd", "unknown"))
-                    t = torch_case(case, r["seq"], r["n_heads"], r["n_kv_heads"], r["head_dim"], r["threads"], budget)
+                    t, backend = torch_case(case, r["seq"], r["n_heads"], r["n_kv_heads"], r["head_dim"], r["threads"], budget)
+                    if backend is not None:
+                        r["torch_backend"] = backend
                     entry = rounds.setdefault((r["n_kv_heads"], r["threads"]), (r, [], []))
                     entry[1].append(r["median_ms"])
                     entry[2].append(t)
             for r, ours, theirs in rounds.values():
                 row = {k: r[k] for k in ["case", "seq", "n_heads", "n_kv_heads", "head_dim", "threads"]}
                 row["ours_ms"] = min(ours)
-                row["torch_case"] = "manual" if case == "prefill_naive" else "sdpa"
+                row["torch_case"] = "manual" if case.startswith("prefill_naive") else "sdpa"
+                if "torch_backend" in r:
+                    row["torch_backend"] = r["torch_backend"]
+                if "splits" in r:
+                    row["splits"] = r["splits"]
                 row["torch_ms"] = round(min(theirs), 4)
                 row["rounds"] = len(ours)
                 row["ours_spread"] = round(max(ours) / min(ours) - 1, 4)
@@ -264,6 +376,14 @@ def main():
         base = one_thread.get((r["case"], r["seq"], r["n_kv_heads"]))
         if r["threads"] > 1 and base is not None and r["torch_ms"] > base["torch_ms"]:
             r["flag"] = "PyTorch slower on two threads than on one: contention"
+    # issue #13's goal: 2 threads at least 1.8 times faster than 1 (decode at 32768, prefill at 4096)
+    speedup = speedups(results)
+    for s in speedup:
+        print(
+            f"{s['case']:14} seq {s['seq']:5} kv heads {s['n_kv_heads']:<2}: 1 -> 2 threads, ours {s['speedup']:.2f}x, "
+            f"PyTorch {s['torch_speedup']:.2f}x",
+            file=sys.stderr,
+        )
     memory = None
     if args.memory_seq and not args.quick and args.suite == "fast":
         memory = run_bin("--memory", str(args.memory_seq))[0]
@@ -280,7 +400,9 @@ def main():
         "torch": torch.__version__,
         "load_average": [round(load_before, 2), round(load_after, 2)],
         "busy": load_before > args.max_load,
+        **({"before": {"rev": args.before, "commit": git_commit(args.before)}} if before else {}),
         "results": results,
+        "speedups": speedup,
         "memory": memory,
     }
     if args.quick:

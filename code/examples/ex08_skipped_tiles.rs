@@ -6,7 +6,7 @@ use attention::fast::flash::{KEY_BLOCK, QUERY_BLOCK};
 fn main() {
     for seq in [1000_usize, 4096, 131_072] {
         let (q_blocks, k_blocks) = (seq.div_ceil(QUERY_BLOCK), seq.div_ceil(KEY_BLOCK));
-        // query block i (rows i·128 ..) needs key tiles up to its last row's own key
+        // query block i (rows i·QUERY_BLOCK ..) needs the key tiles up to its last row
         let computed: usize = (0..q_blocks)
             .map(|i| ((i * QUERY_BLOCK + QUERY_BLOCK).min(seq) - 1) / KEY_BLOCK + 1)
             .sum();

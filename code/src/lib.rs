@@ -15,7 +15,7 @@
 //! | shapes and memory | [`AttentionConfig`], [`Preset`], [`kv_cache_bytes`], [`gqa_kv_saving`] |
 //! | attention after Llama 3 | [`ScoreOptions`] (sliding window, soft-cap, sinks), [`QkNorm`], [`LayerKvCache::with_window`] |
 //! | serving many sequences | [`QuantizedKvCache`] ([`KvFormat`]: int8, int4, fp8), [`PagedKvCache`], [`PaddedBatch`], [`PackedBatch`], [`RaggedKvCache`] |
-//! | across cores and devices | [`PartialAttention`], [`SplitKDecode`], [`TensorParallel`], [`RingAttention`] (devices simulated by threads) |
+//! | across cores and devices | [`PartialAttention`], [`SplitKDecode`], [`SplitKDecodeAttention`], [`TensorParallel`], [`RingAttention`] (devices simulated by threads) |
 //! | fast attention | [`FlashAttention`], [`DecodeAttention`] (one [`FastKernel`] shell), [`fast::online_softmax`], [`fast::fast_exp`] |
 //!
 //! ## Shapes and layout
@@ -56,7 +56,7 @@ pub mod support;
 pub mod variants;
 
 pub use fast::decode::DecodeAttention;
-pub use fast::flash::FlashAttention;
+pub use fast::flash::{CausalSkip, FlashAttention};
 pub use fast::{AttentionInputs, FastKernel};
 pub use hf::meta_layout::{permute_hf_to_meta, permute_meta_to_hf};
 pub use hf::{HfLlamaConfig, open_layer_tensors};
@@ -84,7 +84,7 @@ pub use mechanisms::self_attention::{
 pub use mechanisms::softmax::{softmax_rows, softmax_rows_in_place};
 pub use parallel::partial::PartialAttention;
 pub use parallel::ring::RingAttention;
-pub use parallel::split_k::SplitKDecode;
+pub use parallel::split_k::{SplitKDecode, SplitKDecodeAttention};
 pub use parallel::tensor::TensorParallel;
 pub use serving::paged::{DEFAULT_BLOCK_SIZE, PagedKvCache, PoolUsage, SeqId, Workload};
 pub use serving::quant::{KvFormat, QuantizedKvCache};

@@ -31,7 +31,12 @@ fn quick_run_prints_one_json_object_per_case() {
     for case in [
         "prefill_naive",
         "prefill_flash",
+        "prefill_naive_fast_exp",
+        "prefill_flash_block_skip",
+        "prefill_flash_no_skip",
+        "prefill_flash_unfused_exp",
         "decode",
+        "decode_split_k",
         "decode_int8",
         "decode_int4",
         "decode_paged",
@@ -48,9 +53,12 @@ fn quick_run_prints_one_json_object_per_case() {
         // prefill_flash lines also report the rate their products achieved; decode lines
         // the bytes of cache a step reads and the rate it read them at
         let case = l["case"].as_str().unwrap();
-        let (flash, decode) = (case == "prefill_flash", case.starts_with("decode"));
+        let (flash, decode) =
+            (case.starts_with("prefill_flash"), case.starts_with("decode"));
         let fields = if flash {
             9
+        } else if case == "decode_split_k" {
+            11 // and "splits"
         } else if decode {
             10
         } else {

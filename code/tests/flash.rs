@@ -8,7 +8,7 @@
 mod common;
 
 use attention::fast::fast_exp::{
-    EXP_MAX_REL_ERROR, exp_approx, exp_in_place, exp_sub_sum,
+    EXP_MAX_REL_ERROR, exp_approx, exp_approx_with, exp_in_place, exp_sub_sum,
 };
 use attention::fast::flash::{KEY_BLOCK, QUERY_BLOCK};
 use attention::fast::online_softmax::{online_softmax_step, online_softmax_tile};
@@ -438,7 +438,11 @@ fn fast_exp_is_within_its_error_bound() {
         for bits in (0..=last).step_by(997) {
             let x = f32::from_bits(sign | bits);
             let exact = (x as f64).exp();
-            worst = worst.max(((exp_approx(x) as f64 - exact) / exact).abs());
+            // both forms: separate multiplies and adds, and fused multiply-adds (here
+            // `mul_add` may run in software, with the same bits as the instruction)
+            for ours in [exp_approx(x), exp_approx_with::<true>(x)] {
+                worst = worst.max(((ours as f64 - exact) / exact).abs());
+            }
             count += 1;
         }
     }
@@ -450,6 +454,10 @@ fn fast_exp_is_within_its_error_bound() {
     assert_eq!(exp_approx(-100.0), 0.0);
     assert_eq!(exp_approx(f32::INFINITY), f32::INFINITY);
     assert!(exp_approx(f32::NAN).is_nan());
+    for x in [0.0, f32::NEG_INFINITY, -100.0, f32::INFINITY] {
+        assert_eq!(exp_approx_with::<true>(x), exp_approx(x));
+    }
+    assert!(exp_approx_with::<true>(f32::NAN).is_nan());
     let mut xs: Vec<f32> = (0..100).map(|i| i as f32 * 0.37 - 20.0).collect();
     let want: Vec<f32> = xs.iter().map(|x| x.exp()).collect();
     exp_in_place(&mut xs);
@@ -467,7 +475,12 @@ fn online_softmax_tiles_give_the_ordinary_softmax() {
     let mut weights = DMatrix::zeros(3, 10);
     for (j0, cols) in [(0, 4), (4, 4), (8, 2)] {
         let mut tile = scores.columns(j0, cols).into_owned();
-        online_softmax_tile(tile.as_mut_slice(), &mut max, &mut sum, &mut rescale);
+        online_softmax_tile::<false>(
+            tile.as_mut_slice(),
+            &mut max,
+            &mut sum,
+            &mut rescale,
+        );
         // bring earlier weights to the new maximum, as the flash kernel does with its
         // outputs
         for j in 0..j0 {
@@ -500,4 +513,36 @@ fn hl(
 ) -> attention::HeadLayout {
     attention::HeadLayout::from_q_dim(q.ncols(), n_heads, n_kv_heads)
         .expect("a valid head layout")
+}
+
+#[test]
+fn every_optimization_step_gives_the_same_attention() {
+    // chapter 8's steps table times these forms; each must compute the same function:
+    // shapes with partial blocks, panels and tiles, a cache before the first query, MHA
+    // and GQA
+    for (n, start_pos, heads, kv, head_dim) in [
+        (QUERY_BLOCK + 37, 0, 4, 2, 16),
+        (2 * KEY_BLOCK + 5, 11, 3, 3, 8),
+        (70, 300, 6, 1, 24),
+    ] {
+        let (q, k, v) = inputs(n, start_pos + n, heads, kv, head_dim, n as u64);
+        let layout = hl(&q, heads, kv);
+        let want =
+            grouped_attention(&q, k.as_view(), v.as_view(), layout, start_pos).unwrap();
+        let x = AttentionInputs {
+            q: &q,
+            k: k.as_view(),
+            v: v.as_view(),
+            heads: layout,
+            query_offset: start_pos,
+        };
+        for skip in [CausalSkip::None, CausalSkip::Blocks, CausalSkip::Panels] {
+            for fused in [false, true] {
+                let mut flash =
+                    FlashAttention::new().with_causal_skip(skip).with_fused_exp(fused);
+                let got = flash.forward(x).unwrap();
+                assert_matrix_close(&got, &want, TOL);
+            }
+        }
+    }
 }

@@ -42,6 +42,7 @@ pub const ALL: &[Figure] = &[
     Figure { file: "kv-cache-filling.svg", render: kv_cache_filling },
     Figure { file: "rope-scaling-bands.svg", render: rope_scaling_bands },
     Figure { file: "attention-speed.svg", render: attention_speed },
+    Figure { file: "flash-peak.svg", render: flash_peak },
     Figure { file: "sliding-window.svg", render: sliding_window_masks },
     Figure { file: "sliding-cache-rows.svg", render: sliding_cache_rows },
     Figure { file: "softcap.svg", render: softcap_curve },
@@ -688,6 +689,116 @@ pub fn attention_speed(path: &Path) -> FigResult {
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font((FONT, 12))
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// Chapter 8's roofline-style view: the rate the flash products achieve (GFLOP/s, the
+/// same flop count for ours and PyTorch's SDPA) against sequence length, GQA 12/4, one
+/// thread, beside the core's FMA peak as a ceiling, for both committed runs (the CPU's
+/// widest SIMD level, and both sides capped at AVX2).
+pub fn flash_peak(path: &Path) -> FigResult {
+    let root_dir = crate::workspace_root();
+    let runs = [
+        ("AVX-512", crate::bench::RESULTS_FILE, HEAD_COLORS[0]),
+        ("AVX2", "src/data/bench-results-avx2.json", HEAD_COLORS[1]),
+    ];
+    let loaded: Vec<(&str, BenchResults, RGBColor)> = runs
+        .iter()
+        .map(|&(label, file, color)| {
+            Ok((label, BenchResults::load(&root_dir.join(file))?, color))
+        })
+        .collect::<Result<_, Box<dyn Error>>>()?;
+    // (label, color, peak, ours, PyTorch's): points (seq, GFLOP/s)
+    let mut lines = Vec::new();
+    let mut top: f64 = 1.0;
+    for (label, results, color) in &loaded {
+        let flash = |torch: bool| -> Vec<(f64, f64)> {
+            let mut points: Vec<(f64, f64)> = results
+                .results
+                .iter()
+                .filter(|r| {
+                    r.case == Case::PrefillFlash && r.threads == 1 && r.n_kv_heads == 4
+                })
+                .filter_map(|r| {
+                    let ours = r.gflops()?;
+                    Some((
+                        r.seq as f64,
+                        if torch { ours * r.ours_ms / r.torch_ms } else { ours },
+                    ))
+                })
+                .collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            points
+        };
+        let peak = results.machine.fma_peak_gflops.unwrap_or(0.0);
+        top = top.max(peak);
+        lines.push((*label, *color, peak, flash(false), flash(true)));
+    }
+    let mut seqs: Vec<f64> = lines.iter().flat_map(|l| l.3.iter().map(|p| p.0)).collect();
+    seqs.sort_by(f64::total_cmp);
+    seqs.dedup();
+    let (lo, hi) =
+        seqs.iter().fold((f64::MAX, 0.0f64), |(a, b), &x| (a.min(x), b.max(x)));
+    if seqs.is_empty() {
+        return Err("no prefill_flash rows in the committed results".into());
+    }
+    let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "flash prefill, GQA 12/4, head_dim 64, one thread: achieved rate and the FMA peak",
+            (FONT, 16),
+        )
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(
+            (lo * 0.9..hi * 1.1).log_scale().with_key_points(seqs.clone()),
+            0.0..top * 1.1,
+        )?;
+    chart
+        .configure_mesh()
+        .x_desc("sequence length (tokens)")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_desc("GFLOP/s")
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .label_style((FONT, 11))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()?;
+    for (label, color, peak, ours, torch) in lines {
+        if peak > 0.0 {
+            let ceiling = vec![(lo * 0.9, peak), (hi * 1.1, peak)];
+            chart
+                .draw_series(DashedLineSeries::new(ceiling, 8, 5, color.stroke_width(1)))?
+                .label(format!("FMA peak, {label} (dashed)"))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 8, y)], color));
+        }
+        chart
+            .draw_series(LineSeries::new(ours.clone(), color.stroke_width(2)))?
+            .label(format!("ours, {label}"))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        chart.draw_series(ours.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
+        let pale = light(color, 0.5);
+        chart
+            .draw_series(LineSeries::new(torch.clone(), pale.stroke_width(2)))?
+            .label(format!("PyTorch SDPA, {label}"))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], pale.stroke_width(2))
+            });
+        chart.draw_series(
+            torch.into_iter().map(|p| TriangleMarker::new(p, 4, pale.filled())),
+        )?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK)
         .label_font((FONT, 12))

@@ -2,13 +2,18 @@
 //!
 //! ```text
 //! attn-bench                 the goal's cases (prefill seq 256..4096, MHA 12/12 and GQA 12/4;
-//!                            decode from f32, int8, int4 and paged caches at 4096 and 32768)
+//!                            decode from f32, int8, int4 and paged caches at 4096 and 32768,
+//!                            and split-K decode in 2 splits)
 //! attn-bench --quick         tiny shapes, a few repetitions: a smoke test that finishes in a second
 //! attn-bench --memory N      runs only the flash path once at seq N (GQA 12/4) and prints its peak RSS
-//! attn-bench --threads T     also time the flash and decode paths on T threads (default: 1 and 2)
+//! attn-bench --threads T     also time the flash, decode and split-K paths on T threads
+//!                            (default: 1 and 2)
 //! attn-bench --seq N         only the cases of sequence (or context) length N
-//! attn-bench --case NAME     only prefill_naive, prefill_flash, decode, decode_int8, decode_int4
-//!                            or decode_paged
+//! attn-bench --case NAME     only prefill_naive, prefill_flash, decode, decode_split_k,
+//!                            decode_int8, decode_int4, decode_paged, or one of chapter 8's
+//!                            optimization steps: prefill_naive_fast_exp,
+//!                            prefill_flash_block_skip, prefill_flash_no_skip,
+//!                            prefill_flash_unfused_exp
 //! attn-bench --reps N        exactly N timed calls per case (default: as many as fit in 3 s, at least 5)
 //! attn-bench --peak          only the core's FMA peak (one thread): {"case": "fma_peak", "gflops": X, ...}
 //! attn-bench --bandwidth     only one core's read bandwidth on buffers of 8 MiB, 64 MiB and 1 GiB
@@ -17,12 +22,19 @@
 //!
 //! Each line: `{"case": NAME, "seq": N, "n_heads": H, "n_kv_heads": K, "head_dim": D,
 //! "threads": T, "median_ms": X, "simd": "avx512" | "avx2" | "baseline"}`, the last the
-//! level the kernels ran with; a `prefill_flash` line also has `"gflops"`, the rate its
+//! level the kernels ran with. The steps (one thread): `prefill_naive_fast_exp` is the
+//! straightforward path with the fast `exp`, `prefill_flash_block_skip` the flash kernel
+//! skipping only whole future tiles (`CausalSkip::Blocks`), `prefill_flash_no_skip`
+//! computing every tile (`CausalSkip::None`), `prefill_flash_unfused_exp` without fused
+//! multiply-adds in its `exp`. A `prefill_flash*` line also has `"gflops"`, the rate its
 //! matrix products achieved (`4 · n_heads · head_dim · seq·(seq+1)/2` flops: the visible
 //! query-key pairs, two products of two flops per multiply-add). The decode cases (one new
 //! token against a cache of `seq` positions, GQA 12/4) also have `"bytes_per_token"`,
 //! the bytes of cache the step reads, and `"gb_per_s"`, those bytes over the median time:
-//! `decode` reads chapter 8's contiguous f32 cache with `DecodeAttention`, `decode_int8`
+//! `decode` reads chapter 8's contiguous f32 cache with `DecodeAttention`,
+//! `decode_split_k` the same cache with chapter 16's `SplitKDecodeAttention` in 2 splits
+//! (the number of splits fixed, so that its bits do not depend on the threads; its lines
+//! say `"splits": 2`), `decode_int8`
 //! and `decode_int4` (KIVI: groups of 32, 128 f32 rows) a `QuantizedKvCache` with
 //! `QuantizedDecodeAttention`, `decode_paged` a `PagedKvCache` (blocks of 16, the
 //! sequence's blocks interleaved with another sequence's) with `PagedDecodeAttention`.
@@ -45,15 +57,17 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use attention::fast::decode::DecodeAttention;
+use attention::fast::fast_exp::exp_in_place;
+use attention::parallel::split_k::SplitKDecodeAttention;
 use attention::serving::decode_kernels::{
     PagedDecodeAttention, QuantizedDecodeAttention, read_bandwidth_gb_per_s,
 };
 use attention::support::init::splitmix_matrix;
 use attention::{
-    AttentionInputs, AttnError, FlashAttention, HeadLayout, KvFormat, PagedKvCache,
-    QuantizedKvCache, Result, grouped_attention,
+    AttentionInputs, AttnError, CausalSkip, FlashAttention, HeadLayout, KvFormat,
+    PagedKvCache, QuantizedKvCache, Result, apply_causal_mask, grouped_attention,
 };
-use nalgebra::DMatrix;
+use nalgebra::{DMatrix, DMatrixView};
 
 const HEAD_DIM: usize = 64;
 const N_HEADS: usize = 12;
@@ -70,9 +84,12 @@ Usage:
 Options:
   --quick         tiny shapes and a few repetitions: a smoke test that finishes in a second
   --memory N      only run the flash path once at seq N (GQA 12/4) and print its peak resident memory
-  --threads T     also time the flash and decode paths on T threads [default: 1 and 2]
+  --threads T     also time the flash, decode and split-K paths on T threads [default: 1 and 2]
   --seq N         only the cases of sequence (or context) length N
-  --case NAME     only prefill_naive, prefill_flash, decode, decode_int8, decode_int4 or decode_paged
+  --case NAME     only prefill_naive, prefill_flash, decode, decode_split_k, decode_int8,
+                  decode_int4, decode_paged, or a step of chapter 8's table:
+                  prefill_naive_fast_exp, prefill_flash_block_skip, prefill_flash_no_skip,
+                  prefill_flash_unfused_exp
   --reps N        exactly N timed calls per case [default: as many as fit in 3 s, at least 5]
   --peak          only measure the core's FMA peak (one thread, f32, no memory traffic) in GFLOP/s
   --bandwidth     only measure one core's read bandwidth (8 MiB, 64 MiB and 1 GiB buffers; with
@@ -87,17 +104,36 @@ Exit status: 0 on success, 1 when a measurement fails, 2 on bad usage.";
 enum Case {
     PrefillNaive,
     PrefillFlash,
+    /// The straightforward path with chapter 8's fast `exp` in its softmax.
+    PrefillNaiveFastExp,
+    /// The flash kernel skipping only whole key tiles (`CausalSkip::Blocks`).
+    PrefillFlashBlockSkip,
+    /// The flash kernel computing every key tile (`CausalSkip::None`).
+    PrefillFlashNoSkip,
+    /// The flash kernel with the exponentials' multiply-adds not fused.
+    PrefillFlashUnfusedExp,
     Decode,
+    /// Chapter 16's split-K decode on the contiguous f32 cache, in [`SPLITS`] splits.
+    DecodeSplitK,
     DecodeInt8,
     DecodeInt4,
     DecodePaged,
 }
 
+/// Splits of the `decode_split_k` case: fixed, so that its result is the same bits on 1
+/// and on 2 threads.
+const SPLITS: usize = 2;
+
 impl Case {
-    const ALL: [Case; 6] = [
+    const ALL: [Case; 11] = [
         Case::PrefillNaive,
         Case::PrefillFlash,
+        Case::PrefillNaiveFastExp,
+        Case::PrefillFlashBlockSkip,
+        Case::PrefillFlashNoSkip,
+        Case::PrefillFlashUnfusedExp,
         Case::Decode,
+        Case::DecodeSplitK,
         Case::DecodeInt8,
         Case::DecodeInt4,
         Case::DecodePaged,
@@ -107,7 +143,12 @@ impl Case {
         match self {
             Case::PrefillNaive => "prefill_naive",
             Case::PrefillFlash => "prefill_flash",
+            Case::PrefillNaiveFastExp => "prefill_naive_fast_exp",
+            Case::PrefillFlashBlockSkip => "prefill_flash_block_skip",
+            Case::PrefillFlashNoSkip => "prefill_flash_no_skip",
+            Case::PrefillFlashUnfusedExp => "prefill_flash_unfused_exp",
             Case::Decode => "decode",
+            Case::DecodeSplitK => "decode_split_k",
             Case::DecodeInt8 => "decode_int8",
             Case::DecodeInt4 => "decode_int4",
             Case::DecodePaged => "decode_paged",
@@ -116,7 +157,12 @@ impl Case {
 
     /// One new token against a cache (rather than a whole prompt).
     fn is_decode(self) -> bool {
-        !matches!(self, Case::PrefillNaive | Case::PrefillFlash)
+        !self.name().starts_with("prefill")
+    }
+
+    /// A form of the flash kernel (its line reports the achieved GFLOP/s).
+    fn is_flash(self) -> bool {
+        self.name().starts_with("prefill_flash")
     }
 }
 
@@ -323,11 +369,25 @@ fn run(args: &Args) -> std::result::Result<(), Failure> {
             for &threads in &thread_counts {
                 shapes.push(Shape { case: Case::PrefillFlash, seq, n_kv_heads, threads });
             }
+            // the steps of chapter 8's table of optimizations, one thread
+            for case in [
+                Case::PrefillNaiveFastExp,
+                Case::PrefillFlashBlockSkip,
+                Case::PrefillFlashNoSkip,
+                Case::PrefillFlashUnfusedExp,
+            ] {
+                shapes.push(Shape { case, seq, n_kv_heads, threads: 1 });
+            }
         }
     }
     for &seq in &decode_ctx {
-        for case in [Case::Decode, Case::DecodeInt8, Case::DecodeInt4, Case::DecodePaged]
-        {
+        for case in [
+            Case::Decode,
+            Case::DecodeSplitK,
+            Case::DecodeInt8,
+            Case::DecodeInt4,
+            Case::DecodePaged,
+        ] {
             for &threads in &thread_counts {
                 shapes.push(Shape { case, seq, n_kv_heads: 4, threads });
             }
@@ -343,7 +403,7 @@ fn run(args: &Args) -> std::result::Result<(), Failure> {
     for shape in &shapes {
         let (ms, bytes) = measure(shape, &budget)?;
         // the flash kernel's achieved rate: 4 flops per visible query-key pair and dim
-        let gflops = if shape.case == Case::PrefillFlash {
+        let gflops = if shape.case.is_flash() {
             let pairs = shape.seq as f64 * (shape.seq as f64 + 1.0) / 2.0;
             let flops = 4.0 * (N_HEADS * HEAD_DIM) as f64 * pairs;
             format!(", \"gflops\": {:.1}", flops / (ms * 1e-3) / 1e9)
@@ -354,10 +414,15 @@ fn run(args: &Args) -> std::result::Result<(), Failure> {
         } else {
             String::new()
         };
+        // a split-K line says its (fixed) number of splits
+        let splits = match shape.case {
+            Case::DecodeSplitK => format!(", \"splits\": {SPLITS}"),
+            _ => String::new(),
+        };
         // `writeln!`, not `println!`: a closed stdout is an error to report, not a panic
         writeln!(
             std::io::stdout(),
-            "{{\"case\": \"{}\", \"seq\": {}, \"n_heads\": {N_HEADS}, \"n_kv_heads\": {}, \"head_dim\": {HEAD_DIM}, \"threads\": {}, \"median_ms\": {:.4}{gflops}, \"simd\": \"{}\"}}",
+            "{{\"case\": \"{}\", \"seq\": {}, \"n_heads\": {N_HEADS}, \"n_kv_heads\": {}, \"head_dim\": {HEAD_DIM}, \"threads\": {}, \"median_ms\": {:.4}{splits}{gflops}, \"simd\": \"{}\"}}",
             shape.case.name(),
             shape.seq,
             shape.n_kv_heads,
@@ -452,6 +517,50 @@ impl DecodeCache {
     }
 }
 
+/// The straightforward path with chapter 8's fast `exp` in place of `f32::exp`, and
+/// nothing else changed: per head, `attention_weights`' steps (the whole score matrix by
+/// nalgebra's `gemm`, the scale, the causal mask) and `softmax_rows_in_place`'s passes
+/// over whole columns, the exponentials by `exp_in_place` (chapter 8's `exp_approx`,
+/// dispatched to the CPU's SIMD width), then the product with the values. How much of the flash
+/// kernel's gain the fast `exp` alone gives.
+fn naive_fast_exp(
+    q: &DMatrix<f32>,
+    k: DMatrixView<f32>,
+    v: DMatrixView<f32>,
+    heads: HeadLayout,
+    query_offset: usize,
+) -> Result<DMatrix<f32>> {
+    let d = heads.head_dim();
+    let mut context = DMatrix::zeros(q.nrows(), q.ncols());
+    let mut scores = DMatrix::zeros(q.nrows(), k.nrows());
+    for h in 0..heads.n_heads() {
+        let kv = heads.kv_head(h);
+        let (q_h, k_h, v_h) =
+            (q.columns(h * d, d), k.columns(kv * d, d), v.columns(kv * d, d));
+        scores.gemm(1.0, &q_h, &k_h.transpose(), 0.0);
+        scores /= (d as f32).sqrt();
+        apply_causal_mask(&mut scores, query_offset)?;
+        // nalgebra stores column by column: each pass walks whole columns as slices
+        let mut max = vec![f32::NEG_INFINITY; q.nrows()];
+        for column in scores.as_slice().chunks_exact(q.nrows()) {
+            max.iter_mut().zip(column).for_each(|(m, &s)| *m = m.max(s));
+        }
+        for column in scores.as_mut_slice().chunks_exact_mut(q.nrows()) {
+            column.iter_mut().zip(&max).for_each(|(s, &m)| *s -= m); // -inf stays -inf
+            exp_in_place(column); // 0 for a masked score; at the CPU's SIMD width
+        }
+        let mut sum = vec![0.0_f32; q.nrows()];
+        for column in scores.as_slice().chunks_exact(q.nrows()) {
+            sum.iter_mut().zip(column).for_each(|(l, &w)| *l += w);
+        }
+        for column in scores.as_mut_slice().chunks_exact_mut(q.nrows()) {
+            column.iter_mut().zip(&sum).for_each(|(w, &l)| *w /= l);
+        }
+        context.columns_mut(h * d, d).copy_from(&(&scores * v_h));
+    }
+    Ok(context)
+}
+
 /// The median time of one call, in milliseconds, after one warm-up call, and for a
 /// decode case the bytes of cache a call reads.
 fn measure(shape: &Shape, budget: &Budget) -> Result<(f64, Option<u128>)> {
@@ -460,10 +569,17 @@ fn measure(shape: &Shape, budget: &Budget) -> Result<(f64, Option<u128>)> {
     let query_offset = shape.seq - n_queries;
     let heads = HeadLayout::new(N_HEADS, shape.n_kv_heads, HEAD_DIM)?;
     let mut out = DMatrix::zeros(n_queries, N_HEADS * HEAD_DIM);
-    let mut flash = FlashAttention::with_threads(shape.threads)?;
+    let flash = FlashAttention::with_threads(shape.threads)?;
+    let mut flash = match shape.case {
+        Case::PrefillFlashBlockSkip => flash.with_causal_skip(CausalSkip::Blocks),
+        Case::PrefillFlashNoSkip => flash.with_causal_skip(CausalSkip::None),
+        Case::PrefillFlashUnfusedExp => flash.with_fused_exp(false),
+        _ => flash,
+    };
     let mut decode = DecodeAttention::with_threads(shape.threads)?;
     let mut quantized = QuantizedDecodeAttention::with_threads(shape.threads)?;
     let mut paged = PagedDecodeAttention::with_threads(shape.threads)?;
+    let mut split_k = SplitKDecodeAttention::new(SPLITS, shape.threads)?;
     let cache = DecodeCache::new(shape.case, &k, &v, heads)?;
     let (kv, vv) = (k.as_view(), v.as_view());
     let mut call = || -> Result<()> {
@@ -472,10 +588,22 @@ fn measure(shape: &Shape, budget: &Budget) -> Result<(f64, Option<u128>)> {
                 out = grouped_attention(&q, kv, vv, heads, query_offset)?;
                 Ok(())
             }
-            Case::PrefillFlash => flash.forward_into(
+            Case::PrefillNaiveFastExp => {
+                out = naive_fast_exp(&q, kv, vv, heads, query_offset)?;
+                Ok(())
+            }
+            Case::PrefillFlash
+            | Case::PrefillFlashBlockSkip
+            | Case::PrefillFlashNoSkip
+            | Case::PrefillFlashUnfusedExp => flash.forward_into(
                 AttentionInputs { q: &q, k: kv, v: vv, heads, query_offset },
                 &mut out,
             ),
+            Case::DecodeSplitK => {
+                let x = AttentionInputs { q: &q, k: kv, v: vv, heads, query_offset };
+                out = split_k.forward(x)?;
+                Ok(())
+            }
             // a decode case: the kernel that reads the case's cache
             Case::Decode | Case::DecodeInt8 | Case::DecodeInt4 | Case::DecodePaged => {
                 match &cache {

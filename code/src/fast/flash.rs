@@ -3,30 +3,35 @@
 //! Same inputs, outputs and errors as [`grouped_attention`](crate::grouped_attention),
 //! but it never builds the `(seq, seq)` score matrix: queries are taken [`QUERY_BLOCK`]
 //! rows at a time, keys [`KEY_BLOCK`] at a time, and each query row keeps a running
-//! maximum and a running sum, so the softmax is finished on the fly. Memory beyond the
-//! inputs and output is a few tiles per thread and one token-major copy of the values.
+//! maximum and a running sum, so the softmax is finished on the fly. The two products of
+//! a tile run in a register-tiled micro-kernel (the heart of every fast matrix product),
+//! `MR` query rows at a time, so that each panel's scores stay in L1 from the product
+//! through the softmax. Memory beyond the inputs and output is a few panels and blocks
+//! per thread and one packed copy of the keys and of the values.
 
 use std::ops::Range;
 
-use nalgebra::{DMatrix, DMatrixView, Dyn, MatrixView, MatrixViewMut};
+use nalgebra::{DMatrix, DMatrixView};
 
 use crate::fast::online_softmax::online_softmax_tile;
-use crate::fast::simd::{Kernel, dispatch};
+use crate::fast::simd::{Kernel, SimdLevel, dispatch, simd_level};
 use crate::fast::{
     AttentionInputs, FastKernel, KernelBody, split_over_threads, worth_threads,
 };
 use crate::variants::ScoreOptions;
 
-/// Query rows per tile. Larger tiles spend less time copying operands into the
-/// matrix-product kernel's layout per multiply-add; smaller ones waste less work on the
-/// causal diagonal (a `QUERY_BLOCK × QUERY_BLOCK` triangle per block, half of it masked).
-/// 128 was fastest here.
-pub const QUERY_BLOCK: usize = 128;
+/// Query rows per block. A block's queries share each key and value tile they read,
+/// so larger blocks read the keys and values fewer times; its running statistics and
+/// output rows stay in L2 meanwhile. A multiple of every micro-kernel's row count `MR`
+/// (32, 16 and 8), so that only the last block has padding rows. 96 was as fast as 192
+/// here (measured), and pads less of a short last block.
+pub const QUERY_BLOCK: usize = 96;
 
-/// Keys per tile: a score tile is `QUERY_BLOCK × KEY_BLOCK` f32, 256 KiB per query head,
-/// which stays in the core's 1 MiB L2 cache while it is turned into weights and
-/// multiplied by the values.
-pub const KEY_BLOCK: usize = 512;
+/// Keys per tile: a panel of `MR` query rows meets a tile's keys as one `MR ×
+/// KEY_BLOCK` block of scores, 24 KiB at `MR` = 32, which stays in the core's L1 cache
+/// (48 KiB here) from the score product through the softmax to the value product. A
+/// multiple of every micro-kernel's column count `NR` (8, 6 and 4).
+pub const KEY_BLOCK: usize = 192;
 
 /// Causal grouped-query attention by tiles with an online softmax: the same result as
 /// [`grouped_attention`](crate::grouped_attention) (to f32 rounding), without the `(seq,
@@ -36,8 +41,11 @@ pub const KEY_BLOCK: usize = 512;
 /// n_heads·head_dim)`, `k` and `v (n_keys, n_kv_heads·head_dim)`; query `i` sees keys `0
 /// ..= query_offset + i`. Returns `(n_queries, n_heads·head_dim)`. Threads split the
 /// query heads (each thread takes whole heads, so results do not depend on the number of
-/// threads). The buffers are a few tiles per thread plus one token-major copy of the
-/// values, allocated on first use and reused.
+/// threads). The buffers are a few tiles per thread plus one packed copy of the keys and
+/// of the values, allocated on first use and reused. The products run in a register-tiled
+/// micro-kernel with fused multiply-adds where the CPU has them (AVX2, AVX-512; the
+/// baseline path multiplies and adds separately): every path agrees with the
+/// straightforward one within f32 rounding, none bit for bit.
 ///
 /// ```
 /// use attention::{AttentionInputs, FlashAttention, HeadLayout, grouped_attention, splitmix_matrix};
@@ -54,15 +62,34 @@ pub const KEY_BLOCK: usize = 512;
 pub type FlashAttention = FastKernel<FlashBuffers>;
 
 /// The buffers of [`FlashAttention`], kept between calls.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct FlashBuffers {
-    /// The keys, column-major `(n_keys, n_kv_heads·head_dim)`, contiguous.
+    /// The keys packed in panels of `NR` keys: see [`pack_keys`].
     keys: Vec<f32>,
-    /// The values, token-major: `(n_keys, n_kv_heads·head_dim)` row-major.
+    /// The values packed in panels of `NR` features: see [`pack_values`].
     values: Vec<f32>,
     scratch: Vec<Scratch>,
     /// Chapter 9's options (window, soft-cap, scale, sinks), applied per tile.
     scores: ScoreOptions,
+    /// How much of the causal future is skipped ([`CausalSkip::Panels`] unless a
+    /// benchmark asks otherwise).
+    skip: CausalSkip,
+    /// Exponentials with fused multiply-adds where the CPU has them (on unless a
+    /// benchmark turns it off).
+    fused_exp: bool,
+}
+
+impl Default for FlashBuffers {
+    fn default() -> Self {
+        Self {
+            keys: Vec::new(),
+            values: Vec::new(),
+            scratch: Vec::new(),
+            scores: ScoreOptions::default(),
+            skip: CausalSkip::Panels,
+            fused_exp: true,
+        }
+    }
 }
 
 impl FlashAttention {
@@ -74,15 +101,74 @@ impl FlashAttention {
         self.body.scores = scores;
         self
     }
+
+    /// The same kernel, skipping as much of the causal future as `skip` says
+    /// ([`CausalSkip::Panels`] by default). The result is the same whatever the choice
+    /// (skipped keys would be masked to `-inf`); only the time changes. It exists to
+    /// measure what each step saves (`attn-bench --flash-variant`).
+    pub fn with_causal_skip(mut self, skip: CausalSkip) -> Self {
+        self.body.skip = skip;
+        self
+    }
+
+    /// The same kernel, computing the softmax's exponentials with fused multiply-adds
+    /// (`true`, the default) or with separate multiplies and adds (`false`) on CPUs that
+    /// have FMA ([`exp_approx_with`](crate::fast::fast_exp::exp_approx_with)). The
+    /// results differ in the last bits; it exists to measure what the fusion saves.
+    pub fn with_fused_exp(mut self, fused: bool) -> Self {
+        self.body.fused_exp = fused;
+        self
+    }
 }
 
-/// One thread's tiles: the scores of every head of a group, and per-row running
+/// How much of the causal future [`FlashAttention`] leaves out: the steps of chapter 8's
+/// table of optimizations, kept so that each can be measured. Every choice gives the
+/// same result.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CausalSkip {
+    /// Every key tile of every query block is computed, the future masked to `-inf`.
+    None,
+    /// The key tiles wholly in the future of a block of `QUERY_BLOCK` queries are
+    /// skipped (FlashAttention-2); the tiles crossing the diagonal are masked.
+    Blocks,
+    /// As `Blocks`, and inside a block each panel of `MR` query rows also stops at its
+    /// own last query.
+    #[default]
+    Panels,
+}
+
+/// The micro-kernel's register tile at each SIMD level: `(MR, NR)`, `MR` query rows (two
+/// SIMD registers of f32) by `NR` columns (keys in the score product, value features in
+/// the output product).
+const fn micro_shape(level: SimdLevel) -> (usize, usize) {
+    match level {
+        SimdLevel::Avx512 => (32, 8), // 2 × 16 lanes by 8: 16 of the 32 zmm registers
+        SimdLevel::Avx2 => (16, 6),   // 2 × 8 lanes by 6: 12 of the 16 ymm registers
+        SimdLevel::Baseline => (8, 4), // 2 × 4 lanes by 4: 8 of the 16 xmm registers
+    }
+}
+
+/// The largest `MR` of [`micro_shape`].
+const MAX_MR: usize = 32;
+
+/// `n` rounded up to a multiple of `m`.
+fn round_up(n: usize, m: usize) -> usize {
+    n.div_ceil(m) * m
+}
+
+/// One thread's buffers: a block of queries of each head of a group (copied and scaled),
+/// one panel of scores, the group's unnormalised output blocks, and per-row running
 /// statistics.
 #[derive(Clone, Debug, Default)]
 struct Scratch {
-    /// `group_size` tiles of up to `QUERY_BLOCK × KEY_BLOCK` scores, column-major, turned
-    /// into weights.
+    /// `group_size` query blocks, each `QUERY_BLOCK × head_dim`, column-major, padding
+    /// rows zero.
+    q_blocks: Vec<f32>,
+    /// One panel of up to `MR × KEY_BLOCK` scores, column-major, turned into weights.
     scores: Vec<f32>,
+    /// `group_size` output blocks, each `QUERY_BLOCK × padded head_dim`, column-major,
+    /// not yet divided by the sums.
+    out_blocks: Vec<f32>,
     /// Running maximum of each query row of each head in the group.
     row_max: Vec<f32>,
     /// Running sum of `exp(score - row_max)` of each row.
@@ -92,9 +178,11 @@ struct Scratch {
 }
 
 impl Scratch {
-    fn fit(&mut self, group_size: usize) {
+    fn fit(&mut self, group_size: usize, head_dim: usize, padded_dim: usize) {
         let rows = group_size * QUERY_BLOCK;
-        self.scores.resize(rows * KEY_BLOCK, 0.0);
+        self.q_blocks.resize(rows * head_dim, 0.0);
+        self.scores.resize(MAX_MR * KEY_BLOCK, 0.0);
+        self.out_blocks.resize(rows * padded_dim, 0.0);
         self.row_max.resize(rows, 0.0);
         self.row_sum.resize(rows, 0.0);
         self.rescale.resize(rows, 0.0);
@@ -109,31 +197,29 @@ impl KernelBody for FlashBuffers {
         // checked here, where the head count is known (an error cannot leave `run`)
         debug_assert!(self.scores.validate(heads.n_heads()).is_ok());
         let (n_heads, head_dim) = (heads.n_heads(), heads.head_dim());
+        let level = simd_level();
+        let (_, nr) = micro_shape(level);
         // The last query sees keys up to query_offset + n_queries - 1: later keys are
         // never read.
         let n_keys = query_offset + q.nrows();
-        let kv_dim = v.ncols();
-        // The keys as one contiguous column-major block (a view may have a longer column
-        // stride), and the values token-major: the tile products read them in those
-        // orders (`tile_update`).
-        self.keys.clear();
-        for c in 0..kv_dim {
-            self.keys.extend_from_slice(k.column(c).rows(0, n_keys).data.into_slice());
-        }
-        self.values.resize(n_keys * kv_dim, 0.0);
-        transpose_into(v.rows(0, n_keys), &mut self.values);
+        pack_keys(k.rows(0, n_keys), head_dim, nr, &mut self.keys);
+        pack_values(v.rows(0, n_keys), head_dim, nr, &mut self.values);
         let problem = Problem {
             q: q.as_slice(),
             seq: q.nrows(),
             keys: &self.keys,
-            n_keys,
             values: &self.values,
-            kv_dim,
+            n_keys,
+            padded_keys: round_up(n_keys, nr),
             group_size: heads.group_size(),
             head_dim,
+            padded_dim: round_up(head_dim, nr),
             query_offset,
             scale: self.scores.scale_for(head_dim),
             options: &self.scores,
+            skip: self.skip,
+            fused_exp: self.fused_exp,
+            level,
         };
         // Threads only pay when each gets a few hundred microseconds of work (about 20
         // MFLOP).
@@ -143,7 +229,7 @@ impl KernelBody for FlashBuffers {
         let threads = worth_threads(threads, n_heads, flops / 2e7);
         self.scratch.resize_with(threads, Scratch::default);
         for s in &mut self.scratch {
-            s.fit(problem.group_size);
+            s.fit(problem.group_size, head_dim, problem.padded_dim);
         }
         // Whole heads per thread; each thread owns its heads' output columns
         // (column-major: one head's columns are one contiguous run of seq · head_dim
@@ -158,19 +244,49 @@ impl KernelBody for FlashBuffers {
     }
 }
 
-/// Copies a column-major view into a row-major buffer, 64 rows at a time (so both sides
-/// stream).
-fn transpose_into(src: DMatrixView<f32>, dst: &mut [f32]) {
-    let (rows, cols) = src.shape();
-    for r0 in (0..rows).step_by(64) {
-        let n = 64.min(rows - r0);
-        for c in 0..cols {
-            for (r, &x) in (r0..r0 + n).zip(src.column(c).rows(r0, n).iter()) {
-                dst[r * cols + c] = x;
+// ANCHOR: flash_pack
+/// Packs the keys `k (n_keys, n_kv_heads·head_dim)` for the score product: for each KV
+/// head, panels of `nr` keys, each panel `head_dim × nr` with the `nr` keys of one
+/// feature side by side, so the micro-kernel reads one panel from front to back. Keys
+/// past `n_keys` in the last panel are zero. Done once per call; every query block reuses
+/// it.
+fn pack_keys(k: DMatrixView<f32>, head_dim: usize, nr: usize, packed: &mut Vec<f32>) {
+    let (n_keys, kv_dim) = k.shape();
+    let panels = n_keys.div_ceil(nr);
+    packed.clear();
+    packed.resize(kv_dim * panels * nr, 0.0);
+    // [kv head][panel][feature][key in panel]
+    for (col, column) in k.column_iter().enumerate() {
+        let (kv, c) = (col / head_dim, col % head_dim);
+        for (p, keys) in column.as_slice().chunks(nr).enumerate() {
+            let at = ((kv * panels + p) * head_dim + c) * nr;
+            packed[at..at + keys.len()].copy_from_slice(keys);
+        }
+    }
+}
+
+/// Packs the values `v (n_keys, n_kv_heads·head_dim)` for the output product: for each KV
+/// head, panels of `nr` features (the last padded with zero features), each panel
+/// `n_keys × nr` with the `nr` features of one key side by side.
+fn pack_values(v: DMatrixView<f32>, head_dim: usize, nr: usize, packed: &mut Vec<f32>) {
+    let (n_keys, kv_dim) = v.shape();
+    let panels = head_dim.div_ceil(nr);
+    packed.clear();
+    packed.resize(kv_dim / head_dim * panels * n_keys * nr, 0.0);
+    // [kv head][panel][key][feature in panel]
+    for (at, panel) in packed.chunks_exact_mut(n_keys * nr).enumerate() {
+        let (kv, f) = (at / panels, at % panels);
+        let features = f * nr..head_dim.min((f + 1) * nr);
+        let columns = v.columns(kv * head_dim + features.start, features.len());
+        // row by row, reading the panel's columns side by side: writes stream
+        for (key, row) in panel.chunks_exact_mut(nr).enumerate() {
+            for (x, &v) in row.iter_mut().zip(columns.row(key).iter()) {
+                *x = v;
             }
         }
     }
 }
+// ANCHOR_END: flash_pack
 
 /// The inputs of one call, shared by all threads.
 struct Problem<'a> {
@@ -178,21 +294,28 @@ struct Problem<'a> {
     /// tokens are adjacent.
     q: &'a [f32],
     seq: usize,
-    /// Keys `0 .. n_keys`, column-major `(n_keys, kv_dim)`: for one feature, consecutive
-    /// tokens are adjacent.
+    /// Keys `0 .. n_keys`, packed by [`pack_keys`].
     keys: &'a [f32],
-    n_keys: usize,
-    /// Values, row-major `(n_keys, kv_dim)`: for one token, consecutive features are
-    /// adjacent.
+    /// Values `0 .. n_keys`, packed by [`pack_values`].
     values: &'a [f32],
-    kv_dim: usize,
+    n_keys: usize,
+    /// `n_keys` rounded up to whole key panels.
+    padded_keys: usize,
     group_size: usize,
     head_dim: usize,
+    /// `head_dim` rounded up to whole value panels.
+    padded_dim: usize,
     query_offset: usize,
     /// The softmax scale, `1 / √head_dim` unless the options say otherwise.
     scale: f32,
     /// Window, soft-cap, sink tokens and learned sinks (chapter 9).
     options: &'a ScoreOptions,
+    /// How much of the causal future to skip.
+    skip: CausalSkip,
+    /// Fused multiply-adds in the exponentials (where `FMA`).
+    fused_exp: bool,
+    /// The SIMD level the keys and values were packed for.
+    level: SimdLevel,
 }
 
 /// One thread's share: query heads `heads`, whose output columns are exactly `out`.
@@ -208,7 +331,20 @@ impl Kernel for HeadsJob<'_, '_> {
 
     #[inline(always)]
     fn run(self) {
+        // One copy of the loops per register tile; `FMA` only where the CPU has it.
+        match self.problem.level {
+            SimdLevel::Avx512 => self.run_with::<32, 8, true>(),
+            SimdLevel::Avx2 => self.run_with::<16, 6, true>(),
+            SimdLevel::Baseline => self.run_with::<8, 4, false>(),
+        }
+    }
+}
+
+impl HeadsJob<'_, '_> {
+    #[inline(always)]
+    fn run_with<const MR: usize, const NR: usize, const FMA: bool>(self) {
         let p = self.problem;
+        debug_assert_eq!(micro_shape(p.level), (MR, NR));
         debug_assert_eq!(self.out.len(), self.heads.len() * p.seq * p.head_dim);
         let mut h = self.heads.start;
         while h < self.heads.end {
@@ -219,117 +355,212 @@ impl Kernel for HeadsJob<'_, '_> {
             for i0 in (0..p.seq).step_by(QUERY_BLOCK) {
                 let rows = QUERY_BLOCK.min(p.seq - i0);
                 let out = &mut self.out[(h - self.heads.start) * p.seq * p.head_dim..];
-                p.attend_query_block(kv, h..group_end, i0, rows, out, self.scratch);
+                let block = Block { kv, group: h..group_end, i0, rows };
+                p.attend_query_block::<MR, NR, FMA>(block, out, self.scratch);
             }
             h = group_end;
         }
     }
 }
 
-/// A matrix inside a slice: element `(i, j)` is `data[i * row_stride + j * col_stride]`.
-#[derive(Clone, Copy)]
-struct Strided<'a> {
-    data: &'a [f32],
-    row_stride: usize,
-    col_stride: usize,
+/// A block of queries: rows `i0 .. i0 + rows` of query heads `group`, which all read KV
+/// head `kv`.
+struct Block {
+    kv: usize,
+    group: Range<usize>,
+    i0: usize,
+    rows: usize,
 }
 
-impl<'a> Strided<'a> {
-    /// The `(rows, cols)` matrix as a nalgebra view; panics if it does not lie inside
-    /// `data`.
-    fn view(self, rows: usize, cols: usize) -> StridedView<'a> {
-        let (r, c) = (Dyn(self.row_stride), Dyn(self.col_stride));
-        StridedView::from_slice_with_strides_generic(
-            self.data,
-            Dyn(rows),
-            Dyn(cols),
-            r,
-            c,
-        )
-    }
-}
-
-/// A mutable [`Strided`].
-struct StridedMut<'a> {
-    data: &'a mut [f32],
-    row_stride: usize,
-    col_stride: usize,
-}
-
-/// A view with run-time strides: nalgebra's `DMatrixView` assumes a row stride of 1.
-type StridedView<'a> = MatrixView<'a, f32, Dyn, Dyn, Dyn, Dyn>;
-/// The mutable [`StridedView`].
-type StridedViewMut<'a> = MatrixViewMut<'a, f32, Dyn, Dyn, Dyn, Dyn>;
-
-/// `c = alpha · a · b + beta · c` for `a (m, k)`, `b (k, n)`, `c (m, n)` with any
-/// strides.
-///
-/// The tiles live inside larger slices (a block of rows of one head's columns, a
-/// transposed block of keys), so they are nalgebra views with run-time strides. nalgebra
-/// checks that each view lies inside its slice and that the output's strides do not
-/// alias, and its `gemm` hands products with every dimension above 5 to the same
-/// `matrixmultiply` kernel as its own `*`: the tile products run at full speed with no
-/// `unsafe` here. With `beta = 0`, `c`'s old contents are never read.
-#[inline(always)]
-fn product(
-    (m, k, n): (usize, usize, usize),
-    alpha: f32,
-    a: Strided,
-    b: Strided,
-    beta: f32,
-    c: StridedMut,
-) {
-    let (a, b) = (a.view(m, k), b.view(k, n));
-    let mut c = StridedViewMut::from_slice_with_strides_generic(
-        c.data,
-        Dyn(m),
-        Dyn(n),
-        Dyn(c.row_stride),
-        Dyn(c.col_stride),
-    );
-    c.gemm(alpha, &a, &b, beta);
-}
-
-/// Where a tile sits: query head `h` (reading KV head `kv`), query rows from `i0`, keys
-/// from `j0`.
+/// Where a tile sits: head `t` of the block's group (reading KV head `kv`), query rows
+/// from `i0` (`padded_rows` of them, the block's rows and zero padding), keys `j0 .. j0 +
+/// cols`.
 #[derive(Clone, Copy)]
 struct TileAt {
-    h: usize,
+    t: usize,
     kv: usize,
     i0: usize,
     j0: usize,
-    /// The first tile this query block visits: the output holds nothing yet.
+    padded_rows: usize,
+    cols: usize,
+    /// The first tile this query block visits: the output block holds nothing yet.
     first: bool,
 }
 
-/// A query block's running softmax statistics, one entry per row (see
-/// [`online_softmax_tile`]).
-struct RowStats<'a> {
-    max: &'a mut [f32],
-    sum: &'a mut [f32],
-    rescale: &'a mut [f32],
+// ANCHOR: flash_micro_kernel
+/// The micro-kernel: one `MR × NR` block `C` of a product, held in registers.
+///
+/// `C[i, n] (+)= Σ_p a[p·lda + i] · b[p·NR + n]` for `p < depth`, where `C[i, n]` is
+/// `c[n·ldc + i]`; with `accumulate` the sum is added to `C`, without it replaces `C`
+/// (whose old values are not read). `a` is column-major (`MR` consecutive rows of each of
+/// `depth` columns, `lda` apart), `b` a packed panel (`NR` values per step, side by
+/// side). Each step loads `MR` values of `a` (a few SIMD registers), broadcasts each of
+/// the `NR` values of `b`, and does `MR · NR` multiply-adds into accumulators that stay
+/// in registers for all `depth` steps: `MR · NR` multiply-adds per `MR + NR` loads, where
+/// a dot product does one per two loads. With `FMA` each multiply-add is one fused
+/// instruction (one rounding); without, a multiply and an add.
+#[inline(always)]
+fn micro_kernel<const MR: usize, const NR: usize, const FMA: bool>(
+    depth: usize,
+    (a, lda): (&[f32], usize),
+    b: &[f32],
+    (c, ldc): (&mut [f32], usize),
+    accumulate: bool,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if FMA && (MR, NR) == micro_shape(SimdLevel::Avx512) {
+        // SAFETY: this shape with FMA runs only when `simd_level` detected AVX-512
+        return unsafe { micro_kernel_avx512(depth, (a, lda), b, (c, ldc), accumulate) };
+    } else if FMA && (MR, NR) == micro_shape(SimdLevel::Avx2) {
+        // SAFETY: this shape with FMA runs only when `simd_level` detected AVX2 and FMA
+        return unsafe { micro_kernel_avx2(depth, (a, lda), b, (c, ldc), accumulate) };
+    }
+    micro_kernel_portable::<MR, NR, FMA>(depth, (a, lda), b, (c, ldc), accumulate)
+}
+
+/// [`micro_kernel`] as plain loops: the baseline level's form, and the definition the
+/// SIMD forms are tested against (the same sums in the same order, bit for bit).
+#[inline(always)]
+fn micro_kernel_portable<const MR: usize, const NR: usize, const FMA: bool>(
+    depth: usize,
+    (a, lda): (&[f32], usize),
+    b: &[f32],
+    (c, ldc): (&mut [f32], usize),
+    accumulate: bool,
+) {
+    let b = &b[..depth * NR];
+    for (n, b) in (0..NR).map(|n| b.iter().skip(n).step_by(NR)).enumerate() {
+        let c = &mut c[n * ldc..][..MR];
+        if !accumulate {
+            c.fill(0.0);
+        }
+        for (p, &b) in b.enumerate() {
+            for (c, &a) in c.iter_mut().zip(&a[p * lda..][..MR]) {
+                *c = if FMA { a.mul_add(b, *c) } else { *c + a * b };
+            }
+        }
+    }
+}
+// ANCHOR_END: flash_micro_kernel
+
+// ANCHOR: flash_micro_kernel_avx512
+/// [`micro_kernel`] for AVX-512, `MR = 32` rows (two 16-lane registers) by `NR = 8`: the
+/// same sums, with the 16 accumulators named as registers and the loop over `p`
+/// outermost. Written as plain Rust, the compiler kept such accumulators in memory and
+/// ran scalar multiply-adds, ten times slower (measured).
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn micro_kernel_avx512(
+    depth: usize,
+    (a, lda): (&[f32], usize),
+    b: &[f32],
+    (c, ldc): (&mut [f32], usize),
+    accumulate: bool,
+) {
+    use std::arch::x86_64::{__m512, _mm512_fmadd_ps, _mm512_set1_ps, _mm512_setzero_ps};
+    use std::arch::x86_64::{_mm512_loadu_ps as load, _mm512_storeu_ps as store};
+    const NR: usize = 8;
+    // every access below is inside these bounds
+    assert!(b.len() >= depth * NR && c.len() >= (NR - 1) * ldc + 32);
+    assert!(depth == 0 || a.len() >= (depth - 1) * lda + 32);
+    let (a, b, c) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
+    // SAFETY (all loads and stores): inside the bounds asserted above
+    let mut acc = [[_mm512_setzero_ps(); 2]; NR]; // acc[n][r]: rows 16r .. 16r + 16
+    if accumulate {
+        for (n, acc) in acc.iter_mut().enumerate() {
+            *acc = std::array::from_fn(|r| unsafe { load(c.add(n * ldc + 16 * r)) });
+        }
+    }
+    for p in 0..depth {
+        let a: [__m512; 2] =
+            std::array::from_fn(|r| unsafe { load(a.add(p * lda + 16 * r)) });
+        for (n, acc) in acc.iter_mut().enumerate() {
+            let b = _mm512_set1_ps(unsafe { *b.add(p * NR + n) });
+            for (acc, &a) in acc.iter_mut().zip(&a) {
+                *acc = _mm512_fmadd_ps(a, b, *acc);
+            }
+        }
+    }
+    for (n, acc) in acc.iter().enumerate() {
+        for (r, &acc) in acc.iter().enumerate() {
+            unsafe { store(c.add(n * ldc + 16 * r), acc) };
+        }
+    }
+}
+// ANCHOR_END: flash_micro_kernel_avx512
+
+/// [`micro_kernel`] for AVX2, `MR = 16` rows (two 8-lane registers) by `NR = 6`: as
+/// [`micro_kernel_avx512`] with half-width registers, 12 accumulators of the 16
+/// registers. (Three registers of rows by four, 12 accumulators too, left no register
+/// free for the loads: the compiler shuffled and spilled registers, at half the speed.)
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn micro_kernel_avx2(
+    depth: usize,
+    (a, lda): (&[f32], usize),
+    b: &[f32],
+    (c, ldc): (&mut [f32], usize),
+    accumulate: bool,
+) {
+    use std::arch::x86_64::{__m256, _mm256_fmadd_ps, _mm256_set1_ps, _mm256_setzero_ps};
+    use std::arch::x86_64::{_mm256_loadu_ps as load, _mm256_storeu_ps as store};
+    const NR: usize = 6;
+    assert!(b.len() >= depth * NR && c.len() >= (NR - 1) * ldc + 16);
+    assert!(depth == 0 || a.len() >= (depth - 1) * lda + 16);
+    let (a, b, c) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
+    // SAFETY (all loads and stores): inside the bounds asserted above
+    let mut acc = [[_mm256_setzero_ps(); 2]; NR];
+    if accumulate {
+        for (n, acc) in acc.iter_mut().enumerate() {
+            *acc = std::array::from_fn(|r| unsafe { load(c.add(n * ldc + 8 * r)) });
+        }
+    }
+    for p in 0..depth {
+        let a: [__m256; 2] =
+            std::array::from_fn(|r| unsafe { load(a.add(p * lda + 8 * r)) });
+        for (n, acc) in acc.iter_mut().enumerate() {
+            let b = _mm256_set1_ps(unsafe { *b.add(p * NR + n) });
+            for (acc, &a) in acc.iter_mut().zip(&a) {
+                *acc = _mm256_fmadd_ps(a, b, *acc);
+            }
+        }
+    }
+    for (n, acc) in acc.iter().enumerate() {
+        for (r, &acc) in acc.iter().enumerate() {
+            unsafe { store(c.add(n * ldc + 8 * r), acc) };
+        }
+    }
 }
 
 impl Problem<'_> {
     // ANCHOR: flash_query_block
-    /// Query rows `i0 .. i0 + rows` of heads `group` (all reading KV head `kv`), over
-    /// every key they see. `out` starts at the first head of `group`'s output columns.
+    /// One block of queries of every head of `b.group`, over every key they see. `out`
+    /// starts at the first head of the group's output columns.
     #[inline(always)]
-    fn attend_query_block(
+    fn attend_query_block<const MR: usize, const NR: usize, const FMA: bool>(
         &self,
-        kv: usize,
-        group: Range<usize>,
-        i0: usize,
-        rows: usize,
+        b: Block,
         out: &mut [f32],
         s: &mut Scratch,
     ) {
-        let (d, seq) = (self.head_dim, self.seq);
-        self.start_rows(group.clone(), s); // nothing seen yet (or a learned sink, ch. 10)
+        let (d, seq, i0, rows) = (self.head_dim, self.seq, b.i0, b.rows);
+        let padded_rows = round_up(rows, MR); // whole micro-kernel rows
+        self.pack_queries(&b, padded_rows, s);
+        self.start_rows(b.group.clone(), s); // nothing seen yet (or a learned sink)
         // Causal: the block's last query sees keys up to query_offset + i0 + rows - 1; no
         // later key is read. A sliding window (chapter 9): the block's first query sees
         // no key before `window_start`, so tiles wholly before it are skipped.
-        let key_end = self.query_offset + i0 + rows;
+        let key_end = if self.skip == CausalSkip::None {
+            self.n_keys
+        } else {
+            self.query_offset + i0 + rows
+        };
         let window_start = self.options.window_start(self.query_offset + i0);
         let mut first = true;
         for j0 in (0..key_end).step_by(KEY_BLOCK) {
@@ -337,97 +568,158 @@ impl Problem<'_> {
             if j0 + cols <= window_start && j0 >= self.options.sink_tokens {
                 continue;
             }
-            for (t, h) in group.clone().enumerate() {
-                let tile = &mut s.scores[t * QUERY_BLOCK * KEY_BLOCK..][..rows * cols];
-                let stat = t * QUERY_BLOCK..t * QUERY_BLOCK + rows;
-                let stats = RowStats {
-                    max: &mut s.row_max[stat.clone()],
-                    sum: &mut s.row_sum[stat.clone()],
-                    rescale: &mut s.rescale[stat],
-                };
-                let o = &mut out[t * d * seq + i0..];
-                self.tile_update(TileAt { h, kv, i0, j0, first }, tile, stats, o);
+            for t in 0..b.group.len() {
+                let at = TileAt { t, kv: b.kv, i0, j0, padded_rows, cols, first };
+                self.tile_update::<MR, NR, FMA>(at, s);
             }
             first = false;
         }
-        // Divide by the softmax denominators, now complete.
-        for t in 0..group.len() {
-            let sums = &s.row_sum[t * QUERY_BLOCK..t * QUERY_BLOCK + rows];
+        // Divide by the softmax denominators, now complete, into the output columns.
+        for t in 0..b.group.len() {
+            let sums = &s.row_sum[t * QUERY_BLOCK..][..rows];
+            let acc = &s.out_blocks[t * QUERY_BLOCK * self.padded_dim..];
             for c in 0..d {
                 let o = &mut out[(t * d + c) * seq + i0..][..rows];
-                for (x, &l) in o.iter_mut().zip(sums) {
-                    *x /= l;
+                let acc = &acc[c * padded_rows..][..rows];
+                for ((x, &a), &l) in o.iter_mut().zip(acc).zip(sums) {
+                    *x = a / l;
                 }
             }
         }
     }
     // ANCHOR_END: flash_query_block
 
-    // ANCHOR: flash_tile
-    /// One tile: query rows `i0 ..` of head `h` against keys `j0 ..` of KV head `kv`.
-    /// `tile` has room for `rows × cols` scores; `out` starts at row `i0` of head `h`'s
-    /// columns.
+    /// Copies the block's queries of each head of the group into `s.q_blocks`:
+    /// `padded_rows × head_dim`, column-major, rows past `b.rows` zero.
     #[inline(always)]
-    fn tile_update(
+    fn pack_queries(&self, b: &Block, padded_rows: usize, s: &mut Scratch) {
+        let (d, seq) = (self.head_dim, self.seq);
+        for (t, h) in b.group.clone().enumerate() {
+            let block = &mut s.q_blocks[t * QUERY_BLOCK * d..][..padded_rows * d];
+            for (c, dst) in block.chunks_exact_mut(padded_rows).enumerate() {
+                let src = &self.q[(h * d + c) * seq + b.i0..][..b.rows];
+                // the softmax scale, applied once per query rather than once per score
+                dst[..b.rows].iter_mut().zip(src).for_each(|(x, &q)| *x = q * self.scale);
+                dst[b.rows..].fill(0.0);
+            }
+        }
+    }
+
+    // ANCHOR: flash_tile
+    /// One tile: the block's queries of head `t` of the group against keys `j0 .. j0 +
+    /// cols` of KV head `kv`, folded into that head's running statistics and output
+    /// block. The tile is done `MR` query rows at a time (a *panel*): the panel's scores
+    /// (`MR × cols`, at most 24 KiB) are computed, masked, turned into weights and
+    /// multiplied by the values while they are in the L1 cache.
+    #[inline(always)]
+    fn tile_update<const MR: usize, const NR: usize, const FMA: bool>(
         &self,
         at: TileAt,
-        tile: &mut [f32],
-        stats: RowStats,
-        out: &mut [f32],
+        s: &mut Scratch,
     ) {
-        let TileAt { h, kv, i0, j0, first } = at;
-        let (d, seq, n_keys) = (self.head_dim, self.seq, self.n_keys);
-        let rows = stats.max.len();
-        let cols = tile.len() / rows;
-        // tile = Q_tile · K_tileᵀ · scale: (rows, cols), column-major
-        let q_tile =
-            Strided { data: &self.q[h * d * seq + i0..], row_stride: 1, col_stride: seq };
-        let k_tile_t = Strided {
-            data: &self.keys[kv * d * n_keys + j0..],
-            row_stride: n_keys,
-            col_stride: 1,
-        };
-        let scores = StridedMut { data: tile, row_stride: 1, col_stride: rows };
-        product((rows, d, cols), self.scale, q_tile, k_tile_t, 0.0, scores);
-        self.cap_and_window(tile, rows, i0, j0); // chapter 9; nothing for Llama
-        // Causal mask, on the tiles that cross the diagonal only: key j0 + j is in the
-        // future of the first (j0 + j) - (query_offset + i0) rows of column j.
-        let first_own_key = self.query_offset + i0;
-        if j0 + cols > first_own_key + 1 {
-            for (j, column) in tile.chunks_exact_mut(rows).enumerate() {
-                let hidden = (j0 + j).saturating_sub(first_own_key).min(rows);
-                column[..hidden].fill(f32::NEG_INFINITY);
-            }
-        }
-        online_softmax_tile(tile, stats.max, stats.sum, stats.rescale);
-        // out_tile = rescale · out_tile + weights · V_tile. On the first key tile
-        // out_tile holds whatever was there before, and β = 0 ignores it.
-        if !first {
-            for c in 0..d {
-                for (x, &a) in
-                    out[c * seq..c * seq + rows].iter_mut().zip(&*stats.rescale)
-                {
-                    *x *= a;
+        let TileAt { t, kv, i0, j0, padded_rows, cols, first } = at;
+        let (d, padded_dim) = (self.head_dim, self.padded_dim);
+        let q_block = &s.q_blocks[t * QUERY_BLOCK * d..][..padded_rows * d];
+        let out_block = &mut s.out_blocks[t * QUERY_BLOCK * padded_dim..];
+        for i in (0..padded_rows).step_by(MR) {
+            // Causal, per panel: no key after the panel's last query is computed (a
+            // panel with none left is done; its first tile never is: see the caller).
+            let last_query = self.query_offset + i0 + i + MR - 1;
+            let cols = match self.skip {
+                CausalSkip::Panels if j0 > last_query => continue,
+                CausalSkip::Panels => cols.min(last_query + 1 - j0),
+                CausalSkip::None | CausalSkip::Blocks => cols,
+            };
+            // 1. scores = Q_panel · K_tileᵀ: (MR, cols), column-major (the last key panel
+            // may run past `cols`: those columns are computed and ignored)
+            let panel = &mut s.scores[..MR * round_up(cols, NR)];
+            self.score_panel::<MR, NR, FMA>((&q_block[i..], padded_rows), kv, j0, panel);
+            let panel = &mut panel[..MR * cols];
+            self.cap_and_window(panel, MR, i0 + i, j0); // chapter 9; nothing for Llama
+            // 2. Causal mask, on the panels that cross the diagonal only: key j0 + j is
+            // in the future of the first (j0 + j) - (query_offset + i0 + i) rows of
+            // column j.
+            let first_own_key = self.query_offset + i0 + i;
+            if j0 + cols > first_own_key + 1 {
+                for (j, column) in panel.chunks_exact_mut(MR).enumerate() {
+                    let hidden = (j0 + j).saturating_sub(first_own_key).min(MR);
+                    column[..hidden].fill(f32::NEG_INFINITY);
                 }
             }
+            // 3. The online softmax turns the scores into weights. (`rows` is hidden from
+            // the optimiser: knowing it is 16 or 32, it unrolled the softmax's loops into
+            // scalar code, slower than its vector loops for a run-time length; measured.)
+            let rows = std::hint::black_box(MR);
+            let stats = t * QUERY_BLOCK + i..t * QUERY_BLOCK + i + rows;
+            let (max, sum) =
+                (&mut s.row_max[stats.clone()], &mut s.row_sum[stats.clone()]);
+            let rescale = &mut s.rescale[stats];
+            if self.fused_exp {
+                online_softmax_tile::<FMA>(panel, max, sum, rescale);
+            } else {
+                online_softmax_tile::<false>(panel, max, sum, rescale);
+            }
+            // 4. out_panel = rescale · out_panel + weights · V_tile
+            let out = &mut out_block[i..];
+            if !first {
+                for c in 0..padded_dim {
+                    let o = &mut out[c * padded_rows..][..MR];
+                    o.iter_mut().zip(&*rescale).for_each(|(o, &r)| *o *= r);
+                }
+            }
+            self.value_panel::<MR, NR, FMA>(panel, kv, j0, (out, padded_rows), !first);
         }
-        let weights = Strided { data: tile, row_stride: 1, col_stride: rows };
-        let v_tile = Strided {
-            data: &self.values[j0 * self.kv_dim + kv * d..],
-            row_stride: self.kv_dim,
-            col_stride: 1,
-        };
-        let out_tile = StridedMut { data: out, row_stride: 1, col_stride: seq };
-        product(
-            (rows, cols, d),
-            1.0,
-            weights,
-            v_tile,
-            if first { 0.0 } else { 1.0 },
-            out_tile,
-        );
     }
     // ANCHOR_END: flash_tile
+
+    // ANCHOR: flash_products
+    /// `panel = Q_panel · K_tileᵀ` (the queries carry the scale) for the keys `j0 ..` of
+    /// KV head `kv`, `panel.len() / MR` of them (a whole number of key panels); `q` holds
+    /// the panel's `MR` rows of each feature, `lda` apart. One micro-kernel per `NR`
+    /// keys, each summing over the `head_dim` features.
+    #[inline(always)]
+    fn score_panel<const MR: usize, const NR: usize, const FMA: bool>(
+        &self,
+        (q, lda): (&[f32], usize),
+        kv: usize,
+        j0: usize,
+        panel: &mut [f32],
+    ) {
+        let d = self.head_dim;
+        let keys = &self.keys[(kv * self.padded_keys + j0) * d..]; // j0: whole key panels
+        for (keys, scores) in keys.chunks(d * NR).zip(panel.chunks_exact_mut(MR * NR)) {
+            micro_kernel::<MR, NR, FMA>(d, (q, lda), keys, (scores, MR), false);
+        }
+    }
+
+    /// `out += weights · V_tile` (or `=`, without `accumulate`) for `MR` query rows,
+    /// `out` holding their outputs of each feature `ldo` apart, the values those of keys
+    /// `j0 .. j0 + cols` of KV head `kv` (`cols = weights.len() / MR`). One micro-kernel
+    /// per `NR` features, each summing over the `cols` keys.
+    #[inline(always)]
+    fn value_panel<const MR: usize, const NR: usize, const FMA: bool>(
+        &self,
+        weights: &[f32],
+        kv: usize,
+        j0: usize,
+        (out, ldo): (&mut [f32], usize),
+        accumulate: bool,
+    ) {
+        let cols = weights.len() / MR;
+        let panels = self.padded_dim / NR;
+        for f in 0..panels {
+            let values = &self.values[((kv * panels + f) * self.n_keys + j0) * NR..];
+            let out = &mut out[f * NR * ldo..];
+            micro_kernel::<MR, NR, FMA>(
+                cols,
+                (weights, MR),
+                values,
+                (out, ldo),
+                accumulate,
+            );
+        }
+    }
+    // ANCHOR_END: flash_products
 
     // ANCHOR: flash_start_rows
     /// Sets each query row's running maximum and sum before its first tile. Without a
@@ -468,4 +760,66 @@ impl Problem<'_> {
         }
     }
     // ANCHOR_END: flash_cap_and_window
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in about `-1 .. 1`.
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                (x as f32 / u32::MAX as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Runs `kernel` and the portable form on the same operands; both must give the same
+    /// bits, for every depth (none, one, odd, a tile's) and with or without accumulating.
+    fn same_bits<const MR: usize, const NR: usize>(
+        kernel: impl Fn(usize, (&[f32], usize), &[f32], (&mut [f32], usize), bool),
+    ) {
+        let (lda, ldc) = (MR + 5, MR + 3); // strides wider than the block
+        for depth in [0, 1, 7, 64, 193] {
+            for accumulate in [false, true] {
+                let a = values(depth * lda + MR, depth as u32);
+                let b = values(depth * NR, depth as u32 + 1);
+                let mut want = values(NR * ldc, 7);
+                let mut got = want.clone();
+                micro_kernel_portable::<MR, NR, true>(
+                    depth,
+                    (&a, lda),
+                    &b,
+                    (&mut want, ldc),
+                    accumulate,
+                );
+                kernel(depth, (&a, lda), &b, (&mut got, ldc), accumulate);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "depth {depth}, {accumulate}");
+            }
+        }
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn simd_micro_kernels_equal_the_portable_one_bit_for_bit() {
+        // whatever ATTENTION_SIMD says: test every form this CPU can run
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // SAFETY: AVX2 and FMA were detected
+            same_bits::<16, 6>(|d, a, b, c, acc| unsafe {
+                micro_kernel_avx2(d, a, b, c, acc)
+            });
+        }
+        if is_x86_feature_detected!("avx512f") {
+            // SAFETY: AVX-512F was detected
+            same_bits::<32, 8>(|d, a, b, c, acc| unsafe {
+                micro_kernel_avx512(d, a, b, c, acc)
+            });
+        }
+    }
 }

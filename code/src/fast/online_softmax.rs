@@ -8,7 +8,7 @@
 //! the row's sum NaN, so the kernel's final division spreads it over the row, as
 //! PyTorch's softmax does.
 
-use crate::fast::fast_exp::{exp_approx, exp_sub_sum, max_of};
+use crate::fast::fast_exp::{exp_approx, exp_approx_with, exp_sub_sum, max_of};
 
 // ANCHOR: online_softmax_tile
 /// One tile of the online softmax, for every query row of the tile at once.
@@ -18,9 +18,10 @@ use crate::fast::fast_exp::{exp_approx, exp_sub_sum, max_of};
 /// updates the running maximum `m` and sum `l` and turns the scores into `exp(score -
 /// m_new)`; `rescale` receives `exp(m_old - m_new)`, the factor that brings everything
 /// accumulated so far to the new maximum. Every loop runs down a column, so it works on
-/// 16 rows per SIMD instruction.
+/// 16 rows per SIMD instruction. `FMA`: the exponentials with fused multiply-adds
+/// ([`exp_approx_with`]), for code compiled for a CPU that has them.
 #[inline(always)]
-pub fn online_softmax_tile(
+pub fn online_softmax_tile<const FMA: bool>(
     tile: &mut [f32],
     row_max: &mut [f32],
     row_sum: &mut [f32],
@@ -31,15 +32,18 @@ pub fn online_softmax_tile(
     rescale.copy_from_slice(row_max);
     for column in tile.chunks_exact(rows) {
         for (m, &s) in rescale.iter_mut().zip(column) {
-            *m = if s > *m { s } else { *m };
+            *m = m.max(s); // skips a NaN score; a plain `if s > m` became masked stores
         }
     }
     // 2. Rescale factors; the old sums shrink by the same factor as the old outputs will.
     for ((m, l), new_max) in
         row_max.iter_mut().zip(row_sum.iter_mut()).zip(rescale.iter_mut())
     {
-        let factor =
-            if *new_max == f32::NEG_INFINITY { 1.0 } else { exp_approx(*m - *new_max) };
+        let factor = if *new_max == f32::NEG_INFINITY {
+            1.0
+        } else {
+            exp_approx_with::<FMA>(*m - *new_max)
+        };
         *l *= factor;
         *m = *new_max;
         *new_max = factor;
@@ -49,7 +53,7 @@ pub fn online_softmax_tile(
         for ((s, &m), l) in column.iter_mut().zip(&*row_max).zip(row_sum.iter_mut()) {
             // a row that saw nothing yet
             let shift = if m == f32::NEG_INFINITY { 0.0 } else { m };
-            *s = exp_approx(*s - shift);
+            *s = exp_approx_with::<FMA>(*s - shift);
             *l += *s;
         }
     }

@@ -87,6 +87,12 @@ impl PartialAttention {
         })
     }
 
+    /// `[max, sum, out]` as flat column-major slices, to be overwritten by a kernel that
+    /// computes a state in place (split-K's `fast::decode::decode_partial`).
+    pub(crate) fn parts_mut(&mut self) -> [&mut [f32]; 3] {
+        [self.max.as_mut_slice(), self.sum.as_mut_slice(), self.out.as_mut_slice()]
+    }
+
     /// Folds `other` (over other keys) into `self`: `*self = merge(self, other)`.
     pub fn merge_from(&mut self, other: &PartialAttention) -> Result<()> {
         *self = merge(self, other)?;
