@@ -47,3 +47,20 @@ pub fn hf_cases() -> Vec<String> {
     );
     cases
 }
+
+/// `q (n_queries, n_heads·head_dim)`, `k`, `v (n_keys, n_kv_heads·head_dim)`, uniform in
+/// [−2, 2): scores spread over a few units, so that the maxima of different key blocks
+/// (or splits) differ and every merge rescales.
+pub fn spread_qkv(
+    seed: u64,
+    heads: attention::HeadLayout,
+    n_q: usize,
+    n_k: usize,
+) -> [nalgebra::DMatrix<f32>; 3] {
+    use attention::splitmix_matrix;
+    [
+        splitmix_matrix(seed, n_q, heads.q_dim(), 2.0),
+        splitmix_matrix(seed + 1, n_k, heads.kv_dim(), 2.0),
+        splitmix_matrix(seed + 2, n_k, heads.kv_dim(), 2.0),
+    ]
+}

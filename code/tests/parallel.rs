@@ -22,6 +22,7 @@
 //! ways of associating three merges. Equalities the chapter promises bit for bit are
 //! tested with `==`.
 
+mod common;
 use attention::fast::online_softmax::online_softmax_step;
 use attention::parallel::comm::{
     all_reduce_bytes_per_device, all_reduce_on_threads, chunk_bounds,
@@ -38,22 +39,12 @@ use attention::{
     HeadLayout, Linear, Preset, QkvoWeights, Rope, ScoreOptions, Tolerance,
     assert_batch_close, assert_matrix_close, grouped_attention, splitmix_matrix,
 };
+use common::spread_qkv as qkv;
 use nalgebra::{DMatrix, DVector};
 use proptest::prelude::*;
 use rand::{SeedableRng, rngs::StdRng};
 
 const TOL: Tolerance = Tolerance::F32;
-
-/// `q (n_queries, n_heads·head_dim)`, `k`, `v (n_keys, n_kv_heads·head_dim)`, uniform in
-/// [−2, 2): scores spread over a few units, so that the blocks' maxima differ and every
-/// merge rescales.
-fn qkv(seed: u64, heads: HeadLayout, n_q: usize, n_k: usize) -> [DMatrix<f32>; 3] {
-    [
-        splitmix_matrix(seed, n_q, heads.q_dim(), 2.0),
-        splitmix_matrix(seed + 1, n_k, heads.kv_dim(), 2.0),
-        splitmix_matrix(seed + 2, n_k, heads.kv_dim(), 2.0),
-    ]
-}
 
 fn inputs<'a>(
     q: &'a DMatrix<f32>,

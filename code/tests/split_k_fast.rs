@@ -23,28 +23,19 @@
 //! from `grouped_attention` at each of the three SIMD levels (printed by the first test).
 //! Equalities promised bit for bit are tested with `==`.
 
+mod common;
 use attention::fast::simd::{SimdLevel, simd_level};
 use attention::parallel::split_k::{
     SplitKDecode, SplitKDecodeAttention, merge_in_split_order, split_ranges,
 };
 use attention::{
     AttentionInputs, AttnError, DecodeAttention, HeadLayout, Tolerance,
-    assert_matrix_close, grouped_attention, max_abs_diff, splitmix_matrix,
+    assert_matrix_close, grouped_attention, max_abs_diff,
 };
+use common::spread_qkv as qkv;
 use nalgebra::DMatrix;
 
 const TOL: Tolerance = Tolerance::F32;
-
-/// `q (n_queries, n_heads·head_dim)`, `k`, `v (n_keys, n_kv_heads·head_dim)`, uniform in
-/// [−2, 2): scores spread over a few units, so that the splits' maxima differ and every
-/// merge rescales.
-fn qkv(seed: u64, heads: HeadLayout, n_q: usize, n_k: usize) -> [DMatrix<f32>; 3] {
-    [
-        splitmix_matrix(seed, n_q, heads.q_dim(), 2.0),
-        splitmix_matrix(seed + 1, n_k, heads.kv_dim(), 2.0),
-        splitmix_matrix(seed + 2, n_k, heads.kv_dim(), 2.0),
-    ]
-}
 
 fn inputs<'a>(
     [q, k, v]: &'a [DMatrix<f32>; 3],
