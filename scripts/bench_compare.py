@@ -220,12 +220,16 @@ def build_before(rev):
     """attn-bench as of commit `rev`, built in a worktree under target/ (its own target dir): the
     "before" row of chapter 8's steps table. Returns the binary's path."""
     src = ROOT / "target" / "before-src"
-    if src.exists():
+    if src.exists():  # left by an interrupted run
         subprocess.run(["git", "worktree", "remove", "--force", str(src)], check=True, cwd=ROOT)
     subprocess.run(["git", "worktree", "add", "--detach", str(src), rev], check=True, cwd=ROOT, capture_output=True)
     target = ROOT / "target" / "before"
     cmd = ["cargo", "build", "--quiet", "--release", "-p", "attention", "--bin", "attn-bench", "--target-dir", str(target)]
-    subprocess.run(cmd, check=True, cwd=src)
+    try:
+        subprocess.run(cmd, check=True, cwd=src)
+    finally:
+        # the binary stays in target/before; the checkout is not left registered in git
+        subprocess.run(["git", "worktree", "remove", "--force", str(src)], check=True, cwd=ROOT)
     return target / "release" / "attn-bench"
 
 

@@ -148,8 +148,8 @@ const fn micro_shape(level: SimdLevel) -> (usize, usize) {
     }
 }
 
-/// The largest `MR` of [`micro_shape`].
-const MAX_MR: usize = 32;
+/// The largest `MR` of [`micro_shape`] (AVX-512's).
+const MAX_MR: usize = micro_shape(SimdLevel::Avx512).0;
 
 /// `n` rounded up to a multiple of `m`.
 fn round_up(n: usize, m: usize) -> usize {
