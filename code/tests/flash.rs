@@ -475,7 +475,7 @@ fn online_softmax_tiles_give_the_ordinary_softmax() {
     let mut weights = DMatrix::zeros(3, 10);
     for (j0, cols) in [(0, 4), (4, 4), (8, 2)] {
         let mut tile = scores.columns(j0, cols).into_owned();
-        online_softmax_tile::<false>(
+        online_softmax_tile::<false, 3>(
             tile.as_mut_slice(),
             &mut max,
             &mut sum,
