@@ -202,8 +202,15 @@ impl KernelBody for FlashBuffers {
         // The last query sees keys up to query_offset + n_queries - 1: later keys are
         // never read.
         let n_keys = query_offset + q.nrows();
-        pack_keys(k.rows(0, n_keys), head_dim, nr, &mut self.keys);
-        pack_values(v.rows(0, n_keys), head_dim, nr, &mut self.values);
+        let (k, v) = (k.rows(0, n_keys), v.rows(0, n_keys));
+        // `NR` a constant, so that each panel's copy has a fixed size (the shapes of
+        // `micro_shape`, as in `HeadsJob::run`)
+        let (kv, packed) = ((k, v), (&mut self.keys, &mut self.values));
+        match level {
+            SimdLevel::Avx512 => pack_both::<8>(kv, head_dim, packed),
+            SimdLevel::Avx2 => pack_both::<6>(kv, head_dim, packed),
+            SimdLevel::Baseline => pack_both::<4>(kv, head_dim, packed),
+        }
         let problem = Problem {
             q: q.as_slice(),
             seq: q.nrows(),
@@ -246,44 +253,60 @@ impl KernelBody for FlashBuffers {
 
 // ANCHOR: flash_pack
 /// Packs the keys `k (n_keys, n_kv_heads·head_dim)` for the score product: for each KV
-/// head, panels of `nr` keys, each panel `head_dim × nr` with the `nr` keys of one
+/// head, panels of `NR` keys, each panel `head_dim × NR` with the `NR` keys of one
 /// feature side by side, so the micro-kernel reads one panel from front to back. Keys
 /// past `n_keys` in the last panel are zero. Done once per call; every query block reuses
 /// it.
-fn pack_keys(k: DMatrixView<f32>, head_dim: usize, nr: usize, packed: &mut Vec<f32>) {
+fn pack_keys<const NR: usize>(
+    k: DMatrixView<f32>,
+    head_dim: usize,
+    packed: &mut Vec<f32>,
+) {
     let (n_keys, kv_dim) = k.shape();
-    let panels = n_keys.div_ceil(nr);
-    resize_for_overwrite(packed, kv_dim * panels * nr);
+    let panels = n_keys.div_ceil(NR);
+    resize_for_overwrite(packed, kv_dim * panels * NR);
+    let (packed, _) = packed.as_chunks_mut::<NR>(); // one NR-wide run per [f32; NR]
     // [kv head][panel][feature][key in panel]
     for (col, column) in k.column_iter().enumerate() {
         let (kv, c) = (col / head_dim, col % head_dim);
-        for (p, keys) in column.as_slice().chunks(nr).enumerate() {
-            let at = ((kv * panels + p) * head_dim + c) * nr;
-            packed[at..at + keys.len()].copy_from_slice(keys);
-            packed[at + keys.len()..at + nr].fill(0.0); // past the last key
+        let (keys, last) = column.as_slice().as_chunks::<NR>();
+        for (p, keys) in keys.iter().enumerate() {
+            // a copy of a fixed size: NR moves (of a runtime size, a call to memmove per
+            // panel, 3 % of the kernel's time; measured)
+            packed[(kv * panels + p) * head_dim + c] = *keys;
+        }
+        if !last.is_empty() {
+            let run = &mut packed[(kv * panels + panels - 1) * head_dim + c];
+            run.fill(0.0); // past the last key
+            run[..last.len()].copy_from_slice(last);
         }
     }
 }
 
 /// Packs the values `v (n_keys, n_kv_heads·head_dim)` for the output product: for each KV
-/// head, panels of `nr` features (the last padded with zero features), each panel
-/// `n_keys × nr` with the `nr` features of one key side by side.
-fn pack_values(v: DMatrixView<f32>, head_dim: usize, nr: usize, packed: &mut Vec<f32>) {
+/// head, panels of `NR` features (the last padded with zero features), each panel
+/// `n_keys × NR` with the `NR` features of one key side by side.
+fn pack_values<const NR: usize>(
+    v: DMatrixView<f32>,
+    head_dim: usize,
+    packed: &mut Vec<f32>,
+) {
     let (n_keys, kv_dim) = v.shape();
-    let panels = head_dim.div_ceil(nr);
-    resize_for_overwrite(packed, kv_dim / head_dim * panels * n_keys * nr);
+    let panels = head_dim.div_ceil(NR);
+    resize_for_overwrite(packed, kv_dim / head_dim * panels * n_keys * NR);
     // [kv head][panel][key][feature in panel]
-    for (at, panel) in packed.chunks_exact_mut(n_keys * nr).enumerate() {
+    for (at, panel) in packed.chunks_exact_mut(n_keys * NR).enumerate() {
         let (kv, f) = (at / panels, at % panels);
-        let features = f * nr..head_dim.min((f + 1) * nr);
-        let columns = v.columns(kv * head_dim + features.start, features.len());
-        // row by row, reading the panel's columns side by side: writes stream
-        for (key, row) in panel.chunks_exact_mut(nr).enumerate() {
-            let (row, padding) = row.split_at_mut(features.len());
-            for (x, &v) in row.iter_mut().zip(columns.row(key).iter()) {
-                *x = v;
-            }
-            padding.fill(0.0); // past the last feature
+        let first = kv * head_dim + f * NR;
+        let features = NR.min(head_dim - f * NR);
+        // the panel's columns (a padding feature reads the first one, then is zeroed)
+        let columns: [_; NR] = std::array::from_fn(|n| v.column(first + n % features));
+        let columns: [&[f32]; NR] = std::array::from_fn(|n| columns[n].as_slice());
+        // key by key, reading the panel's columns side by side: writes stream
+        let (rows, _) = panel.as_chunks_mut::<NR>();
+        for (key, row) in rows.iter_mut().enumerate() {
+            *row =
+                std::array::from_fn(|n| if n < features { columns[n][key] } else { 0.0 });
         }
     }
 }
@@ -298,6 +321,17 @@ fn resize_for_overwrite(packed: &mut Vec<f32>, len: usize) {
     }
 }
 // ANCHOR_END: flash_pack
+
+/// [`pack_keys`] and [`pack_values`] with the same `NR`.
+fn pack_both<const NR: usize>(
+    (k, v): (DMatrixView<f32>, DMatrixView<f32>),
+    head_dim: usize,
+    (keys, values): (&mut Vec<f32>, &mut Vec<f32>),
+) {
+    debug_assert_eq!(micro_shape(simd_level()).1, NR);
+    pack_keys::<NR>(k, head_dim, keys);
+    pack_values::<NR>(v, head_dim, values);
+}
 
 /// The inputs of one call, shared by all threads.
 struct Problem<'a> {
