@@ -15,6 +15,26 @@
 //! subnormal number under `1.2e-38` and the result is `0`; above it the result is `+inf`.
 
 // ANCHOR: fast_exp
+const LOG2_E: f32 = std::f32::consts::LOG2_E;
+// ln 2 split in two so that n·LN2_HI is exact and r keeps its low bits.
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = -2.121_944_4e-4;
+// Adding 1.5·2^23 rounds to the nearest integer (and leaves it in the low mantissa bits).
+const ROUND: f32 = 12_582_912.0;
+const LO: f32 = -87.336_55; // exp(LO) = 2^-126, the smallest normal f32
+const HI: f32 = 88.376_26; // keeps 2^n ≤ 2^127
+// exp(r) ≈ 1 + r·(1 + r·(c2 + r·(c3 + r·(c4 + r·(c5 + r·c6))))) on |r| ≤ ln 2 / 2:
+// the coefficients from c6 down, a minimax fit (`scripts/fit_exp.py`).
+const POLY: [f32; 7] = [
+    1.381_453_2e-3,
+    8.368_690_5e-3,
+    4.166_838_5e-2,
+    1.666_652_1e-1,
+    0.499_999_94,
+    1.0,
+    1.0,
+];
+
 /// `exp(x)` in single precision, branch-free so that loops over it vectorise.
 ///
 /// Write `x = n·ln 2 + r` with `n` an integer and `|r| <= ln 2 / 2`; then `exp(x) = 2^n ·
@@ -24,32 +44,17 @@
 /// rounded, but close (see [`EXP_MAX_REL_ERROR`]).
 ///
 /// With `FMA`, each `a·b + c` is one fused multiply-add (one rounding, one instruction),
-/// for loops compiled for a CPU that has it (the flash kernel's softmax on AVX2 and
-/// AVX-512): a tenth of the flash kernel's time there (measured). Without, a multiply
-/// and an add, the same bits on every CPU: [`exp_approx`].
+/// for loops compiled for a CPU that has it (the flash kernel's softmax on AVX2; on
+/// AVX-512 the kernel runs `exp_nonpositive_avx512`, the same bits with fewer
+/// instructions). Without, a multiply and an add, the same bits on every CPU:
+/// [`exp_approx`].
 #[inline(always)]
 pub fn exp_approx_with<const FMA: bool>(x: f32) -> f32 {
-    const LOG2_E: f32 = std::f32::consts::LOG2_E;
-    // ln 2 split in two so that n·LN2_HI is exact and r keeps its low bits.
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // Adding 1.5·2^23 rounds to the nearest integer (and leaves it in the low mantissa
-    // bits).
-    const ROUND: f32 = 12_582_912.0;
-    const LO: f32 = -87.336_55; // exp(LO) = 2^-126, the smallest normal f32
-    const HI: f32 = 88.376_26; // keeps 2^n ≤ 2^127
     let madd = |a: f32, b: f32, c: f32| if FMA { a.mul_add(b, c) } else { a * b + c };
     let t = madd(x, LOG2_E, ROUND);
     let n = t - ROUND; // round(x / ln 2), as a float
     let r = madd(-n, LN2_LO, madd(-n, LN2_HI, x)); // x - n·ln 2
-    // exp(r) = 1 + r·(1 + r·(c2 + r·(c3 + r·(c4 + r·(c5 + r·c6)))))
-    let mut p = 1.381_453_2e-3;
-    p = madd(p, r, 8.368_690_5e-3);
-    p = madd(p, r, 4.166_838_5e-2);
-    p = madd(p, r, 1.666_652_1e-1);
-    p = madd(p, r, 0.499_999_94);
-    p = madd(p, r, 1.0);
-    let exp_r = madd(p, r, 1.0);
+    let exp_r = POLY[1..].iter().fold(POLY[0], |p, &c| madd(p, r, c)); // Horner's rule
     // 2^n: the integer n sits in t's low mantissa bits; move it (+127 bias) into the
     // exponent field.
     let n_int = t.to_bits().wrapping_sub(ROUND.to_bits());
@@ -66,6 +71,64 @@ pub fn exp_approx_with<const FMA: bool>(x: f32) -> f32 {
     }
 }
 // ANCHOR_END: fast_exp
+
+// ANCHOR: exp_avx512
+/// [`exp_approx_with::<true>`](exp_approx_with) on the 16 lanes of an AVX-512
+/// register, for inputs at most `HI` (88.37): the online softmax's `s - m`, which are
+/// never above 0. The same bits, with two instructions in place of the last eight:
+/// `vscalefps` multiplies by `2^n` directly (no integer arithmetic to build it), and
+/// its zero-masking gives the `0` below `LO`. The upper select is not needed.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn exp_nonpositive_avx512(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    let t = _mm512_fmadd_ps(x, _mm512_set1_ps(LOG2_E), _mm512_set1_ps(ROUND));
+    let n = _mm512_sub_ps(t, _mm512_set1_ps(ROUND));
+    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), x); // -(n·LN2_HI) + x
+    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
+    let mut exp_r = _mm512_set1_ps(POLY[0]);
+    for c in &POLY[1..] {
+        exp_r = _mm512_fmadd_ps(exp_r, r, _mm512_set1_ps(*c));
+    }
+    // Below LO (and at -inf) the lane is zeroed. A NaN compares unordered: "not less
+    // than" is true for it, and NaN · 2^n stays NaN.
+    let keep = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(x, _mm512_set1_ps(LO));
+    _mm512_maskz_scalef_ps(keep, exp_r, n)
+}
+// ANCHOR_END: exp_avx512
+
+/// Step 3 of the online softmax for a panel of 32 rows on AVX-512: each column of `tile`
+/// becomes `exp(s - shift)` row by row, added to `sum`. The same operations in the same
+/// order as the portable loop of [`online_softmax_tile`](crate::fast::online_softmax),
+/// so the same bits; `shift` must be the rows' maxima (or 0 for a row of `-inf`), so
+/// that no `s - shift` is above 0.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub(crate) fn exp_sub_sum_columns_avx512(
+    tile: &mut [f32],
+    shift: &[f32; 32],
+    sum: &mut [f32; 32],
+) {
+    use std::arch::x86_64::{
+        _mm512_add_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_sub_ps,
+    };
+    // SAFETY (every load and store): each pointer starts 16 floats of an array or chunk
+    let [m0, m1] = [0, 16].map(|r| unsafe { _mm512_loadu_ps(shift[r..].as_ptr()) });
+    let [mut l0, mut l1] = [0, 16].map(|r| unsafe { _mm512_loadu_ps(sum[r..].as_ptr()) });
+    for column in tile.chunks_exact_mut(32) {
+        let (top, bottom) = column.split_at_mut(16);
+        for (rows, m, l) in [(top, m0, &mut l0), (bottom, m1, &mut l1)] {
+            let s = unsafe { _mm512_loadu_ps(rows.as_ptr()) };
+            let w = exp_nonpositive_avx512(_mm512_sub_ps(s, m));
+            unsafe { _mm512_storeu_ps(rows.as_mut_ptr(), w) };
+            *l = _mm512_add_ps(*l, w);
+        }
+    }
+    for (r, l) in [(0, l0), (16, l1)] {
+        unsafe { _mm512_storeu_ps(sum[r..].as_mut_ptr(), l) };
+    }
+}
 
 /// `exp(x)` by [`exp_approx_with`] without fused multiply-adds: the same bits on every
 /// CPU and SIMD level.

@@ -8,7 +8,11 @@
 //! it) but its `exp` makes the row's sum NaN, so the kernel's final division spreads it
 //! over the row, as PyTorch's softmax does.
 
+#[cfg(target_arch = "x86_64")]
+use crate::fast::fast_exp::exp_sub_sum_columns_avx512;
 use crate::fast::fast_exp::{exp_approx, exp_approx_with, exp_sub_sum, max_of};
+#[cfg(target_arch = "x86_64")]
+use crate::fast::simd::{SimdLevel, simd_level};
 
 // ANCHOR: online_softmax_tile
 /// One tile of the online softmax, for every query row of the tile at once.
@@ -47,11 +51,24 @@ pub fn online_softmax_tile<const FMA: bool, const ROWS: usize>(
         rescale[i] = if seen { factor } else { 1.0 };
         sum[i] *= rescale[i];
     }
-    // 3. Weights exp(s - m) and their sums.
-    for column in tile.chunks_exact_mut(ROWS) {
-        for ((s, &m), l) in column.iter_mut().zip(&shift).zip(&mut sum) {
-            *s = exp_approx_with::<FMA>(*s - m);
-            *l += *s;
+    // 3. Weights exp(s - m) and their sums. On AVX-512 (panels of 32 rows, which the
+    // `try_into`s check), a form with one instruction for the 2^n: the same bits.
+    'weights: {
+        #[cfg(target_arch = "x86_64")]
+        if FMA
+            && simd_level() == SimdLevel::Avx512
+            && let (Ok(shift), Ok(sum)) =
+                ((&shift[..]).try_into(), (&mut sum[..]).try_into())
+        {
+            // SAFETY: `simd_level` detected AVX-512
+            unsafe { exp_sub_sum_columns_avx512(tile, shift, sum) };
+            break 'weights;
+        }
+        for column in tile.chunks_exact_mut(ROWS) {
+            for ((s, &m), l) in column.iter_mut().zip(&shift).zip(&mut sum) {
+                *s = exp_approx_with::<FMA>(*s - m);
+                *l += *s;
+            }
         }
     }
     (*row_max, *row_sum) = (max, sum);

@@ -4,9 +4,10 @@
 //! only 4-wide vector instructions. The hot loops of the fast kernels are written as
 //! plain, branch-free Rust; `dispatch` runs such a kernel inside a function compiled with
 //! AVX-512 (or AVX2) enabled, when the CPU has it, so the same source becomes 16-wide
-//! code. The result is bit-identical on every path: the loops never reorder
-//! floating-point operations and never use fused multiply-adds, so only the speed
-//! changes.
+//! code. The loops never reorder floating-point operations, so a loop without fused
+//! multiply-adds gives the same bits on every path and only the speed changes; the flash
+//! kernel, which fuses them where the CPU has FMA, differs from the baseline in the last
+//! bits (and is the same on AVX2 and AVX-512).
 
 use std::sync::OnceLock;
 
