@@ -684,7 +684,7 @@ const STEPS: [(Case, &str); 7] = [
     ),
     (
         Case::PrefillFlashUnfusedExp,
-        "this kernel with `exp` not fused (multiplies, then adds)",
+        "this kernel with `exp` not fused (multiplies, then adds; no `vscalefps`)",
     ),
     (Case::PrefillFlash, "this kernel as shipped: panel stop, fused `exp`"),
 ];

@@ -110,7 +110,8 @@ enum Case {
     PrefillFlashBlockSkip,
     /// The flash kernel computing every key tile (`CausalSkip::None`).
     PrefillFlashNoSkip,
-    /// The flash kernel with the exponentials' multiply-adds not fused.
+    /// The flash kernel with the exponentials' multiply-adds not fused (and, at AVX-512,
+    /// without `vscalefps`).
     PrefillFlashUnfusedExp,
     Decode,
     /// Chapter 16's split-K decode on the contiguous f32 cache, in [`SPLITS`] splits.

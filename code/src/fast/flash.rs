@@ -113,7 +113,8 @@ impl FlashAttention {
 
     /// The same kernel, computing the softmax's exponentials with fused multiply-adds
     /// (`true`, the default) or with separate multiplies and adds (`false`) on CPUs that
-    /// have FMA ([`exp_approx_with`](crate::fast::fast_exp::exp_approx_with)). The
+    /// have FMA ([`exp_approx_with`](crate::fast::fast_exp::exp_approx_with)); `false`
+    /// also leaves out AVX-512's `vscalefps` form, which computes the fused bits. The
     /// results differ in the last bits; it exists to measure what the fusion saves.
     pub fn with_fused_exp(mut self, fused: bool) -> Self {
         self.body.fused_exp = fused;
