@@ -53,6 +53,7 @@ pub fn online_softmax_tile<const FMA: bool, const ROWS: usize>(
     }
     // 3. Weights exp(s - m) and their sums. On AVX-512 (panels of 32 rows, which the
     // `try_into`s check), a form with one instruction for the 2^n: the same bits.
+    #[allow(unused_labels)] // no `break` on CPUs other than x86-64
     'weights: {
         #[cfg(target_arch = "x86_64")]
         if FMA

@@ -97,6 +97,7 @@ unsafe fn run_avx2<K: Kernel>(kernel: K) -> K::Output {
 
 /// Independent FMA chains of the peak measurement: more than latency (4 cycles) × units
 /// (2), fewer than the registers (16 ymm, 32 zmm).
+#[cfg(target_arch = "x86_64")]
 const CHAINS: usize = 12;
 
 /// `CHAINS` independent chains of `iterations` fused multiply-adds on 16-lane registers:
@@ -145,6 +146,12 @@ fn fma_chains_avx2(iterations: usize, x: f32, y: f32) -> f32 {
 /// The ceiling a matrix-product kernel on this core can approach; the flash kernel's
 /// achieved rate is compared with it.
 pub fn fma_peak_gflops(min_time: std::time::Duration) -> f64 {
+    #[cfg(not(target_arch = "x86_64"))]
+    return {
+        let _ = min_time; // no FMA loop for other CPUs yet
+        0.0
+    };
+    #[cfg(target_arch = "x86_64")]
     let (x, y) = (std::hint::black_box(0.999_999), std::hint::black_box(1e-7));
     #[cfg(target_arch = "x86_64")]
     let (lanes, run): (usize, fn(usize, f32, f32) -> f32) = match simd_level() {
@@ -154,8 +161,6 @@ pub fn fma_peak_gflops(min_time: std::time::Duration) -> f64 {
         SimdLevel::Avx2 => (8, |n, x, y| unsafe { fma_chains_avx2(n, x, y) }),
         SimdLevel::Baseline => return 0.0,
     };
-    #[cfg(not(target_arch = "x86_64"))]
-    return 0.0;
     #[cfg(target_arch = "x86_64")]
     {
         std::hint::black_box(run(1_000, x, y)); // warm up (frequency, caches)
