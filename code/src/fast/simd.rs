@@ -7,7 +7,7 @@
 //! code. The loops never reorder floating-point operations, so a loop without fused
 //! multiply-adds gives the same bits on every path and only the speed changes; the flash
 //! kernel, which fuses them where the CPU has FMA, differs from the baseline in the last
-//! bits (and is the same on AVX2 and AVX-512).
+//! bits.
 
 use std::sync::OnceLock;
 
