@@ -510,8 +510,8 @@ fn the_tile_softmax_gives_the_same_bits_at_every_simd_level() {
     // 32 rows (the AVX-512 panel, which has its own `exp` with `vscalefps`) of two tiles,
     // 37 and 5 columns, against the loop written out here with `exp_approx_with::<true>`.
     // The rows hold what the kernel can meet: masked keys (-inf), a row with nothing
-    // seen yet, a NaN, and scores 87 to 88 below the maximum, where `exp` leaves the
-    // normal f32 range (LO = -87.33655) and must give 0 below it.
+    // seen yet, a NaN, and scores 87.30 to 87.38 below the maximum, on both sides of
+    // LO = -87.33655, where `exp` leaves the normal f32 range and must give 0 below it.
     const ROWS: usize = 32;
     let score = |r: usize, j: usize| -> f32 {
         match (r, j) {

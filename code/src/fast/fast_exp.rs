@@ -100,7 +100,8 @@ fn exp_nonpositive_avx512(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__
 
 /// Step 3 of the online softmax for a panel of 32 rows on AVX-512: each column of `tile`
 /// becomes `exp(s - shift)` row by row, added to `sum`. The same operations in the same
-/// order as the portable loop of [`online_softmax_tile`](crate::fast::online_softmax),
+/// order as the portable loop of
+/// [`online_softmax_tile`](crate::fast::online_softmax::online_softmax_tile),
 /// so the same bits; `shift` must be the rows' maxima (or 0 for a row of `-inf`), so
 /// that no `s - shift` is above 0.
 #[cfg(target_arch = "x86_64")]
