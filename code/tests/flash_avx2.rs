@@ -3,6 +3,8 @@
 //! one test still runs the AVX2 loops that most laptops and servers run. (One test per
 //! file: the level is read once per process.)
 
+mod common;
+
 use attention::fast::simd::{SimdLevel, simd_level};
 use attention::support::init::splitmix_matrix;
 use attention::{
@@ -21,6 +23,8 @@ fn avx2_code_paths_match_the_straightforward_path() {
         assert_eq!(simd_level(), SimdLevel::Baseline);
         return;
     }
+    // the softmax's AVX2 form of `exp` (16-row panels) gives the portable loop's bits
+    common::tile_softmax_has_the_scalar_bits::<16>();
     // shapes that leave partial tiles and blocks, a long decode, and MHA
     for (n, query_offset, n_heads, n_kv_heads, head_dim) in
         [(150, 0, 6, 2, 16), (1, 700, 12, 4, 64), (70, 33, 4, 4, 8), (37, 5, 8, 1, 128)]

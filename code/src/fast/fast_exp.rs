@@ -44,8 +44,8 @@ const POLY: [f32; 7] = [
 /// rounded, but close (see [`EXP_MAX_REL_ERROR`]).
 ///
 /// With `FMA`, each `a·b + c` is one fused multiply-add (one rounding, one instruction),
-/// for loops compiled for a CPU that has it (the flash kernel's softmax on AVX2; on
-/// AVX-512 the kernel runs `exp_nonpositive_avx512`, the same bits with fewer
+/// for loops compiled for a CPU that has it (the flash kernel's softmax, whose weights
+/// use `exp_nonpositive_avx512` or `exp_nonpositive_avx2`: the same bits with fewer
 /// instructions). Without, a multiply and an add, the same bits on every CPU:
 /// [`exp_approx`].
 #[inline(always)]
@@ -128,6 +128,62 @@ pub(crate) fn exp_sub_sum_columns_avx512(
     }
     for (r, l) in [(0, l0), (16, l1)] {
         unsafe { _mm512_storeu_ps(sum[r..].as_mut_ptr(), l) };
+    }
+}
+
+/// [`exp_approx_with::<true>`](exp_approx_with) on the 8 lanes of an AVX2 register, for
+/// inputs at most `HI`, as [`exp_nonpositive_avx512`]: the same bits. AVX2 has no
+/// `vscalefps`, so `2^n` is built in the exponent bits as the portable code does, and a
+/// compare and an `and` give the `0` below `LO`; the upper select is dropped.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn exp_nonpositive_avx2(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
+    use std::arch::x86_64::*;
+    let t = _mm256_fmadd_ps(x, _mm256_set1_ps(LOG2_E), _mm256_set1_ps(ROUND));
+    let n = _mm256_sub_ps(t, _mm256_set1_ps(ROUND));
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x); // -(n·LN2_HI) + x
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
+    let mut exp_r = _mm256_set1_ps(POLY[0]);
+    for c in &POLY[1..] {
+        exp_r = _mm256_fmadd_ps(exp_r, r, _mm256_set1_ps(*c));
+    }
+    // 2^n: (t's bits - ROUND's bits + 127) << 23, the subtraction and the bias folded
+    // into one wrapping addition
+    let bias = _mm256_set1_epi32(127_u32.wrapping_sub(ROUND.to_bits()) as i32);
+    let two_n = _mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_castps_si256(t), bias));
+    let y = _mm256_mul_ps(exp_r, _mm256_castsi256_ps(two_n));
+    // all ones where x is not below LO (a NaN included, which stays NaN), else 0
+    let keep = _mm256_cmp_ps::<_CMP_NLT_UQ>(x, _mm256_set1_ps(LO));
+    _mm256_and_ps(y, keep)
+}
+
+/// [`exp_sub_sum_columns_avx512`] for a panel of 16 rows on AVX2 (two 8-lane registers),
+/// with [`exp_nonpositive_avx2`]: the same bits as the portable loop.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) fn exp_sub_sum_columns_avx2(
+    tile: &mut [f32],
+    shift: &[f32; 16],
+    sum: &mut [f32; 16],
+) {
+    use std::arch::x86_64::{
+        _mm256_add_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_sub_ps,
+    };
+    // SAFETY (every load and store): each pointer starts 8 floats of an array or chunk
+    let [m0, m1] = [0, 8].map(|r| unsafe { _mm256_loadu_ps(shift[r..].as_ptr()) });
+    let [mut l0, mut l1] = [0, 8].map(|r| unsafe { _mm256_loadu_ps(sum[r..].as_ptr()) });
+    for column in tile.chunks_exact_mut(16) {
+        let (top, bottom) = column.split_at_mut(8);
+        for (rows, m, l) in [(top, m0, &mut l0), (bottom, m1, &mut l1)] {
+            let s = unsafe { _mm256_loadu_ps(rows.as_ptr()) };
+            let w = exp_nonpositive_avx2(_mm256_sub_ps(s, m));
+            unsafe { _mm256_storeu_ps(rows.as_mut_ptr(), w) };
+            *l = _mm256_add_ps(*l, w);
+        }
+    }
+    for (r, l) in [(0, l0), (8, l1)] {
+        unsafe { _mm256_storeu_ps(sum[r..].as_mut_ptr(), l) };
     }
 }
 

@@ -8,9 +8,9 @@
 //! it) but its `exp` makes the row's sum NaN, so the kernel's final division spreads it
 //! over the row, as PyTorch's softmax does.
 
-#[cfg(target_arch = "x86_64")]
-use crate::fast::fast_exp::exp_sub_sum_columns_avx512;
 use crate::fast::fast_exp::{exp_approx, exp_approx_with, exp_sub_sum, max_of};
+#[cfg(target_arch = "x86_64")]
+use crate::fast::fast_exp::{exp_sub_sum_columns_avx2, exp_sub_sum_columns_avx512};
 #[cfg(target_arch = "x86_64")]
 use crate::fast::simd::{SimdLevel, simd_level};
 
@@ -52,7 +52,8 @@ pub fn online_softmax_tile<const FMA: bool, const ROWS: usize>(
         sum[i] *= rescale[i];
     }
     // 3. Weights exp(s - m) and their sums. On AVX-512 (panels of 32 rows, which the
-    // `try_into`s check), a form with one instruction for the 2^n: the same bits.
+    // `try_into`s check) and on AVX2 (16 rows), forms written for the register width,
+    // without the upper clamp (no `s - m` is above 0): the same bits.
     #[allow(unused_labels)] // no `break` on CPUs other than x86-64
     'weights: {
         #[cfg(target_arch = "x86_64")]
@@ -63,6 +64,16 @@ pub fn online_softmax_tile<const FMA: bool, const ROWS: usize>(
         {
             // SAFETY: `simd_level` detected AVX-512
             unsafe { exp_sub_sum_columns_avx512(tile, shift, sum) };
+            break 'weights;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if FMA
+            && simd_level() == SimdLevel::Avx2
+            && let (Ok(shift), Ok(sum)) =
+                ((&shift[..]).try_into(), (&mut sum[..]).try_into())
+        {
+            // SAFETY: `simd_level` detected AVX2 and FMA
+            unsafe { exp_sub_sum_columns_avx2(tile, shift, sum) };
             break 'weights;
         }
         for column in tile.chunks_exact_mut(ROWS) {
