@@ -3,7 +3,8 @@
 extern crate attention;
 // ANCHOR: example
 use attention::fast::decode::DECODE_BLOCK;
-use attention::fast::flash::{KEY_BLOCK, QUERY_BLOCK};
+use attention::fast::flash::{QUERY_BLOCK, key_block};
+use attention::fast::simd::SimdLevel;
 use attention::{AttentionConfig, DType, kv_cache_bytes_per_layer};
 
 fn main() -> Result<(), attention::AttnError> {
@@ -17,15 +18,19 @@ fn main() -> Result<(), attention::AttnError> {
         let one_head = 4 * seq * seq; // one head's (seq, seq) f32 scores, in bytes
         check_and_print_row(seq, n_heads, head_dim, [all, causal, exp_calls, one_head]);
     }
-    let tile = QUERY_BLOCK * KEY_BLOCK * 4; // a tile of the flash path's scores, bytes
-    print!("flash score tile: {QUERY_BLOCK} queries x {KEY_BLOCK} keys");
-    println!(" = {} KiB, whatever the seq", tile / 1024);
+    // a tile of the flash path's scores, in bytes: its width depends on the SIMD level
+    let tile = |level| QUERY_BLOCK * key_block(level) * 4;
+    for level in [SimdLevel::Avx512, SimdLevel::Avx2] {
+        let keys = key_block(level);
+        print!("flash score tile, {level:?}: {QUERY_BLOCK} queries x {keys} keys");
+        println!(" = {} KiB, whatever the seq", tile(level) / 1024);
+    }
     let cfg = AttentionConfig::new(768, 12, 4, 4096, 500_000.0)?; // GQA 12/4
     let kv = kv_cache_bytes_per_layer(&cfg, 1, 4096, DType::F32); // read per new token
     print!("decode, GQA 12/4, 4096 cached positions: ");
     println!("{} MiB of keys and values per layer and token", kv >> 20);
     println!("the decode kernel reads them in blocks of {DECODE_BLOCK} positions");
-    check_sizes(tile, kv);
+    check_sizes(tile(SimdLevel::Avx512), tile(SimdLevel::Avx2), kv);
     Ok(())
 }
 // ANCHOR_END: example
@@ -61,9 +66,9 @@ fn check_and_print_row(seq: u64, n_heads: u64, head_dim: u64, counts: [u64; 4]) 
     );
 }
 
-/// The flash tile is 72 KiB; the KV cache of a layer is K and V, 4 KV heads, 4096
-/// positions, head_dim 64, 4 bytes each.
-fn check_sizes(tile: usize, kv: u128) {
-    assert_eq!(tile, 72 * 1024);
+/// The flash tiles are 54 and 72 KiB; the KV cache of a layer is K and V, 4 KV heads,
+/// 4096 positions, head_dim 64, 4 bytes each.
+fn check_sizes(tile_avx512: usize, tile_avx2: usize, kv: u128) {
+    assert_eq!((tile_avx512, tile_avx2), (54 * 1024, 72 * 1024));
     assert_eq!(kv, 2 * 4 * 4096 * 64 * 4);
 }

@@ -98,9 +98,9 @@ fn exp_nonpositive_avx512(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__
 }
 // ANCHOR_END: exp_avx512
 
-/// Step 3 of the online softmax for a panel of 32 rows on AVX-512: each column of `tile`
-/// becomes `exp(s - shift)` row by row, added to `sum`. The same operations in the same
-/// order as the portable loop of
+/// Step 3 of the online softmax for a panel of 48 rows on AVX-512 (three registers):
+/// each column of `tile` becomes `exp(s - shift)` row by row, added to `sum`. The same
+/// operations in the same order as the portable loop of
 /// [`online_softmax_tile`](crate::fast::online_softmax::online_softmax_tile),
 /// so the same bits; `shift` must be the rows' maxima (or 0 for a row of `-inf`), so
 /// that no `s - shift` is above 0.
@@ -108,26 +108,24 @@ fn exp_nonpositive_avx512(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__
 #[target_feature(enable = "avx512f")]
 pub(crate) fn exp_sub_sum_columns_avx512(
     tile: &mut [f32],
-    shift: &[f32; 32],
-    sum: &mut [f32; 32],
+    shift: &[f32; 48],
+    sum: &mut [f32; 48],
 ) {
-    use std::arch::x86_64::{
-        _mm512_add_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_sub_ps,
-    };
+    use std::arch::x86_64::{_mm512_add_ps, _mm512_sub_ps};
+    use std::arch::x86_64::{_mm512_loadu_ps as load, _mm512_storeu_ps as store};
     // SAFETY (every load and store): each pointer starts 16 floats of an array or chunk
-    let [m0, m1] = [0, 16].map(|r| unsafe { _mm512_loadu_ps(shift[r..].as_ptr()) });
-    let [mut l0, mut l1] = [0, 16].map(|r| unsafe { _mm512_loadu_ps(sum[r..].as_ptr()) });
-    for column in tile.chunks_exact_mut(32) {
-        let (top, bottom) = column.split_at_mut(16);
-        for (rows, m, l) in [(top, m0, &mut l0), (bottom, m1, &mut l1)] {
-            let s = unsafe { _mm512_loadu_ps(rows.as_ptr()) };
-            let w = exp_nonpositive_avx512(_mm512_sub_ps(s, m));
-            unsafe { _mm512_storeu_ps(rows.as_mut_ptr(), w) };
+    let m: [_; 3] = std::array::from_fn(|r| unsafe { load(shift[16 * r..].as_ptr()) });
+    let mut l: [_; 3] = std::array::from_fn(|r| unsafe { load(sum[16 * r..].as_ptr()) });
+    for column in tile.chunks_exact_mut(48) {
+        for ((rows, &m), l) in column.chunks_exact_mut(16).zip(&m).zip(&mut l) {
+            let w =
+                exp_nonpositive_avx512(_mm512_sub_ps(unsafe { load(rows.as_ptr()) }, m));
+            unsafe { store(rows.as_mut_ptr(), w) };
             *l = _mm512_add_ps(*l, w);
         }
     }
-    for (r, l) in [(0, l0), (16, l1)] {
-        unsafe { _mm512_storeu_ps(sum[r..].as_mut_ptr(), l) };
+    for (r, &l) in l.iter().enumerate() {
+        unsafe { store(sum[16 * r..].as_mut_ptr(), l) };
     }
 }
 
@@ -167,23 +165,21 @@ pub(crate) fn exp_sub_sum_columns_avx2(
     shift: &[f32; 16],
     sum: &mut [f32; 16],
 ) {
-    use std::arch::x86_64::{
-        _mm256_add_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_sub_ps,
-    };
+    use std::arch::x86_64::{_mm256_add_ps, _mm256_sub_ps};
+    use std::arch::x86_64::{_mm256_loadu_ps as load, _mm256_storeu_ps as store};
     // SAFETY (every load and store): each pointer starts 8 floats of an array or chunk
-    let [m0, m1] = [0, 8].map(|r| unsafe { _mm256_loadu_ps(shift[r..].as_ptr()) });
-    let [mut l0, mut l1] = [0, 8].map(|r| unsafe { _mm256_loadu_ps(sum[r..].as_ptr()) });
+    let m: [_; 2] = std::array::from_fn(|r| unsafe { load(shift[8 * r..].as_ptr()) });
+    let mut l: [_; 2] = std::array::from_fn(|r| unsafe { load(sum[8 * r..].as_ptr()) });
     for column in tile.chunks_exact_mut(16) {
-        let (top, bottom) = column.split_at_mut(8);
-        for (rows, m, l) in [(top, m0, &mut l0), (bottom, m1, &mut l1)] {
-            let s = unsafe { _mm256_loadu_ps(rows.as_ptr()) };
-            let w = exp_nonpositive_avx2(_mm256_sub_ps(s, m));
-            unsafe { _mm256_storeu_ps(rows.as_mut_ptr(), w) };
+        for ((rows, &m), l) in column.chunks_exact_mut(8).zip(&m).zip(&mut l) {
+            let w =
+                exp_nonpositive_avx2(_mm256_sub_ps(unsafe { load(rows.as_ptr()) }, m));
+            unsafe { store(rows.as_mut_ptr(), w) };
             *l = _mm256_add_ps(*l, w);
         }
     }
-    for (r, l) in [(0, l0), (8, l1)] {
-        unsafe { _mm256_storeu_ps(sum[r..].as_mut_ptr(), l) };
+    for (r, &l) in l.iter().enumerate() {
+        unsafe { store(sum[8 * r..].as_mut_ptr(), l) };
     }
 }
 

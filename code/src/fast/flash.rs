@@ -2,7 +2,7 @@
 //!
 //! Same inputs, outputs and errors as [`grouped_attention`](crate::grouped_attention),
 //! but it never builds the `(seq, seq)` score matrix: queries are taken [`QUERY_BLOCK`]
-//! rows at a time, keys [`KEY_BLOCK`] at a time, and each query row keeps a running
+//! rows at a time, keys [`key_block`] at a time, and each query row keeps a running
 //! maximum and a running sum, so the softmax is finished on the fly. The two products of
 //! a tile run in a register-tiled micro-kernel (the heart of every fast matrix product),
 //! `MR` query rows at a time, so that each panel's scores stay in L1 from the product
@@ -23,15 +23,23 @@ use crate::variants::ScoreOptions;
 /// Query rows per block. A block's queries share each key and value tile they read,
 /// so larger blocks read the keys and values fewer times; its running statistics and
 /// output rows stay in L2 meanwhile. A multiple of every micro-kernel's row count `MR`
-/// (32, 16 and 8), so that only the last block has padding rows. 96 was as fast as 192
-/// here (measured), and pads less of a short last block.
+/// (48 and 16), so that only one block, the first, has padding rows. 96 was as fast as
+/// 192 here (measured), and pads less of a short block.
 pub const QUERY_BLOCK: usize = 96;
 
-/// Keys per tile: a panel of `MR` query rows meets a tile's keys as one `MR ×
-/// KEY_BLOCK` block of scores, 24 KiB at `MR` = 32, which stays in the core's L1 cache
-/// (48 KiB here) from the score product through the softmax to the value product. A
-/// multiple of every micro-kernel's column count `NR` (8, 6 and 4).
-pub const KEY_BLOCK: usize = 192;
+/// Keys per tile at a SIMD level: a panel of `MR` query rows meets a tile's keys as one
+/// `MR × key_block` block of scores, which stays in the core's L1 cache (32 to 48 KiB)
+/// from the score product through the softmax to the value product: 27 KiB at AVX-512
+/// (48 × 144), 12 KiB at AVX2 and the baseline (16 × 192). A multiple of the level's
+/// micro-kernel column count `NR`. (At AVX-512, 192 keys made a 36 KiB panel and the
+/// kernel 4 to 7 % slower; at AVX2, 144 keys made it 2 to 3 % slower: more tiles, each
+/// rescaling its rows' outputs. Measured at seq 4096.)
+pub const fn key_block(level: SimdLevel) -> usize {
+    match level {
+        SimdLevel::Avx512 => 144,
+        SimdLevel::Avx2 | SimdLevel::Baseline => 192,
+    }
+}
 
 /// Causal grouped-query attention by tiles with an online softmax: the same result as
 /// [`grouped_attention`](crate::grouped_attention) (to f32 rounding), without the `(seq,
@@ -139,12 +147,15 @@ pub enum CausalSkip {
 }
 
 /// The micro-kernel's register tile at each SIMD level: `(MR, NR)`, `MR` query rows (two
-/// SIMD registers of f32) by `NR` columns (keys in the score product, value features in
-/// the output product).
+/// or three SIMD registers of f32) by `NR` columns (keys in the score product, value
+/// features in the output product).
 const fn micro_shape(level: SimdLevel) -> (usize, usize) {
     match level {
-        SimdLevel::Avx512 => (32, 8), // 2 × 16 lanes by 8: 16 of the 32 zmm registers
-        SimdLevel::Avx2 => (16, 6),   // 2 × 8 lanes by 6: 12 of the 16 ymm registers
+        // 3 × 16 lanes by 8: 24 of the 32 zmm registers. (2 × 16 by 8 loaded 10
+        // registers for 16 multiply-adds, this one 11 for 24; with `key_block` made to
+        // fit, the kernel ran 3 to 7 % faster at seq 4096; measured.)
+        SimdLevel::Avx512 => (48, 8),
+        SimdLevel::Avx2 => (16, 6), // 2 × 8 lanes by 6: 12 of the 16 ymm registers
         // 4 × 4 lanes by 2: 8 of the 16 xmm registers. 16 rows, not 8, so that the
         // softmax's loops over a panel's rows vectorise (over 8 they were scalar: the
         // kernel ran 1.3 times slower; measured)
@@ -152,8 +163,8 @@ const fn micro_shape(level: SimdLevel) -> (usize, usize) {
     }
 }
 
-/// The largest `MR` of [`micro_shape`] (AVX-512's).
-const MAX_MR: usize = micro_shape(SimdLevel::Avx512).0;
+/// The largest panel of scores, `MR × key_block`, over the levels (AVX-512's).
+const MAX_PANEL: usize = micro_shape(SimdLevel::Avx512).0 * key_block(SimdLevel::Avx512);
 
 /// `n` rounded up to a multiple of `m`.
 fn round_up(n: usize, m: usize) -> usize {
@@ -168,7 +179,7 @@ struct Scratch {
     /// `group_size` query blocks, each `QUERY_BLOCK × head_dim`, column-major, padding
     /// rows zero.
     q_blocks: Vec<f32>,
-    /// One panel of up to `MR × KEY_BLOCK` scores, column-major, turned into weights.
+    /// One panel of up to `MR × key_block` scores, column-major, turned into weights.
     scores: Vec<f32>,
     /// `group_size` output blocks, each `QUERY_BLOCK × padded head_dim`, column-major,
     /// not yet divided by the sums.
@@ -185,7 +196,7 @@ impl Scratch {
     fn fit(&mut self, group_size: usize, head_dim: usize, padded_dim: usize) {
         let rows = group_size * QUERY_BLOCK;
         self.q_blocks.resize(rows * head_dim, 0.0);
-        self.scores.resize(MAX_MR * KEY_BLOCK, 0.0);
+        self.scores.resize(MAX_PANEL, 0.0);
         self.out_blocks.resize(rows * padded_dim, 0.0);
         self.row_max.resize(rows, 0.0);
         self.row_sum.resize(rows, 0.0);
@@ -382,7 +393,7 @@ impl Kernel for HeadsJob<'_, '_> {
     fn run(self) {
         // One copy of the loops per register tile; `FMA` only where the CPU has it.
         match self.problem.level {
-            SimdLevel::Avx512 => self.run_with::<32, 8, true>(),
+            SimdLevel::Avx512 => self.run_with::<48, 8, true>(),
             SimdLevel::Avx2 => self.run_with::<16, 6, true>(),
             SimdLevel::Baseline => self.run_with::<16, 2, false>(),
         }
@@ -401,11 +412,18 @@ impl HeadsJob<'_, '_> {
             // it is hot.
             let kv = h / p.group_size;
             let group_end = self.heads.end.min((kv + 1) * p.group_size);
-            for i0 in (0..p.seq).step_by(QUERY_BLOCK) {
-                let rows = QUERY_BLOCK.min(p.seq - i0);
+            // The short block, if there is one, goes first: its padding rows then meet
+            // the fewest keys.
+            let mut rows = match p.seq % QUERY_BLOCK {
+                0 => QUERY_BLOCK,
+                short => short,
+            };
+            let mut i0 = 0;
+            while i0 < p.seq {
                 let out = &mut self.out[(h - self.heads.start) * p.seq * p.head_dim..];
                 let block = Block { kv, group: h..group_end, i0, rows };
                 p.attend_query_block::<MR, NR, FMA>(block, out, self.scratch);
+                (i0, rows) = (i0 + rows, QUERY_BLOCK);
             }
             h = group_end;
         }
@@ -502,8 +520,8 @@ fn micro_kernel_portable<const MR: usize, const NR: usize, const FMA: bool>(
 // ANCHOR_END: flash_micro_kernel
 
 // ANCHOR: flash_micro_kernel_avx512
-/// [`micro_kernel`] for AVX-512, `MR = 32` rows (two 16-lane registers) by `NR = 8`: the
-/// same sums, with the 16 accumulators named as registers and the loop over `p`
+/// [`micro_kernel`] for AVX-512, `MR = 48` rows (three 16-lane registers) by `NR = 8`:
+/// the same sums, with the 24 accumulators named as registers and the loop over `p`
 /// outermost. Written as plain Rust, the compiler kept such accumulators in memory and
 /// ran scalar multiply-adds, ten times slower (measured).
 ///
@@ -521,19 +539,20 @@ unsafe fn micro_kernel_avx512(
     use std::arch::x86_64::{__m512, _mm512_fmadd_ps, _mm512_set1_ps, _mm512_setzero_ps};
     use std::arch::x86_64::{_mm512_loadu_ps as load, _mm512_storeu_ps as store};
     const NR: usize = 8;
+    const R: usize = 3; // registers of 16 rows each
     // every access below is inside these bounds
-    assert!(b.len() >= depth * NR && c.len() >= (NR - 1) * ldc + 32);
-    assert!(depth == 0 || a.len() >= (depth - 1) * lda + 32);
+    assert!(b.len() >= depth * NR && c.len() >= (NR - 1) * ldc + 16 * R);
+    assert!(depth == 0 || a.len() >= (depth - 1) * lda + 16 * R);
     let (a, b, c) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
     // SAFETY (all loads and stores): inside the bounds asserted above
-    let mut acc = [[_mm512_setzero_ps(); 2]; NR]; // acc[n][r]: rows 16r .. 16r + 16
+    let mut acc = [[_mm512_setzero_ps(); R]; NR]; // acc[n][r]: rows 16r .. 16r + 16
     if accumulate {
         for (n, acc) in acc.iter_mut().enumerate() {
             *acc = std::array::from_fn(|r| unsafe { load(c.add(n * ldc + 16 * r)) });
         }
     }
     for p in 0..depth {
-        let a: [__m512; 2] =
+        let a: [__m512; R] =
             std::array::from_fn(|r| unsafe { load(a.add(p * lda + 16 * r)) });
         for (n, acc) in acc.iter_mut().enumerate() {
             let b = _mm512_set1_ps(unsafe { *b.add(p * NR + n) });
@@ -620,9 +639,10 @@ impl Problem<'_> {
             self.query_offset + i0 + rows
         };
         let window_start = self.options.window_start(self.query_offset + i0);
+        let key_block = key_block(self.level);
         let mut first = true;
-        for j0 in (0..key_end).step_by(KEY_BLOCK) {
-            let cols = KEY_BLOCK.min(key_end - j0);
+        for j0 in (0..key_end).step_by(key_block) {
+            let cols = key_block.min(key_end - j0);
             if j0 + cols <= window_start && j0 >= self.options.sink_tokens {
                 continue;
             }
@@ -877,7 +897,7 @@ mod tests {
         }
         if is_x86_feature_detected!("avx512f") {
             // SAFETY: AVX-512F was detected
-            same_bits::<32, 8>(|d, a, b, c, acc| unsafe {
+            same_bits::<48, 8>(|d, a, b, c, acc| unsafe {
                 micro_kernel_avx512(d, a, b, c, acc)
             });
         }

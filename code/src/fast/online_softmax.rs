@@ -51,7 +51,7 @@ pub fn online_softmax_tile<const FMA: bool, const ROWS: usize>(
         rescale[i] = if seen { factor } else { 1.0 };
         sum[i] *= rescale[i];
     }
-    // 3. Weights exp(s - m) and their sums. On AVX-512 (panels of 32 rows, which the
+    // 3. Weights exp(s - m) and their sums. On AVX-512 (panels of 48 rows, which the
     // `try_into`s check) and on AVX2 (16 rows), forms written for the register width,
     // without the upper clamp (no `s - m` is above 0): the same bits.
     #[allow(unused_labels)] // no `break` on CPUs other than x86-64
