@@ -32,7 +32,7 @@ pub const QUERY_BLOCK: usize = 96;
 /// from the score product through the softmax to the value product: 27 KiB at AVX-512
 /// (48 × 144), 12 KiB at AVX2 and the baseline (16 × 192). A multiple of the level's
 /// micro-kernel column count `NR`. (At AVX-512, 192 keys made a 36 KiB panel and the
-/// kernel 4 to 7 % slower; at AVX2, 144 keys made it 2 to 3 % slower: more tiles, each
+/// kernel 2 to 7 % slower; at AVX2, 144 keys made it 2 to 3 % slower: more tiles, each
 /// rescaling its rows' outputs. Measured at seq 4096.)
 pub const fn key_block(level: SimdLevel) -> usize {
     match level {
@@ -153,7 +153,7 @@ const fn micro_shape(level: SimdLevel) -> (usize, usize) {
     match level {
         // 3 × 16 lanes by 8: 24 of the 32 zmm registers. (2 × 16 by 8 loaded 10
         // registers for 16 multiply-adds, this one 11 for 24; with `key_block` made to
-        // fit, the kernel ran 3 to 7 % faster at seq 4096; measured.)
+        // fit, the kernel ran 2 to 4 % faster at seq 4096; measured.)
         SimdLevel::Avx512 => (48, 8),
         SimdLevel::Avx2 => (16, 6), // 2 × 8 lanes by 6: 12 of the 16 ymm registers
         // 4 × 4 lanes by 2: 8 of the 16 xmm registers. 16 rows, not 8, so that the
