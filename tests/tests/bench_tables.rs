@@ -96,3 +96,48 @@ fn bench_table_reports_errors_on_one_line() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
 }
+
+/// Chapter 8's prose quotes the flash and decode ratios of the runs its tables show.
+/// `scripts/bench_compare.py` rewrites the tables, not the prose: after a new run this test
+/// fails until the sentences are brought up to date (they also say what the numbers mean).
+#[test]
+fn chapter_8_quotes_the_ratios_of_the_runs_it_shows() {
+    use book_tests::bench::Case;
+    let chapter =
+        fs::read_to_string(workspace_root().join("src/ch08-00-making-attention-fast.md"))
+            .unwrap();
+    // the prose wraps lines anywhere: compare with every run of whitespace made one space
+    let chapter = chapter.split_whitespace().collect::<Vec<_>>().join(" ");
+    for (results, _) in &RUNS[..2] {
+        let run = BenchResults::load(&workspace_root().join(results)).unwrap();
+        let ratio = |case: Case, seq: u64, n_kv_heads: u64| {
+            let row = run
+                .results
+                .iter()
+                .find(|r| {
+                    r.case == case
+                        && r.seq == seq
+                        && r.n_kv_heads == n_kv_heads
+                        && r.threads == 1
+                })
+                .unwrap_or_else(|| panic!("{results}: no {case:?} row at seq {seq}"));
+            format!("{:.2}", row.ratio())
+        };
+        let flash =
+            |seq| (ratio(Case::PrefillFlash, seq, 12), ratio(Case::PrefillFlash, seq, 4));
+        let ((m1, g1), (m4, g4)) = (flash(1024), flash(4096));
+        let quote = format!(
+            "takes {m1} and {g1} of SDPA's time at seq 1024 (MHA and GQA) and {m4} and {g4} at \
+             seq 4096"
+        );
+        assert!(chapter.contains(&quote), "chapter 8 should say \"{quote}\" ({results})");
+    }
+    let run = BenchResults::committed().unwrap();
+    let decode = run
+        .results
+        .iter()
+        .find(|r| r.case == Case::Decode && r.seq == 4096 && r.threads == 1)
+        .expect("a decode row at context 4096");
+    let quote = format!("takes {:.2} of SDPA's time in this run", decode.ratio());
+    assert!(chapter.contains(&quote), "chapter 8 should say \"{quote}\"");
+}
