@@ -141,3 +141,63 @@ fn chapter_8_quotes_the_ratios_of_the_runs_it_shows() {
     let quote = format!("takes {:.2} of SDPA's time in this run", decode.ratio());
     assert!(chapter.contains(&quote), "chapter 8 should say \"{quote}\"");
 }
+
+/// Chapters 13 and 14 quote the serving run's decode times, ratios and read rates that
+/// their table shows (`src/data/bench-serving-results.json`); after a new
+/// `bench_compare.py --suite serving` run this fails until the sentences are brought up to
+/// date.
+#[test]
+fn chapters_13_and_14_quote_the_serving_run_they_show() {
+    use book_tests::bench::{Case, SERVING_RESULTS_FILE, fmt_ms};
+    let run = BenchResults::load(&workspace_root().join(SERVING_RESULTS_FILE)).unwrap();
+    let row = |case: Case, seq: u64| {
+        run.results
+            .iter()
+            .find(|r| r.case == case && r.seq == seq && r.threads == 1)
+            .unwrap_or_else(|| panic!("no {case:?} row at context {seq}"))
+    };
+    let (f32_4k, f32_32k) = (row(Case::Decode, 4096), row(Case::Decode, 32768));
+    let (int8_4k, int8_32k) = (row(Case::DecodeInt8, 4096), row(Case::DecodeInt8, 32768));
+    let (paged_4k, paged_32k) =
+        (row(Case::DecodePaged, 4096), row(Case::DecodePaged, 32768));
+    let rate = |r: &book_tests::bench::BenchRow| format!("{:.1}", r.gb_per_s.unwrap());
+    let read_8mib =
+        run.machine.read_bandwidth.as_ref().expect("the run measured it")[0].gb_per_s;
+    let ch13 = [
+        format!(
+            "decodes {:.1} times faster than chapter 8's kernel at 4096 positions ({} ms against \
+             {} ms), {:.1} times at 32 768: {:.2} and {:.2} of PyTorch's time",
+            f32_4k.ours_ms / int8_4k.ours_ms,
+            fmt_ms(int8_4k.ours_ms),
+            fmt_ms(f32_4k.ours_ms),
+            f32_32k.ours_ms / int8_32k.ours_ms,
+            int8_4k.ratio(),
+            int8_32k.ratio()
+        ),
+        format!(
+            "{} GB/s, where one core reads {read_8mib:.1} GB/s from a buffer of the same size and \
+             chapter 8's f32 kernel reads {}",
+            rate(int8_4k),
+            rate(f32_4k)
+        ),
+        format!("slower than int8 ({} ms)", fmt_ms(row(Case::DecodeInt4, 4096).ours_ms)),
+    ];
+    let ch14 = [format!(
+        "takes {} ms at 4096 positions and {} ms at 32 768, {:.2} and {:.2} of chapter 8's \
+         contiguous kernel",
+        fmt_ms(paged_4k.ours_ms),
+        fmt_ms(paged_32k.ours_ms),
+        paged_4k.ours_ms / f32_4k.ours_ms,
+        paged_32k.ours_ms / f32_32k.ours_ms
+    )];
+    for (file, quotes) in [
+        ("src/ch13-00-quantized-kv-cache.md", &ch13[..]),
+        ("src/ch14-00-paged-cache.md", &ch14[..]),
+    ] {
+        let text = fs::read_to_string(workspace_root().join(file)).unwrap();
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        for quote in quotes {
+            assert!(text.contains(quote.as_str()), "{file} should say \"{quote}\"");
+        }
+    }
+}
