@@ -14,6 +14,9 @@
 //! relative error of at most 2⁻²⁴ ≈ 5.96e-8). Below the range the true value is a
 //! subnormal number under `1.2e-38` and the result is `0`; above it the result is `+inf`.
 
+#[cfg(target_arch = "x86_64")]
+use crate::fast::{flash::micro_shape, simd::SimdLevel};
+
 // ANCHOR: fast_exp
 const LOG2_E: f32 = std::f32::consts::LOG2_E;
 // ln 2 split in two so that n·LN2_HI is exact and r keeps its low bits.
@@ -98,6 +101,13 @@ fn exp_nonpositive_avx512(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__
 }
 // ANCHOR_END: exp_avx512
 
+/// The flash kernel's panel heights at AVX-512 and AVX2 (its micro-kernels' `MR`): the
+/// softmax forms below take panels of exactly these.
+#[cfg(target_arch = "x86_64")]
+const ROWS_AVX512: usize = micro_shape(SimdLevel::Avx512).0;
+#[cfg(target_arch = "x86_64")]
+const ROWS_AVX2: usize = micro_shape(SimdLevel::Avx2).0;
+
 /// Step 3 of the online softmax for a panel of 48 rows on AVX-512 (three registers):
 /// each column of `tile` becomes `exp(s - shift)` row by row, added to `sum`. The same
 /// operations in the same order as the portable loop of
@@ -108,15 +118,16 @@ fn exp_nonpositive_avx512(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__
 #[target_feature(enable = "avx512f")]
 pub(crate) fn exp_sub_sum_columns_avx512(
     tile: &mut [f32],
-    shift: &[f32; 48],
-    sum: &mut [f32; 48],
+    shift: &[f32; ROWS_AVX512],
+    sum: &mut [f32; ROWS_AVX512],
 ) {
     use std::arch::x86_64::{_mm512_add_ps, _mm512_sub_ps};
     use std::arch::x86_64::{_mm512_loadu_ps as load, _mm512_storeu_ps as store};
     // SAFETY (every load and store): each pointer starts 16 floats of an array or chunk
-    let m: [_; 3] = std::array::from_fn(|r| unsafe { load(shift[16 * r..].as_ptr()) });
-    let mut l: [_; 3] = std::array::from_fn(|r| unsafe { load(sum[16 * r..].as_ptr()) });
-    for column in tile.chunks_exact_mut(48) {
+    const R: usize = ROWS_AVX512 / 16; // registers of 16 rows
+    let m: [_; R] = std::array::from_fn(|r| unsafe { load(shift[16 * r..].as_ptr()) });
+    let mut l: [_; R] = std::array::from_fn(|r| unsafe { load(sum[16 * r..].as_ptr()) });
+    for column in tile.chunks_exact_mut(ROWS_AVX512) {
         for ((rows, &m), l) in column.chunks_exact_mut(16).zip(&m).zip(&mut l) {
             let w =
                 exp_nonpositive_avx512(_mm512_sub_ps(unsafe { load(rows.as_ptr()) }, m));
@@ -162,15 +173,16 @@ fn exp_nonpositive_avx2(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m2
 #[target_feature(enable = "avx2,fma")]
 pub(crate) fn exp_sub_sum_columns_avx2(
     tile: &mut [f32],
-    shift: &[f32; 16],
-    sum: &mut [f32; 16],
+    shift: &[f32; ROWS_AVX2],
+    sum: &mut [f32; ROWS_AVX2],
 ) {
     use std::arch::x86_64::{_mm256_add_ps, _mm256_sub_ps};
     use std::arch::x86_64::{_mm256_loadu_ps as load, _mm256_storeu_ps as store};
     // SAFETY (every load and store): each pointer starts 8 floats of an array or chunk
-    let m: [_; 2] = std::array::from_fn(|r| unsafe { load(shift[8 * r..].as_ptr()) });
-    let mut l: [_; 2] = std::array::from_fn(|r| unsafe { load(sum[8 * r..].as_ptr()) });
-    for column in tile.chunks_exact_mut(16) {
+    const R: usize = ROWS_AVX2 / 8; // registers of 8 rows
+    let m: [_; R] = std::array::from_fn(|r| unsafe { load(shift[8 * r..].as_ptr()) });
+    let mut l: [_; R] = std::array::from_fn(|r| unsafe { load(sum[8 * r..].as_ptr()) });
+    for column in tile.chunks_exact_mut(ROWS_AVX2) {
         for ((rows, &m), l) in column.chunks_exact_mut(8).zip(&m).zip(&mut l) {
             let w =
                 exp_nonpositive_avx2(_mm256_sub_ps(unsafe { load(rows.as_ptr()) }, m));

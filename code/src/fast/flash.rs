@@ -149,7 +149,7 @@ pub enum CausalSkip {
 /// The micro-kernel's register tile at each SIMD level: `(MR, NR)`, `MR` query rows (two
 /// or three SIMD registers of f32) by `NR` columns (keys in the score product, value
 /// features in the output product).
-const fn micro_shape(level: SimdLevel) -> (usize, usize) {
+pub(crate) const fn micro_shape(level: SimdLevel) -> (usize, usize) {
     match level {
         // 3 × 16 lanes by 8: 24 of the 32 zmm registers. (2 × 16 by 8 loaded 10
         // registers for 16 multiply-adds, this one 11 for 24; with `key_block` made to
@@ -538,8 +538,8 @@ unsafe fn micro_kernel_avx512(
 ) {
     use std::arch::x86_64::{__m512, _mm512_fmadd_ps, _mm512_set1_ps, _mm512_setzero_ps};
     use std::arch::x86_64::{_mm512_loadu_ps as load, _mm512_storeu_ps as store};
-    const NR: usize = 8;
-    const R: usize = 3; // registers of 16 rows each
+    const NR: usize = micro_shape(SimdLevel::Avx512).1; // 8 columns
+    const R: usize = micro_shape(SimdLevel::Avx512).0 / 16; // 48 rows: 3 registers of 16
     // every access below is inside these bounds
     assert!(b.len() >= depth * NR && c.len() >= (NR - 1) * ldc + 16 * R);
     assert!(depth == 0 || a.len() >= (depth - 1) * lda + 16 * R);
@@ -587,19 +587,20 @@ unsafe fn micro_kernel_avx2(
 ) {
     use std::arch::x86_64::{__m256, _mm256_fmadd_ps, _mm256_set1_ps, _mm256_setzero_ps};
     use std::arch::x86_64::{_mm256_loadu_ps as load, _mm256_storeu_ps as store};
-    const NR: usize = 6;
-    assert!(b.len() >= depth * NR && c.len() >= (NR - 1) * ldc + 16);
-    assert!(depth == 0 || a.len() >= (depth - 1) * lda + 16);
+    const NR: usize = micro_shape(SimdLevel::Avx2).1; // 6 columns
+    const R: usize = micro_shape(SimdLevel::Avx2).0 / 8; // 16 rows: 2 registers of 8
+    assert!(b.len() >= depth * NR && c.len() >= (NR - 1) * ldc + 8 * R);
+    assert!(depth == 0 || a.len() >= (depth - 1) * lda + 8 * R);
     let (a, b, c) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
     // SAFETY (all loads and stores): inside the bounds asserted above
-    let mut acc = [[_mm256_setzero_ps(); 2]; NR];
+    let mut acc = [[_mm256_setzero_ps(); R]; NR]; // acc[n][r]: rows 8r .. 8r + 8
     if accumulate {
         for (n, acc) in acc.iter_mut().enumerate() {
             *acc = std::array::from_fn(|r| unsafe { load(c.add(n * ldc + 8 * r)) });
         }
     }
     for p in 0..depth {
-        let a: [__m256; 2] =
+        let a: [__m256; R] =
             std::array::from_fn(|r| unsafe { load(a.add(p * lda + 8 * r)) });
         for (n, acc) in acc.iter_mut().enumerate() {
             let b = _mm256_set1_ps(unsafe { *b.add(p * NR + n) });
