@@ -254,15 +254,24 @@ def wait_for_quiet(max_load, wait_s):
 
 
 def machine():
-    cpu, flags = "unknown CPU", ""
+    cpu, flags, family, model = "unknown CPU", "", None, None
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and cpu == "unknown CPU":
-                cpu = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = line.split(":", 1)[1]
+            key, _, value = (part.strip() for part in line.partition(":"))
+            if key == "model name" and cpu == "unknown CPU":
+                cpu = value
+            elif key == "cpu family" and family is None:
+                family = value
+            elif key == "model" and model is None:
+                model = value
+            elif key == "flags" and not flags:
+                flags = " " + value
     except OSError:
         pass
+    # A virtual machine's model name can be as bare as "AMD EPYC": the family and model numbers
+    # name the core generation (AMD family 25 is Zen 3 and Zen 4; model 17 is Zen 4, Genoa).
+    if family is not None and model is not None:
+        cpu = f"{cpu} (family {family}, model {model})"
     simd = "AVX-512" if " avx512f" in flags else "AVX2" if " avx2" in flags else "SSE2"
     # the level ATen's kernels run at (ATEN_CPU_CAPABILITY caps it): "AVX512", "AVX2", ...
     torch_level = torch.backends.cpu.get_cpu_capability()
@@ -297,7 +306,16 @@ def main():
         "(ATTENTION_SIMD=avx2 for ours; ATEN_CPU_CAPABILITY, MKL_ENABLE_INSTRUCTIONS and ONEDNN_MAX_CPU_ISA "
         "for PyTorch), written to the -avx2 results and table",
     )
+    ap.add_argument(
+        "--tag",
+        metavar="NAME",
+        help="a machine other than the one the chapter's main tables come from: write the results and "
+        "table with -NAME before the extension (e.g. --tag zen4: src/data/bench-results-zen4.json), so "
+        "the committed runs of other machines stay",
+    )
     args = ap.parse_args()
+    if args.tag is not None and not (args.tag.isascii() and args.tag.isalnum()):
+        sys.exit(f"bench_compare: --tag must be letters and digits, not {args.tag!r}")
     if args.simd == "avx2":
         if any(os.environ.get(k) != v for k, v in TORCH_AVX2_ENV.items()):
             # PyTorch's libraries read the caps when they load: start again with them set
@@ -309,6 +327,8 @@ def main():
     global SIMD_CAP
     SIMD_CAP = None if args.simd == "native" else args.simd
     results_file, table_file = OUTPUTS[(args.suite, args.simd)]
+    if args.tag:
+        results_file, table_file = (f.with_name(f"{f.stem}-{args.tag}{f.suffix}") for f in (results_file, table_file))
     suite = SUITES[args.suite]
 
     subprocess.run(["cargo", "build", "--quiet", "--release", "-p", "attention", "--bin", "attn-bench"], check=True, cwd=ROOT)

@@ -25,12 +25,20 @@ pub const SERVING_RESULTS_FILE: &str = "src/data/bench-serving-results.json";
 pub const SERVING_TABLE_FILE: &str = "src/generated/bench-serving-table.md";
 /// Every committed run and its rendered tables: the CPU's widest SIMD level, our kernels
 /// capped at AVX2 (`scripts/bench_compare.py --simd avx2`), for the readers whose CPU has
-/// no AVX-512, and the serving suite.
+/// no AVX-512, and the serving suite; then the same two fast runs on a second machine, an
+/// AMD EPYC of the Zen 4 generation (`--tag zen4`).
 pub const RUNS: &[(&str, &str)] = &[
     (RESULTS_FILE, TABLE_FILE),
     ("src/data/bench-results-avx2.json", "src/generated/bench-table-avx2.md"),
     (SERVING_RESULTS_FILE, SERVING_TABLE_FILE),
+    ("src/data/bench-results-zen4.json", "src/generated/bench-table-zen4.md"),
+    ("src/data/bench-results-avx2-zen4.json", "src/generated/bench-table-avx2-zen4.md"),
 ];
+
+/// The fast suite's runs among [`RUNS`] (chapter 8's), every machine's.
+pub fn fast_runs() -> impl Iterator<Item = &'static (&'static str, &'static str)> {
+    RUNS.iter().filter(|(results, _)| *results != SERVING_RESULTS_FILE)
+}
 
 /// The whole results file, as `scripts/bench_compare.py` writes it.
 #[derive(Debug, Deserialize)]
@@ -341,7 +349,13 @@ pub fn fmt_bytes(bytes: u64) -> String {
 /// of compressed and paged caches, the read bandwidth and their goals. The book includes
 /// the output verbatim (`src/generated/bench-table.md`, `bench-serving-table.md`).
 pub fn render_tables(results: &BenchResults) -> String {
+    // chapter 8's run, or chapters 13 and 14's (or both)
+    let has = |f: fn(Case) -> bool| results.results.iter().any(|r| f(r.case));
+    let fast = has(|c| matches!(c, Case::PrefillNaive | Case::PrefillFlash));
     let mut md = String::new();
+    if fast {
+        md += &format!("<!-- ANCHOR: {HEADLINE_ANCHOR} -->\n");
+    }
     let machine = &results.machine;
     md += &format!(
         "Measured by `scripts/bench_compare.py` on {} ({} cores, {}{}{}), torch {}, load average {:.2} before and {:.2} after the run. \
@@ -362,9 +376,7 @@ pub fn render_tables(results: &BenchResults) -> String {
         results.load_average[1],
     );
     md += &method_note(results);
-    // chapter 8's run, or chapters 13 and 14's (or both)
-    let has = |f: fn(Case) -> bool| results.results.iter().any(|r| f(r.case));
-    if has(|c| matches!(c, Case::PrefillNaive | Case::PrefillFlash)) {
+    if fast {
         md += &fast_tables(results);
     }
     if has(Case::is_serving) {
@@ -380,6 +392,7 @@ pub fn render_tables(results: &BenchResults) -> String {
 fn fast_tables(results: &BenchResults) -> String {
     let mut md = prefill_table(results);
     md += &peak_note(results);
+    md += &format!("\n<!-- ANCHOR_END: {HEADLINE_ANCHOR} -->\n");
     md += &steps_table(results);
     md += &two_thread_table(results);
     md += &speedup_table(results);
@@ -404,10 +417,20 @@ fn fast_tables(results: &BenchResults) -> String {
             fmt_bytes(m.naive_scores_all_heads_bytes),
         );
     }
+    md += &format!("\n<!-- ANCHOR: {GOALS_ANCHOR} -->\n");
     md += &goals_table(results);
+    md += &format!("\n<!-- ANCHOR_END: {GOALS_ANCHOR} -->\n");
     md += &backend_note(results);
     md
 }
+
+/// The mdBook anchor around a fast run's header line, one-thread prefill table and FMA
+/// peak line: chapter 8 includes `generated/bench-table-zen4.md:headline` to show another
+/// machine's run without its every table.
+pub const HEADLINE_ANCHOR: &str = "headline";
+
+/// The mdBook anchor around a fast run's goals table (`...:goals`).
+pub const GOALS_ANCHOR: &str = "goals";
 
 /// Issue #13's goal for two threads: at least this many times faster than one.
 pub const GOAL_SPEEDUP: f64 = 1.8;
@@ -934,7 +957,7 @@ mod tests {
             .join(","),
         );
         let md = render_tables(&r);
-        assert!(md.starts_with("Measured by `scripts/bench_compare.py` on Test CPU (2 cores, AVX2), torch 2.15.0, load average 0.50 before and 2.00 after the run."), "{md}");
+        assert!(md.starts_with("<!-- ANCHOR: headline -->\nMeasured by `scripts/bench_compare.py` on Test CPU (2 cores, AVX2), torch 2.15.0, load average 0.50 before and 2.00 after the run."), "{md}");
         assert!(
             md.contains(
                 "| 1024 | 12/4 (GQA) | 50.0 | 100 | 0.50 | 12.0 | 24.0 | 0.50 |\n"
@@ -1155,6 +1178,15 @@ mod tests {
         assert!(md.contains("(2 cores, AVX-512, PyTorch's at AVX2), torch t"), "{md}");
         assert!(md.contains("\n<!-- ANCHOR: speedups -->\n\n**Threads 2 vs 1**"), "{md}");
         assert!(md.contains("\n<!-- ANCHOR_END: speedups -->\n"), "{md}");
+        // the headline (header and one-thread prefill table) and the goals table, each
+        // inside its own anchor, for chapter 8 to include from another machine's run
+        let at =
+            |needle: &str| md.find(needle).unwrap_or_else(|| panic!("{needle}: {md}"));
+        assert!(md.starts_with("<!-- ANCHOR: headline -->\nMeasured by"), "{md}");
+        assert!(at("**Prefill**") < at("\n\n<!-- ANCHOR_END: headline -->\n"), "{md}");
+        assert!(at("ANCHOR_END: headline") < at("**Two threads**"), "{md}");
+        assert!(at("**Decode**") < at("\n<!-- ANCHOR: goals -->\n\n**Goals**"), "{md}");
+        assert!(at("|\n\n<!-- ANCHOR_END: goals -->\n") > at("**Goals**"), "{md}");
         // the goal where one is set (flash prefill 4096, decode 32768), blank elsewhere
         for line in [
             "| prefill_flash | 4096 | 12/4 (GQA) | 200 | 125 | 1.60 |  | 1.95 | **no** |\n",
@@ -1191,9 +1223,13 @@ mod tests {
             row("prefill_flash", 4096, 4, 2, 125.0, 190.0),
         ];
         let md = render_tables(&results(&rows.join(",")));
-        for absent in
-            ["ANCHOR", "Threads 2 vs 1", "split-K", "SDPA backend", "PyTorch's at"]
-        {
+        for absent in [
+            "ANCHOR: speedups",
+            "Threads 2 vs 1",
+            "split-K",
+            "SDPA backend",
+            "PyTorch's at",
+        ] {
             assert!(!md.contains(absent), "{absent}: {md}");
         }
         assert!(md.contains("(our kernels split the heads between the threads; PyTorch"));

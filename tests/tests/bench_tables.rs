@@ -108,7 +108,7 @@ fn chapter_8_quotes_the_ratios_of_the_runs_it_shows() {
             .unwrap();
     // the prose wraps lines anywhere: compare with every run of whitespace made one space
     let chapter = chapter.split_whitespace().collect::<Vec<_>>().join(" ");
-    for (results, _) in &RUNS[..2] {
+    for (results, _) in book_tests::bench::fast_runs() {
         let run = BenchResults::load(&workspace_root().join(results)).unwrap();
         let ratio = |case: Case, seq: u64, n_kv_heads: u64| {
             let row = run
