@@ -347,8 +347,9 @@ fn add_products<const F: usize>(s: &mut [f32], q: [f32; F], k: [&[f32]; F], firs
     let n = s.len();
     let k = k.map(|k| &k[..n]); // every column as long as `s`: no bounds checks below
     // Sixteen scores at a time through a local array. (Written on `s` in place, the
-    // compiler could not tell that `s` and the key columns do not overlap, and checked at
-    // run time, choosing its scalar loop a tenth of the time; measured.)
+    // compiler could not tell that `s` and the key columns do not overlap: it checked at
+    // run time, and a profile found a tenth of the samples in its scalar fallback loop.
+    // A local array has nothing to check.)
     let mut chunks = s.chunks_exact_mut(LANES);
     for (i, s) in (&mut chunks).enumerate() {
         let j = i * LANES;
