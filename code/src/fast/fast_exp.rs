@@ -192,31 +192,35 @@ pub(crate) fn exp_sub_sum_columns_avx2(
     shift: &[f32; ROWS_AVX2],
     sum: &mut [f32; ROWS_AVX2],
 ) {
-    use std::arch::x86_64::{_mm256_add_ps, _mm256_sub_ps};
+    use std::arch::x86_64::{__m256, _mm256_add_ps, _mm256_sub_ps};
     use std::arch::x86_64::{_mm256_loadu_ps as load, _mm256_storeu_ps as store};
-    // SAFETY (every load and store): each pointer starts 8 floats of an array or chunk
     const R: usize = ROWS_AVX2 / 8; // registers of 8 rows
+    /// Whole columns of `chunk` in `K` registers at once: register `k` holds rows `8(k
+    /// mod R) ..` of column `k / R`, in memory order, and the sums take the columns in
+    /// order, as the portable loop does.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn columns<const K: usize>(chunk: &mut [f32], m: &[__m256; R], l: &mut [__m256; R]) {
+        assert_eq!(chunk.len(), 8 * K);
+        let p = chunk.as_mut_ptr();
+        // SAFETY (every load and store): inside `chunk`, asserted above
+        let x = std::array::from_fn(|k| {
+            _mm256_sub_ps(unsafe { load(p.add(8 * k)) }, m[k % R])
+        });
+        for (k, &w) in exp_nonpositive_avx2::<K>(x).iter().enumerate() {
+            unsafe { store(p.add(8 * k), w) };
+            l[k % R] = _mm256_add_ps(l[k % R], w);
+        }
+    }
+    // SAFETY (loads and stores of the statistics): each pointer starts 8 floats of an array
     let m: [_; R] = std::array::from_fn(|r| unsafe { load(shift[8 * r..].as_ptr()) });
     let mut l: [_; R] = std::array::from_fn(|r| unsafe { load(sum[8 * r..].as_ptr()) });
     let mut pairs = tile.chunks_exact_mut(2 * ROWS_AVX2);
     for pair in &mut pairs {
-        // register k holds rows 8(k mod R) .. of column k / R, in memory order
-        let p = pair.as_mut_ptr();
-        let x: [_; 2 * R] = std::array::from_fn(|k| {
-            _mm256_sub_ps(unsafe { load(p.add(8 * k)) }, m[k % R])
-        });
-        for (k, &w) in exp_nonpositive_avx2(x).iter().enumerate() {
-            unsafe { store(p.add(8 * k), w) };
-            l[k % R] = _mm256_add_ps(l[k % R], w); // column by column, as the portable loop
-        }
+        columns::<{ 2 * R }>(pair, &m, &mut l);
     }
     for column in pairs.into_remainder().chunks_exact_mut(ROWS_AVX2) {
-        for ((rows, &m), l) in column.chunks_exact_mut(8).zip(&m).zip(&mut l) {
-            let [w] =
-                exp_nonpositive_avx2([_mm256_sub_ps(unsafe { load(rows.as_ptr()) }, m)]);
-            unsafe { store(rows.as_mut_ptr(), w) };
-            *l = _mm256_add_ps(*l, w);
-        }
+        columns::<R>(column, &m, &mut l);
     }
     for (r, &l) in l.iter().enumerate() {
         unsafe { store(sum[8 * r..].as_mut_ptr(), l) };
