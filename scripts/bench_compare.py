@@ -57,8 +57,9 @@ AVX2 (recorded in the machine block as "torch_cpu_capability"). The files are
 src/data/bench-results-avx2.json and src/generated/bench-table-avx2.md.
 
 With --tag NAME the files of a second machine are written beside the first's, NAME before the
-extension (chapter 8's Zen 4 runs: --tag zen4, src/data/bench-results-zen4.json and
-src/data/bench-results-avx2-zen4.json); book-tests' RUNS lists the committed ones.
+extension (the Zen 4 runs: --tag zen4, src/data/bench-results-zen4.json,
+src/data/bench-results-avx2-zen4.json and, with --suite serving, src/data/bench-serving-results-zen4.json);
+book-tests' RUNS lists the committed ones.
 
 It writes src/data/bench-results.json (the measurements) and src/generated/bench-table.md (rendered
 from that file by the book-tests binary `bench-table`; the book includes it, and a test checks that

@@ -25,7 +25,7 @@ pub const SERVING_RESULTS_FILE: &str = "src/data/bench-serving-results.json";
 pub const SERVING_TABLE_FILE: &str = "src/generated/bench-serving-table.md";
 /// Every committed run and its rendered tables: the CPU's widest SIMD level, our kernels
 /// capped at AVX2 (`scripts/bench_compare.py --simd avx2`), for the readers whose CPU has
-/// no AVX-512, and the serving suite; then the same two fast runs on a second machine, an
+/// no AVX-512, and the serving suite; then the same three runs on a second machine, an
 /// AMD EPYC of the Zen 4 generation (`--tag zen4`).
 pub const RUNS: &[(&str, &str)] = &[
     (RESULTS_FILE, TABLE_FILE),
@@ -33,11 +33,22 @@ pub const RUNS: &[(&str, &str)] = &[
     (SERVING_RESULTS_FILE, SERVING_TABLE_FILE),
     ("src/data/bench-results-zen4.json", "src/generated/bench-table-zen4.md"),
     ("src/data/bench-results-avx2-zen4.json", "src/generated/bench-table-avx2-zen4.md"),
+    ("src/data/bench-serving-results-zen4.json", "src/generated/bench-serving-table-zen4.md"),
 ];
+
+/// Whether a results file among [`RUNS`] is the serving suite's (chapters 13 and 14).
+fn is_serving_run(results: &str) -> bool {
+    results.starts_with("src/data/bench-serving-results")
+}
 
 /// The fast suite's runs among [`RUNS`] (chapter 8's), every machine's.
 pub fn fast_runs() -> impl Iterator<Item = &'static (&'static str, &'static str)> {
-    RUNS.iter().filter(|(results, _)| *results != SERVING_RESULTS_FILE)
+    RUNS.iter().filter(|(results, _)| !is_serving_run(results))
+}
+
+/// The serving suite's runs among [`RUNS`] (chapters 13 and 14's), every machine's.
+pub fn serving_runs() -> impl Iterator<Item = &'static (&'static str, &'static str)> {
+    RUNS.iter().filter(|(results, _)| is_serving_run(results))
 }
 
 /// The whole results file, as `scripts/bench_compare.py` writes it.
