@@ -33,7 +33,10 @@ pub const RUNS: &[(&str, &str)] = &[
     (SERVING_RESULTS_FILE, SERVING_TABLE_FILE),
     ("src/data/bench-results-zen4.json", "src/generated/bench-table-zen4.md"),
     ("src/data/bench-results-avx2-zen4.json", "src/generated/bench-table-avx2-zen4.md"),
-    ("src/data/bench-serving-results-zen4.json", "src/generated/bench-serving-table-zen4.md"),
+    (
+        "src/data/bench-serving-results-zen4.json",
+        "src/generated/bench-serving-table-zen4.md",
+    ),
 ];
 
 /// Whether a results file among [`RUNS`] is the serving suite's (chapters 13 and 14).

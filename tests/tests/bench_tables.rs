@@ -159,10 +159,12 @@ fn chapters_13_and_14_quote_the_serving_runs_they_show() {
                 .unwrap_or_else(|| panic!("{results}: no {case:?} row at context {seq}"))
         };
         let (f32_4k, f32_32k) = (row(Case::Decode, 4096), row(Case::Decode, 32768));
-        let (int8_4k, int8_32k) = (row(Case::DecodeInt8, 4096), row(Case::DecodeInt8, 32768));
+        let (int8_4k, int8_32k) =
+            (row(Case::DecodeInt8, 4096), row(Case::DecodeInt8, 32768));
         let (paged_4k, paged_32k) =
             (row(Case::DecodePaged, 4096), row(Case::DecodePaged, 32768));
-        let rate = |r: &book_tests::bench::BenchRow| format!("{:.1}", r.gb_per_s.unwrap());
+        let rate =
+            |r: &book_tests::bench::BenchRow| format!("{:.1}", r.gb_per_s.unwrap());
         let bandwidth = run.machine.read_bandwidth.as_ref().expect("the run measured it");
         let (read_8mib, read_64mib) = (bandwidth[0].gb_per_s, bandwidth[1].gb_per_s);
         ch13.push(format!(
