@@ -102,7 +102,7 @@ fn bench_table_reports_errors_on_one_line() {
 /// fails until the sentences are brought up to date (they also say what the numbers mean).
 #[test]
 fn chapter_8_quotes_the_ratios_of_the_runs_it_shows() {
-    use book_tests::bench::Case;
+    use book_tests::bench::{BenchRow, Case};
     let chapter =
         fs::read_to_string(workspace_root().join("src/ch08-00-making-attention-fast.md"))
             .unwrap();
@@ -140,6 +140,49 @@ fn chapter_8_quotes_the_ratios_of_the_runs_it_shows() {
         .expect("a decode row at context 4096");
     let quote = format!("takes {:.2} of SDPA's time in this run", decode.ratio());
     assert!(chapter.contains(&quote), "chapter 8 should say \"{quote}\"");
+    // the Zen 4 section: decode against SDPA at 4096, and two threads against one at
+    // 32 768, at the widest level and capped at AVX2
+    let zen4 = |file: &str| BenchResults::load(&workspace_root().join(file)).unwrap();
+    let (native, avx2) = (
+        zen4("src/data/bench-results-zen4.json"),
+        zen4("src/data/bench-results-avx2-zen4.json"),
+    );
+    fn ours(run: &BenchResults, case: Case, seq: u64, threads: u64) -> &BenchRow {
+        run.results
+            .iter()
+            .find(|r| {
+                r.case == case
+                    && r.seq == seq
+                    && r.n_kv_heads == 4
+                    && r.threads == threads
+            })
+            .unwrap_or_else(|| panic!("no {case:?} row at {seq} on {threads} threads"))
+    }
+    let speedup = |run: &BenchResults, case: Case| {
+        format!(
+            "{:.2}",
+            ours(run, case, 32768, 1).ours_ms / ours(run, case, 32768, 2).ours_ms
+        )
+    };
+    for quote in [
+        format!(
+            "takes {:.2} of SDPA's time at the widest level and {:.2} capped at AVX2",
+            ours(&native, Case::Decode, 4096, 1).ratio(),
+            ours(&avx2, Case::Decode, 4096, 1).ratio()
+        ),
+        format!(
+            "two threads are {} times as fast as one ({} with split-K)",
+            speedup(&native, Case::Decode),
+            speedup(&native, Case::DecodeSplitK)
+        ),
+        format!(
+            "two threads were {} times as fast as one in that run ({} with split-K",
+            speedup(&avx2, Case::Decode),
+            speedup(&avx2, Case::DecodeSplitK)
+        ),
+    ] {
+        assert!(chapter.contains(&quote), "chapter 8 should say \"{quote}\"");
+    }
 }
 
 /// Chapters 13 and 14 quote the decode times, ratios and read rates of the serving runs
