@@ -36,6 +36,12 @@ one thread, contexts 4096 and 32768, GQA 12/4, each against PyTorch SDPA on the 
 same shape, interleaved the same way:
 
     decode         ours: DecodeAttention on the contiguous f32 cache (the baseline of the paged goal)
+    decode_unaligned  ours: the same, with every column 16 bytes into a cache line (where a DMatrix
+                   of this size starts): what the cache's alignment is worth
+
+decode_unaligned and decode_paged also time `decode` call for call in alternation with their own
+calls (attn-bench's "paired_decode_ms", kept from the round whose time is kept), so that the
+alignment table and the paged goal compare two kernels under the same machine state.
     decode_int8    ours: QuantizedDecodeAttention on an int8 cache
     decode_int4    ours: QuantizedDecodeAttention on an int4 KIVI cache (groups of 32, 128 rows in f32)
     decode_paged   ours: PagedDecodeAttention on an f32 paged cache (blocks of 16)
@@ -113,9 +119,13 @@ SUITES = {
         "steps": ["prefill_naive_fast_exp", "prefill_flash_block_skip", "prefill_flash_no_skip", "prefill_flash_unfused_exp"],
         "step_seqs": [1024, 4096],
     },
-    "serving": {"cases": ["decode", "decode_int8", "decode_int4", "decode_paged"], "seqs": [4096, 32768], "threads": 1},
+    "serving": {
+        "cases": ["decode", "decode_unaligned", "decode_int8", "decode_int4", "decode_paged"],
+        "seqs": [4096, 32768],
+        "threads": 1,
+    },
 }
-DECODE_CASES = {"decode", "decode_split_k", "decode_int8", "decode_int4", "decode_paged"}
+DECODE_CASES = {"decode", "decode_unaligned", "decode_split_k", "decode_int8", "decode_int4", "decode_paged"}
 # What --simd avx2 sets for PyTorch, read when its libraries load: ATen's kernel dispatch (the CPU
 # flash SDPA included), MKL's sgemm, oneDNN.
 TORCH_AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
@@ -359,7 +369,8 @@ def main():
             flags = ["--quick"] if args.quick else []
             if suite["threads"] is not None:
                 flags += ["--threads", str(suite["threads"])]
-            rounds = {}  # (n_kv_heads, threads) -> (row, our medians, PyTorch's medians)
+            # (n_kv_heads, threads) -> (row, our medians, PyTorch's medians, paired decode medians)
+            rounds = {}
             for _ in range(args.rounds):
                 if case == "prefill_flash_before":
                     rows = run_bin("--threads", "1", "--seq", str(seq), "--case", "prefill_flash", binary=before)
@@ -371,10 +382,11 @@ def main():
                     t, backend = torch_case(case, r["seq"], r["n_heads"], r["n_kv_heads"], r["head_dim"], r["threads"], budget)
                     if backend is not None:
                         r["torch_backend"] = backend
-                    entry = rounds.setdefault((r["n_kv_heads"], r["threads"]), (r, [], []))
+                    entry = rounds.setdefault((r["n_kv_heads"], r["threads"]), (r, [], [], []))
                     entry[1].append(r["median_ms"])
                     entry[2].append(t)
-            for r, ours, theirs in rounds.values():
+                    entry[3].append(r.get("paired_decode_ms"))
+            for r, ours, theirs, paired in rounds.values():
                 row = {k: r[k] for k in ["case", "seq", "n_heads", "n_kv_heads", "head_dim", "threads"]}
                 row["ours_ms"] = min(ours)
                 row["torch_case"] = "manual" if case.startswith("prefill_naive") else "sdpa"
@@ -382,6 +394,9 @@ def main():
                     row["torch_backend"] = r["torch_backend"]
                 if "splits" in r:
                     row["splits"] = r["splits"]
+                if paired[0] is not None:
+                    # `decode` timed call for call beside this case, in the round kept
+                    row["paired_decode_ms"] = paired[ours.index(min(ours))]
                 row["torch_ms"] = round(min(theirs), 4)
                 row["rounds"] = len(ours)
                 row["ours_spread"] = round(max(ours) / min(ours) - 1, 4)

@@ -36,6 +36,7 @@ fn quick_run_prints_one_json_object_per_case() {
         "prefill_flash_no_skip",
         "prefill_flash_unfused_exp",
         "decode",
+        "decode_unaligned",
         "decode_split_k",
         "decode_int8",
         "decode_int4",
@@ -55,10 +56,13 @@ fn quick_run_prints_one_json_object_per_case() {
         let case = l["case"].as_str().unwrap();
         let (flash, decode) =
             (case.starts_with("prefill_flash"), case.starts_with("decode"));
+        // one-thread unaligned and paged decode: and the aligned decode timed beside them
+        let paired = matches!(case, "decode_unaligned" | "decode_paged")
+            && l["threads"].as_u64() == Some(1);
         let fields = if flash {
             9
-        } else if case == "decode_split_k" {
-            11 // and "splits"
+        } else if case == "decode_split_k" || paired {
+            11 // and "splits", or "paired_decode_ms"
         } else if decode {
             10
         } else {
@@ -71,6 +75,9 @@ fn quick_run_prints_one_json_object_per_case() {
         );
         if flash {
             assert!(l["gflops"].as_f64().is_some_and(|g| g > 0.0), "{l}");
+        }
+        if paired {
+            assert!(l["paired_decode_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{l}");
         }
         if decode {
             assert!(l["bytes_per_token"].as_u64().is_some_and(|b| b > 0), "{l}");
@@ -96,6 +103,7 @@ fn decode_lines_count_the_bytes_of_their_cache() {
     };
     let f32_bytes = 2 * 300 * 4 * 64 * 4;
     assert_eq!(bytes("decode"), f32_bytes);
+    assert_eq!(bytes("decode_unaligned"), f32_bytes);
     assert_eq!(bytes("decode_paged"), f32_bytes);
     assert_eq!(bytes("decode_int8"), 2 * 300 * 4 * (64 + 4));
     // 160 rows quantized (5 groups of 32), 140 in f32

@@ -166,6 +166,10 @@ pub enum Case {
     PrefillFlashBefore,
     /// `DecodeAttention` (one new token), against `F.scaled_dot_product_attention`.
     Decode,
+    /// `DecodeAttention` with every column of the keys and values 16 bytes into a cache
+    /// line, against `F.scaled_dot_product_attention`: what chapter 6's aligned cache is
+    /// worth.
+    DecodeUnaligned,
     /// Chapter 16's `SplitKDecodeAttention` (one new token, a fixed number of splits),
     /// against `F.scaled_dot_product_attention`.
     DecodeSplitK,
@@ -190,6 +194,7 @@ impl Case {
             Case::PrefillFlashUnfusedExp => "prefill_flash_unfused_exp",
             Case::PrefillFlashBefore => "prefill_flash_before",
             Case::Decode => "decode",
+            Case::DecodeUnaligned => "decode_unaligned",
             Case::DecodeSplitK => "decode_split_k",
             Case::DecodeInt8 => "decode_int8",
             Case::DecodeInt4 => "decode_int4",
@@ -197,9 +202,16 @@ impl Case {
         }
     }
 
-    /// A decode case of chapters 13 and 14 (read from a compressed or paged cache).
+    /// A decode case of chapters 13 and 14 (read from a compressed, paged or unaligned
+    /// cache).
     pub fn is_serving(self) -> bool {
-        matches!(self, Case::DecodeInt8 | Case::DecodeInt4 | Case::DecodePaged)
+        matches!(
+            self,
+            Case::DecodeInt8
+                | Case::DecodeInt4
+                | Case::DecodePaged
+                | Case::DecodeUnaligned
+        )
     }
 }
 
@@ -245,6 +257,11 @@ pub struct BenchRow {
     /// Split-K rows: the number of splits of the keys.
     #[serde(default)]
     pub splits: Option<u64>,
+    /// For `decode_unaligned` and `decode_paged`: the median of `decode` on the aligned
+    /// cache, timed call for call in alternation with this case in the same process and
+    /// round; absent in files written before it was.
+    #[serde(default)]
+    pub paired_decode_ms: Option<f64>,
 }
 
 impl BenchRow {
@@ -397,6 +414,7 @@ pub fn render_tables(results: &BenchResults) -> String {
         md += &serving_table(results);
         md += &bandwidth_note(results);
         md += &serving_goals(results);
+        md += &alignment_table(results);
     }
     md
 }
@@ -594,6 +612,45 @@ fn serving_table(results: &BenchResults) -> String {
     md
 }
 
+/// The anchor of chapter 8's table of the decode kernel on aligned and unaligned rows.
+pub const ALIGNMENT_ANCHOR: &str = "alignment";
+
+/// Chapter 8's step 6: the decode kernel on chapter 6's cache (every column on a cache
+/// line) and on the same rows 16 bytes into a line, one thread, per context; empty when
+/// the run has no `decode_unaligned` rows. Anchored, so that chapter 8 can include it.
+fn alignment_table(results: &BenchResults) -> String {
+    let mut rows = String::new();
+    let unaligned = results.results.iter().filter(|r| r.case == Case::DecodeUnaligned);
+    for u in unaligned.filter(|u| u.threads == 1) {
+        // the aligned time measured call for call beside it, or else the `decode` row's
+        let aligned = u.paired_decode_ms.or_else(|| {
+            results.find(Case::Decode, u.seq, u.n_kv_heads, 1).map(|r| r.ours_ms)
+        });
+        let Some(aligned) = aligned else { continue };
+        rows += &format!(
+            "| {} | {} | {} | {:.2} |\n",
+            u.seq,
+            fmt_ms(aligned),
+            fmt_ms(u.ours_ms),
+            u.ours_ms / aligned
+        );
+    }
+    if rows.is_empty() {
+        return rows;
+    }
+    let level = results.machine.simd_used.as_deref().unwrap_or("its widest level");
+    format!(
+        "\n<!-- ANCHOR: {ALIGNMENT_ANCHOR} -->\n**Where the cache's columns start**, \
+         decode (`DecodeAttention`), one new token, GQA 12/4, one thread, on {} at {level}: \
+         median ms on chapter 6's cache, whose every column starts a 64-byte cache line, \
+         and on the same rows starting 16 bytes into a line, as in a `DMatrix` of this \
+         size (`decode_unaligned`), the two timed call for call in alternation.\n\n\
+         | context | columns on cache lines | columns 16 bytes into a line | unaligned / \
+         aligned |\n|---:|---:|---:|---:|\n{rows}<!-- ANCHOR_END: {ALIGNMENT_ANCHOR} -->\n",
+        results.machine.cpu
+    )
+}
+
 /// One core's read bandwidth, when the file has it.
 fn bandwidth_note(results: &BenchResults) -> String {
     let Some(rates) = &results.machine.read_bandwidth else { return String::new() };
@@ -628,11 +685,12 @@ fn serving_goals(results: &BenchResults) -> String {
     };
     let int8 = worst(&|c| results.find(Case::DecodeInt8, c, 4, 1).map(BenchRow::ratio));
     let paged = worst(&|c| {
-        let (p, d) = (
-            results.find(Case::DecodePaged, c, 4, 1)?,
-            results.find(Case::Decode, c, 4, 1)?,
-        );
-        Some(p.ours_ms / d.ours_ms)
+        let p = results.find(Case::DecodePaged, c, 4, 1)?;
+        // the contiguous time measured call for call beside it, or else the `decode` row's
+        let d = p
+            .paired_decode_ms
+            .or_else(|| results.find(Case::Decode, c, 4, 1).map(|d| d.ours_ms))?;
+        Some(p.ours_ms / d)
     });
     let mut goals = String::new();
     for (what, found, limit) in [
@@ -1142,6 +1200,41 @@ mod tests {
         assert!(
             md.contains(
                 "read again and again): 31.2 GB/s on 8 MiB, 11.0 GB/s on 1.00 GiB.\n"
+            ),
+            "{md}"
+        );
+        // no decode_unaligned rows: no alignment table
+        assert!(!md.contains(ALIGNMENT_ANCHOR), "{md}");
+    }
+
+    #[test]
+    fn the_alignment_table_pairs_each_context_aligned_and_not() {
+        // at 4096 the paired time (0.45, measured beside it) is used, not decode's row
+        let paired = |row: String, ms: f64| {
+            row.replacen('}', &format!(r#", "paired_decode_ms": {ms}}}"#), 1)
+        };
+        let rows = [
+            serving_row("decode", 4096, 0.4, 0.75, 8 << 20),
+            paired(serving_row("decode_unaligned", 4096, 0.5, 0.8, 8 << 20), 0.45),
+            serving_row("decode", 32768, 6.0, 11.0, 64 << 20),
+            serving_row("decode_unaligned", 32768, 6.6, 11.0, 64 << 20),
+            paired(serving_row("decode_paged", 32768, 6.9, 11.0, 64 << 20), 6.5),
+        ];
+        let md = render_tables(&results(&rows.join(",")));
+        let table = md
+            .split(&format!("<!-- ANCHOR: {ALIGNMENT_ANCHOR} -->\n"))
+            .nth(1)
+            .and_then(|rest| rest.split("<!-- ANCHOR_END").next())
+            .unwrap_or_else(|| panic!("no alignment table: {md}"));
+        assert!(table.contains("on Test CPU at its widest level:"), "{table}");
+        // ours only, unaligned over aligned; the main table has no unaligned row
+        assert!(table.contains("| 4096 | 0.450 | 0.500 | 1.11 |\n"), "{table}");
+        assert!(table.contains("| 32768 | 6.00 | 6.60 | 1.10 |\n"), "{table}");
+        assert!(!md.contains("16 bytes into a cache line |"), "{md}");
+        // the paged goal divides by the paired time too: 6.9 / 6.5, not 6.9 / 6.0
+        assert!(
+            md.contains(
+                "× our contiguous f32 decode | context 32768, 12/4 | 1.06 | yes |"
             ),
             "{md}"
         );

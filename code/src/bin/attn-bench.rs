@@ -9,8 +9,8 @@
 //! attn-bench --threads T     also time the flash, decode and split-K paths on T threads
 //!                            (default: 1 and 2)
 //! attn-bench --seq N         only the cases of sequence (or context) length N
-//! attn-bench --case NAME     only prefill_naive, prefill_flash, decode, decode_split_k,
-//!                            decode_int8, decode_int4, decode_paged, or one of chapter 8's
+//! attn-bench --case NAME     only prefill_naive, prefill_flash, decode, decode_unaligned,
+//!                            decode_split_k, decode_int8, decode_int4, decode_paged, or one of chapter 8's
 //!                            optimization steps: prefill_naive_fast_exp,
 //!                            prefill_flash_block_skip, prefill_flash_no_skip,
 //!                            prefill_flash_unfused_exp
@@ -31,13 +31,19 @@
 //! query-key pairs, two products of two flops per multiply-add). The decode cases (one new
 //! token against a cache of `seq` positions, GQA 12/4) also have `"bytes_per_token"`,
 //! the bytes of cache the step reads, and `"gb_per_s"`, those bytes over the median time:
-//! `decode` reads chapter 8's contiguous f32 cache with `DecodeAttention`,
+//! `decode` reads chapter 6's contiguous f32 cache (`LayerKvCache`, its columns on cache
+//! lines, the buffer on a page) with `DecodeAttention`, `decode_unaligned` the same keys and values with every
+//! column starting 16 bytes into a cache line, where a `DMatrix` this large from glibc's
+//! allocator starts (one thread),
 //! `decode_split_k` the same cache with chapter 16's `SplitKDecodeAttention` in 2 splits
 //! (the number of splits fixed, so that its bits do not depend on the threads; its lines
 //! say `"splits": 2`), `decode_int8`
 //! and `decode_int4` (KIVI: groups of 32, 128 f32 rows) a `QuantizedKvCache` with
 //! `QuantizedDecodeAttention`, `decode_paged` a `PagedKvCache` (blocks of 16, the
 //! sequence's blocks interleaved with another sequence's) with `PagedDecodeAttention`.
+//! On one thread, `decode_unaligned` and `decode_paged` lines also have
+//! `"paired_decode_ms"`: the median of `decode`, timed in alternation with the case's own
+//! calls (call for call, in the same process), the baseline their ratios divide by.
 //! A `--bandwidth` line: `{"case": "bandwidth", "bytes": N, "threads": 1, "gb_per_s": X,
 //! "simd": ...}`.
 //! `scripts/bench_compare.py` runs this and the same shapes in PyTorch, and writes
@@ -62,10 +68,12 @@ use attention::parallel::split_k::SplitKDecodeAttention;
 use attention::serving::decode_kernels::{
     PagedDecodeAttention, QuantizedDecodeAttention, read_bandwidth_gb_per_s,
 };
+use attention::support::aligned::AlignedBuf;
 use attention::support::init::splitmix_matrix;
 use attention::{
     AttentionInputs, AttnError, CausalSkip, FlashAttention, HeadLayout, KvFormat,
-    PagedKvCache, QuantizedKvCache, Result, apply_causal_mask, grouped_attention,
+    LayerKvCache, PagedKvCache, QuantizedKvCache, Result, apply_causal_mask,
+    grouped_attention,
 };
 use nalgebra::{DMatrix, DMatrixView};
 
@@ -86,7 +94,7 @@ Options:
   --memory N      only run the flash path once at seq N (GQA 12/4) and print its peak resident memory
   --threads T     also time the flash, decode and split-K paths on T threads [default: 1 and 2]
   --seq N         only the cases of sequence (or context) length N
-  --case NAME     only prefill_naive, prefill_flash, decode, decode_split_k, decode_int8,
+  --case NAME     only prefill_naive, prefill_flash, decode, decode_unaligned, decode_split_k, decode_int8,
                   decode_int4, decode_paged, or a step of chapter 8's table:
                   prefill_naive_fast_exp, prefill_flash_block_skip, prefill_flash_no_skip,
                   prefill_flash_unfused_exp
@@ -114,6 +122,8 @@ enum Case {
     /// without `vscalefps`).
     PrefillFlashUnfusedExp,
     Decode,
+    /// [`Case::Decode`] with every column of the keys and values 16 bytes into a line.
+    DecodeUnaligned,
     /// Chapter 16's split-K decode on the contiguous f32 cache, in [`SPLITS`] splits.
     DecodeSplitK,
     DecodeInt8,
@@ -126,7 +136,7 @@ enum Case {
 const SPLITS: usize = 2;
 
 impl Case {
-    const ALL: [Case; 11] = [
+    const ALL: [Case; 12] = [
         Case::PrefillNaive,
         Case::PrefillFlash,
         Case::PrefillNaiveFastExp,
@@ -134,6 +144,7 @@ impl Case {
         Case::PrefillFlashNoSkip,
         Case::PrefillFlashUnfusedExp,
         Case::Decode,
+        Case::DecodeUnaligned,
         Case::DecodeSplitK,
         Case::DecodeInt8,
         Case::DecodeInt4,
@@ -149,6 +160,7 @@ impl Case {
             Case::PrefillFlashNoSkip => "prefill_flash_no_skip",
             Case::PrefillFlashUnfusedExp => "prefill_flash_unfused_exp",
             Case::Decode => "decode",
+            Case::DecodeUnaligned => "decode_unaligned",
             Case::DecodeSplitK => "decode_split_k",
             Case::DecodeInt8 => "decode_int8",
             Case::DecodeInt4 => "decode_int4",
@@ -384,12 +396,16 @@ fn run(args: &Args) -> std::result::Result<(), Failure> {
     for &seq in &decode_ctx {
         for case in [
             Case::Decode,
+            Case::DecodeUnaligned,
             Case::DecodeSplitK,
             Case::DecodeInt8,
             Case::DecodeInt4,
             Case::DecodePaged,
         ] {
             for &threads in &thread_counts {
+                if case == Case::DecodeUnaligned && threads > 1 {
+                    continue; // a one-thread comparison with `decode`
+                }
                 shapes.push(Shape { case, seq, n_kv_heads: 4, threads });
             }
         }
@@ -402,7 +418,7 @@ fn run(args: &Args) -> std::result::Result<(), Failure> {
         args.seq.is_none_or(|n| s.seq == n) && args.case.is_none_or(|c| c == s.case)
     });
     for shape in &shapes {
-        let (ms, bytes) = measure(shape, &budget)?;
+        let Measured { ms, bytes, paired_decode_ms } = measure(shape, &budget)?;
         // the flash kernel's achieved rate: 4 flops per visible query-key pair and dim
         let gflops = if shape.case.is_flash() {
             let pairs = shape.seq as f64 * (shape.seq as f64 + 1.0) / 2.0;
@@ -416,10 +432,13 @@ fn run(args: &Args) -> std::result::Result<(), Failure> {
             String::new()
         };
         // a split-K line says its (fixed) number of splits
-        let splits = match shape.case {
+        let mut splits = match shape.case {
             Case::DecodeSplitK => format!(", \"splits\": {SPLITS}"),
             _ => String::new(),
         };
+        if let Some(paired) = paired_decode_ms {
+            splits += &format!(", \"paired_decode_ms\": {paired:.4}");
+        }
         // `writeln!`, not `println!`: a closed stdout is an error to report, not a panic
         writeln!(
             std::io::stdout(),
@@ -461,8 +480,14 @@ fn inputs(
 
 /// The caches the decode cases read, holding the same keys and values.
 enum DecodeCache {
-    /// Chapter 8's contiguous f32 rows (the `k` and `v` matrices themselves).
-    F32,
+    /// None: the prefill cases read the `k` and `v` matrices themselves.
+    None,
+    /// Chapter 6's contiguous f32 cache, which `decode` and `decode_split_k` read as a
+    /// server would: its columns start on cache lines.
+    F32(LayerKvCache),
+    /// The same rows where a `DMatrix` this large from glibc's `mmap` path puts them:
+    /// 16 bytes into a cache line, and so every column too (see [`unaligned_copy`]).
+    Unaligned(AlignedBuf, AlignedBuf),
     Quantized(QuantizedKvCache),
     /// The pool and the measured sequence.
     Paged(PagedKvCache, attention::SeqId),
@@ -483,6 +508,15 @@ impl DecodeCache {
             Ok(DecodeCache::Quantized(cache))
         };
         match case {
+            Case::Decode | Case::DecodeSplitK => {
+                let mut cache = LayerKvCache::for_heads(1, seq, heads)?;
+                cache.append(0, std::slice::from_ref(k), std::slice::from_ref(v))?;
+                Ok(DecodeCache::F32(cache))
+            }
+            Case::DecodeUnaligned => {
+                let (keys, values) = (unaligned_copy(k)?, unaligned_copy(v)?);
+                Ok(DecodeCache::Unaligned(keys, values))
+            }
             Case::DecodeInt8 => quantized(KvFormat::Int8),
             Case::DecodeInt4 => quantized(KvFormat::KIVI),
             Case::DecodePaged => {
@@ -501,7 +535,7 @@ impl DecodeCache {
                 }
                 Ok(DecodeCache::Paged(pool, id))
             }
-            _ => Ok(DecodeCache::F32),
+            _ => Ok(DecodeCache::None),
         }
     }
 
@@ -511,11 +545,33 @@ impl DecodeCache {
             DecodeCache::Quantized(cache) => {
                 QuantizedDecodeAttention::bytes_read(cache, seq)
             }
-            DecodeCache::F32 | DecodeCache::Paged(..) => {
-                PagedDecodeAttention::bytes_read(seq, heads)
-            }
+            // every f32 key and value once
+            DecodeCache::None
+            | DecodeCache::F32(_)
+            | DecodeCache::Unaligned(..)
+            | DecodeCache::Paged(..) => PagedDecodeAttention::bytes_read(seq, heads),
         }
     }
+}
+
+/// Where [`Case::DecodeUnaligned`]'s matrix starts in its buffer: 4 floats, 16 bytes,
+/// into a cache line.
+const UNALIGNED_START: usize = 4;
+
+/// A copy of the column-major `m` whose first float, and so (with `m.nrows()` a multiple
+/// of 16) every column's, sits 16 bytes into a cache line, as in a `DMatrix` of the size
+/// from glibc's allocator; only where the floats start differs from chapter 6's cache.
+fn unaligned_copy(m: &DMatrix<f32>) -> Result<AlignedBuf> {
+    let n = m.len();
+    let mut buffer = AlignedBuf::try_zeroed("decode_unaligned", &[UNALIGNED_START + n])?;
+    buffer[UNALIGNED_START..].copy_from_slice(m.as_slice());
+    Ok(buffer)
+}
+
+/// The `(seq, ncols)` matrix [`unaligned_copy`] wrote.
+fn unaligned_view(buffer: &AlignedBuf, seq: usize) -> DMatrixView<'_, f32> {
+    let data = &buffer[UNALIGNED_START..];
+    DMatrixView::from_slice(data, seq, data.len() / seq)
 }
 
 /// The straightforward path with chapter 8's fast `exp` in place of `f32::exp`, and
@@ -562,9 +618,23 @@ fn naive_fast_exp(
     Ok(context)
 }
 
+/// What [`measure`] found for one shape.
+struct Measured {
+    /// The median time of one call, in milliseconds.
+    ms: f64,
+    /// For a decode case, the bytes of cache a call reads.
+    bytes: Option<u128>,
+    /// For `decode_unaligned` and `decode_paged` on one thread: the median of `decode`
+    /// (chapter 6's aligned cache, the same keys and values), timed in alternation with
+    /// the case's own calls in this process, so that a ratio of the two sees the same
+    /// machine state. Two cases timed seconds apart on a shared machine can differ by
+    /// 20 % or more with nothing changed.
+    paired_decode_ms: Option<f64>,
+}
+
 /// The median time of one call, in milliseconds, after one warm-up call, and for a
 /// decode case the bytes of cache a call reads.
-fn measure(shape: &Shape, budget: &Budget) -> Result<(f64, Option<u128>)> {
+fn measure(shape: &Shape, budget: &Budget) -> Result<Measured> {
     let n_queries = if shape.case.is_decode() { 1 } else { shape.seq };
     let (q, k, v) = inputs(n_queries, shape.seq, shape.n_kv_heads);
     let query_offset = shape.seq - n_queries;
@@ -582,7 +652,13 @@ fn measure(shape: &Shape, budget: &Budget) -> Result<(f64, Option<u128>)> {
     let mut paged = PagedDecodeAttention::with_threads(shape.threads)?;
     let mut split_k = SplitKDecodeAttention::new(SPLITS, shape.threads)?;
     let cache = DecodeCache::new(shape.case, &k, &v, heads)?;
-    let (kv, vv) = (k.as_view(), v.as_view());
+    let (kv, vv) = match &cache {
+        DecodeCache::F32(c) => (c.keys(0)?, c.values(0)?),
+        DecodeCache::Unaligned(keys, values) => {
+            (unaligned_view(keys, shape.seq), unaligned_view(values, shape.seq))
+        }
+        _ => (k.as_view(), v.as_view()),
+    };
     let mut call = || -> Result<()> {
         match shape.case {
             Case::PrefillNaive => {
@@ -606,24 +682,49 @@ fn measure(shape: &Shape, budget: &Budget) -> Result<(f64, Option<u128>)> {
                 Ok(())
             }
             // a decode case: the kernel that reads the case's cache
-            Case::Decode | Case::DecodeInt8 | Case::DecodeInt4 | Case::DecodePaged => {
-                match &cache {
-                    DecodeCache::F32 => decode.forward_into(
+            Case::Decode
+            | Case::DecodeUnaligned
+            | Case::DecodeInt8
+            | Case::DecodeInt4
+            | Case::DecodePaged => match &cache {
+                DecodeCache::Quantized(c) => {
+                    quantized.forward_into(&q, c, 0, heads, query_offset, &mut out)
+                }
+                DecodeCache::Paged(pool, id) => {
+                    paged.forward_into(pool, *id, &q, heads, &mut out)
+                }
+                // the f32 rows, aligned or not, in `kv` and `vv`
+                DecodeCache::None | DecodeCache::F32(_) | DecodeCache::Unaligned(..) => {
+                    decode.forward_into(
                         AttentionInputs { q: &q, k: kv, v: vv, heads, query_offset },
                         &mut out,
-                    ),
-                    DecodeCache::Quantized(c) => {
-                        quantized.forward_into(&q, c, 0, heads, query_offset, &mut out)
-                    }
-                    DecodeCache::Paged(pool, id) => {
-                        paged.forward_into(pool, *id, &q, heads, &mut out)
-                    }
+                    )
                 }
-            }
+            },
         }
     };
+    // the aligned cache `decode` reads, timed call for call beside this case's
+    let paired = matches!(shape.case, Case::DecodeUnaligned | Case::DecodePaged)
+        && shape.threads == 1;
+    let base_cache = match paired {
+        true => match DecodeCache::new(Case::Decode, &k, &v, heads)? {
+            DecodeCache::F32(c) => Some(c),
+            _ => None,
+        },
+        false => None,
+    };
+    let mut base_decode = DecodeAttention::new();
+    let mut base_out = DMatrix::zeros(1, N_HEADS * HEAD_DIM);
+    let mut call_base = |c: &LayerKvCache| -> Result<()> {
+        let (k, v) = (c.keys(0)?, c.values(0)?);
+        let x = AttentionInputs { q: &q, k, v, heads, query_offset };
+        base_decode.forward_into(x, &mut base_out)
+    };
     call()?; // warm-up: caches, page faults, scratch buffers
-    let mut times = Vec::new();
+    if let Some(c) = &base_cache {
+        call_base(c)?;
+    }
+    let (mut times, mut base_times) = (Vec::new(), Vec::new());
     let started = Instant::now();
     while times.len() < budget.min_reps
         || (started.elapsed() < budget.time && times.len() < budget.max_reps)
@@ -631,11 +732,20 @@ fn measure(shape: &Shape, budget: &Budget) -> Result<(f64, Option<u128>)> {
         let t = Instant::now();
         call()?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
+        if let Some(c) = &base_cache {
+            let t = Instant::now();
+            call_base(c)?;
+            base_times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
     }
-    std::hint::black_box(&out);
-    times.sort_by(f64::total_cmp);
+    std::hint::black_box((&out, &base_out));
+    let median = |mut t: Vec<f64>| {
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
+    };
     let bytes = shape.case.is_decode().then(|| cache.bytes_read(shape.seq, heads));
-    Ok((times[times.len() / 2], bytes))
+    let paired_decode_ms = (!base_times.is_empty()).then(|| median(base_times));
+    Ok(Measured { ms: median(times), bytes, paired_decode_ms })
 }
 
 /// Runs the flash path once at `seq` (GQA 12/4) and prints the process's peak resident

@@ -6,9 +6,8 @@ mod sliding; // chapter 9: the cache of a sliding-window layer
 use nalgebra::{DMatrix, DMatrixView};
 
 use crate::mechanisms::sdpa::HeadLayout;
-use crate::support::error::{
-    AttnError, Result, check_range, nonzero, shape_err, try_zero_matrix,
-};
+use crate::support::aligned::{AlignedBuf, LINE_FLOATS};
+use crate::support::error::{AttnError, Result, check_range, nonzero, shape_err};
 
 // ANCHOR: layer_kv_cache
 /// One layer's cache: for every sequence of the batch, the keys and values of the
@@ -20,12 +19,17 @@ use crate::support::error::{
 /// `first_pos` is the position of the first tokens appended (0 for a whole sequence).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LayerKvCache {
-    /// Per sequence: `(capacity, n_kv_heads · head_dim)`, rows `0 .. len` filled.
-    keys: Vec<DMatrix<f32>>,
+    /// Per sequence: a column-major `(stride, n_kv_heads · head_dim)` matrix, rows
+    /// `0 .. len` filled. A column is one channel of every position, contiguous.
+    keys: Vec<AlignedBuf>,
     /// Same layout as `keys`.
-    values: Vec<DMatrix<f32>>,
+    values: Vec<AlignedBuf>,
     len: usize,
     capacity: usize,
+    /// Floats from one column to the next: `capacity` rounded up to whole cache lines,
+    /// so that every column starts on a line, as the buffer does (a 16-float load that
+    /// straddles two lines costs two: chapter 8).
+    stride: usize,
     kv_dim: usize,
     /// The absolute position of row 0, fixed by the first append.
     first_pos: usize,
@@ -62,17 +66,19 @@ impl LayerKvCache {
             &[2, batch, capacity, n_kv_heads, head_dim],
         )?;
         let kv_dim = n_kv_heads * head_dim; // fits: checked above
+        let stride = capacity.next_multiple_of(LINE_FLOATS); // fits: capacity < 2^34
         let mut keys = Vec::with_capacity(batch);
         let mut values = Vec::with_capacity(batch);
         for _ in 0..batch {
-            keys.push(try_zero_matrix(&what, capacity, kv_dim)?);
-            values.push(try_zero_matrix(&what, capacity, kv_dim)?);
+            keys.push(AlignedBuf::try_zeroed(&what, &[stride, kv_dim])?);
+            values.push(AlignedBuf::try_zeroed(&what, &[stride, kv_dim])?);
         }
         Ok(Self {
             keys,
             values,
             len: 0,
             capacity,
+            stride,
             kv_dim,
             first_pos: 0,
             window: None,
@@ -148,9 +154,10 @@ impl LayerKvCache {
         if n_new > self.capacity - self.len {
             self.drop_unseen_rows(n_new)?; // a sliding window's cache (chapter 9)
         }
+        let (len, kv_dim, stride) = (self.len, self.kv_dim, self.stride);
         for b in 0..self.keys.len() {
-            self.keys[b].rows_mut(self.len, n_new).copy_from(&keys[b]);
-            self.values[b].rows_mut(self.len, n_new).copy_from(&values[b]);
+            self.keys[b].rows_mut(len, n_new, kv_dim, stride).copy_from(&keys[b]);
+            self.values[b].rows_mut(len, n_new, kv_dim, stride).copy_from(&values[b]);
         }
         self.first_pos = first_pos;
         self.len += n_new;
@@ -190,13 +197,13 @@ impl LayerKvCache {
     /// The filled keys of sequence `b`: a `(len, n_kv_heads · head_dim)` view, no copy.
     pub fn keys(&self, b: usize) -> Result<DMatrixView<'_, f32>> {
         self.check_batch(b)?;
-        Ok(self.keys[b].rows(0, self.len))
+        Ok(self.keys[b].rows(0, self.len, self.kv_dim, self.stride))
     }
 
     /// The filled values of sequence `b`: a `(len, n_kv_heads · head_dim)` view, no copy.
     pub fn values(&self, b: usize) -> Result<DMatrixView<'_, f32>> {
         self.check_batch(b)?;
-        Ok(self.values[b].rows(0, self.len))
+        Ok(self.values[b].rows(0, self.len, self.kv_dim, self.stride))
     }
 
     fn check_batch(&self, b: usize) -> Result<()> {

@@ -44,9 +44,9 @@ use nalgebra::{DMatrix, DMatrixView};
 
 use crate::mechanisms::gqa::GroupedQueryAttention;
 use crate::mechanisms::sdpa::{HeadLayout, grouped_attention};
+use crate::support::aligned::AlignedBuf;
 use crate::support::error::{
     AttnError, Result, check_range, checked_len, nonzero, shape_err, try_zero_matrix,
-    try_zeros,
 };
 use crate::support::init::splitmix64;
 use crate::variants::grouped_attention_with;
@@ -82,14 +82,15 @@ pub struct PagedKvCache {
 ///
 /// Block `b` holds its keys as a column-major `(block_size, n_kv_heads · head_dim)`
 /// matrix, chapter 6's layout, at `keys[b · block_size · kv_dim ..]`; its values
-/// likewise in `values`.
+/// likewise in `values`. Both buffers start on a cache line, so with blocks of 16
+/// positions (a line of `f32`s) every block's every column does too.
 #[derive(Clone, Debug, PartialEq)]
 struct BlockPool {
     block_size: usize,
     /// `n_kv_heads · head_dim`: the width of a cached row.
     kv_dim: usize,
-    keys: Vec<f32>,
-    values: Vec<f32>,
+    keys: AlignedBuf,
+    values: AlignedBuf,
     /// The blocks no sequence holds; a block is taken from the end.
     free: Vec<usize>,
     /// Per block: how many block tables hold it (0 when free).
@@ -200,8 +201,8 @@ impl PagedKvCache {
         );
         checked_len(&what, &[2, n_blocks, block_size, n_kv_heads, head_dim])?;
         let kv_dim = n_kv_heads * head_dim; // fits: checked above
-        let keys = try_zeros(&what, &[n_blocks, block_size, kv_dim])?;
-        let values = try_zeros(&what, &[n_blocks, block_size, kv_dim])?;
+        let keys = AlignedBuf::try_zeroed(&what, &[n_blocks, block_size, kv_dim])?;
+        let values = AlignedBuf::try_zeroed(&what, &[n_blocks, block_size, kv_dim])?;
         let mut free = Vec::new();
         let mut ref_counts = Vec::new();
         let refused = || AttnError::TooLarge {

@@ -361,7 +361,17 @@ pub(crate) fn checked_len(what: impl fmt::Display, dims: &[usize]) -> Result<usi
 
 /// A vector of `len` zeros, asking the allocator without aborting on failure.
 pub(crate) fn try_zeros(what: impl fmt::Display, dims: &[usize]) -> Result<Vec<f32>> {
-    let len = checked_len(&what, dims)?;
+    try_zeros_with_spare(what, dims, 0)
+}
+
+/// [`try_zeros`] with `spare` more zeros after the `dims` elements (`spare` is small:
+/// [`checked_len`] bounds the elements to 2^34, so the sum cannot overflow).
+pub(crate) fn try_zeros_with_spare(
+    what: impl fmt::Display,
+    dims: &[usize],
+    spare: usize,
+) -> Result<Vec<f32>> {
+    let len = checked_len(&what, dims)? + spare;
     let mut v = Vec::new();
     v.try_reserve_exact(len).map_err(|_| AttnError::TooLarge {
         what: format!("{what} {}", fmt_shape(dims)),

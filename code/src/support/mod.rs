@@ -2,6 +2,7 @@
 //! comparison with PyTorch's tolerances, a random initialiser that Python reproduces
 //! bit for bit, and the examples' printing ([`show`]).
 
+pub mod aligned;
 pub mod batch;
 pub mod compare;
 pub mod error;

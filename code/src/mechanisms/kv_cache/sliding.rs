@@ -43,7 +43,7 @@ impl LayerKvCache {
     /// tokens), so the rows stay in position order and every kernel reads them as one
     /// contiguous block. Still no room: [`AttnError::CacheFull`], nothing changed.
     pub(crate) fn drop_unseen_rows(&mut self, n_new: usize) -> Result<()> {
-        let (capacity, len) = (self.capacity, self.len);
+        let (capacity, len, stride) = (self.capacity, self.len, self.stride);
         let full = AttnError::CacheFull { capacity, len, adding: n_new };
         let Some((window, sinks)) = self.window else { return Err(full) };
         let keep_tail = window - 1; // the next query's window, without itself
@@ -54,7 +54,7 @@ impl LayerKvCache {
         }
         for m in self.keys.iter_mut().chain(self.values.iter_mut()) {
             // column-major: each column is one feature of every row, contiguous
-            for column in m.as_mut_slice().chunks_exact_mut(capacity) {
+            for column in m.chunks_exact_mut(stride) {
                 column.copy_within(sinks + drop..len, sinks);
             }
         }
