@@ -63,9 +63,9 @@ impl AlignedBuf {
     /// Rows `first_row .. first_row + n_rows` of the column-major `(stride, n_cols)`
     /// matrix the buffer holds (column `c` at `c · stride ..`), as a view: no copy.
     ///
-    /// # Panics
-    /// If the rows pass `stride` or the matrix the buffer (callers size both).
-    pub fn rows(
+    /// Crate-internal: it panics if the rows pass `stride` or the matrix passes the
+    /// buffer, which the callers (the caches, which size both) rule out.
+    pub(crate) fn rows(
         &self,
         first_row: usize,
         n_rows: usize,
@@ -83,11 +83,8 @@ impl AlignedBuf {
         )
     }
 
-    /// [`AlignedBuf::rows`], writable.
-    ///
-    /// # Panics
-    /// As [`AlignedBuf::rows`].
-    pub fn rows_mut(
+    /// [`AlignedBuf::rows`], writable; the same panics, ruled out the same way.
+    pub(crate) fn rows_mut(
         &mut self,
         first_row: usize,
         n_rows: usize,
