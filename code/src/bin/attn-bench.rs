@@ -509,9 +509,7 @@ impl DecodeCache {
         };
         match case {
             Case::Decode | Case::DecodeSplitK => {
-                let mut cache = LayerKvCache::for_heads(1, seq, heads)?;
-                cache.append(0, std::slice::from_ref(k), std::slice::from_ref(v))?;
-                Ok(DecodeCache::F32(cache))
+                Ok(DecodeCache::F32(f32_cache(k, v, heads)?))
             }
             Case::DecodeUnaligned => {
                 let (keys, values) = (unaligned_copy(k)?, unaligned_copy(v)?);
@@ -552,6 +550,18 @@ impl DecodeCache {
             | DecodeCache::Paged(..) => PagedDecodeAttention::bytes_read(seq, heads),
         }
     }
+}
+
+/// Chapter 6's cache holding `k` and `v` (one sequence, capacity `k.nrows()`): what
+/// `decode` reads, and what the paired cases time beside their own.
+fn f32_cache(
+    k: &DMatrix<f32>,
+    v: &DMatrix<f32>,
+    heads: HeadLayout,
+) -> Result<LayerKvCache> {
+    let mut cache = LayerKvCache::for_heads(1, k.nrows(), heads)?;
+    cache.append(0, std::slice::from_ref(k), std::slice::from_ref(v))?;
+    Ok(cache)
 }
 
 /// Where [`Case::DecodeUnaligned`]'s matrix starts in its buffer: 4 floats, 16 bytes,
@@ -706,13 +716,7 @@ fn measure(shape: &Shape, budget: &Budget) -> Result<Measured> {
     // the aligned cache `decode` reads, timed call for call beside this case's
     let paired = matches!(shape.case, Case::DecodeUnaligned | Case::DecodePaged)
         && shape.threads == 1;
-    let base_cache = match paired {
-        true => match DecodeCache::new(Case::Decode, &k, &v, heads)? {
-            DecodeCache::F32(c) => Some(c),
-            _ => None,
-        },
-        false => None,
-    };
+    let base_cache = if paired { Some(f32_cache(&k, &v, heads)?) } else { None };
     let mut base_decode = DecodeAttention::new();
     let mut base_out = DMatrix::zeros(1, N_HEADS * HEAD_DIM);
     let mut call_base = |c: &LayerKvCache| -> Result<()> {

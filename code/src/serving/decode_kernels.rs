@@ -1345,9 +1345,9 @@ impl GroupSource for PagedDecode<'_> {
     /// sums it (`s = q₀k₀; s += q₁k₁; ...`), so that the scores are its scores. Fast
     /// path: eight chunks of sixteen positions at a time (then four, then one), each
     /// from its own block, their sixteen sums in registers for the whole loop over the
-    /// channels: eight blocks' reads in flight at once, where four were 5 % slower on
-    /// the Zen 4 (interleaved, AVX-512; the same at AVX2); otherwise a run of a block at
-    /// a time, a column at a time.
+    /// channels: eight blocks' reads in flight at once, where four were a few percent
+    /// slower on the Zen 4 (interleaved, AVX-512; the same at AVX2); otherwise a run of
+    /// a block at a time, a column at a time.
     #[inline(always)]
     fn scores(&self, kv: usize, j0: usize, len: usize, t: &mut Tile<'_>) {
         let (d, tile, bs) = (t.d, t.tile, self.block_size);
